@@ -1,0 +1,39 @@
+"""tf_lottery: find, train and ship sparse lottery tickets with Keras 3.
+
+Public API (everything else is internal and may change):
+
+- `prunable`, `PruneWrapper`, `strip`, `prune_wrappers`: masks in wrapper layers.
+- `prune`, `rate_per_round`, `scoring`: global / layer-wise pruning by score.
+- `LotteryCallback`, `RewindPoint`, `Snapshot`, `reinitialize`: IMP with rewinding.
+- `Ticket`, `sparsity_report`, `SparsityReport`: results.
+"""
+
+from tf_lottery import scoring
+from tf_lottery.lottery_callback import LotteryCallback
+from tf_lottery.model_walk import prune_wrappers
+from tf_lottery.prunable import prunable
+from tf_lottery.prune_wrapper import PruneWrapper
+from tf_lottery.pruning import prune, rate_per_round
+from tf_lottery.rewind import RewindPoint, Snapshot, reinitialize
+from tf_lottery.sparsity import SparsityReport, sparsity_report
+from tf_lottery.strip import strip
+from tf_lottery.ticket import Ticket
+from tf_lottery.version import __version__
+
+__all__ = [
+    "LotteryCallback",
+    "PruneWrapper",
+    "RewindPoint",
+    "Snapshot",
+    "SparsityReport",
+    "Ticket",
+    "__version__",
+    "prunable",
+    "prune",
+    "prune_wrappers",
+    "rate_per_round",
+    "reinitialize",
+    "scoring",
+    "sparsity_report",
+    "strip",
+]

@@ -1,0 +1,1 @@
+"""Datasets: MNIST-1D generated offline, and tfds pipelines."""

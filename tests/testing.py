@@ -1,0 +1,58 @@
+"""Shared helpers for tf_lottery tests."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+
+class TestCase:
+    """Base class: a fresh Keras session and fixed seeds for every test."""
+
+    @pytest.fixture(autouse=True)
+    def _fresh_session(self):
+        keras.backend.clear_session()
+        keras.utils.set_random_seed(1234)
+        yield
+        keras.backend.clear_session()
+
+
+def mlp(input_dim: int = 40, hidden=(64, 32), classes: int = 10, name=None) -> keras.Model:
+    """A small Sequential MLP with a named output layer."""
+    layers = [keras.Input((input_dim,))]
+    layers += [keras.layers.Dense(units, activation="relu") for units in hidden]
+    layers.append(keras.layers.Dense(classes, name="output"))
+    return keras.Sequential(layers, name=name)
+
+
+def toy_data(n: int = 256, input_dim: int = 40, classes: int = 10, seed: int = 0):
+    """A learnable classification problem: labels from a random linear map."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, input_dim)).astype("float32")
+    w = rng.normal(size=(input_dim, classes)).astype("float32")
+    y = np.argmax(x @ w, axis=1).astype("int64")
+    return x, y
+
+
+def compile_classifier(model: keras.Model, optimizer=None, **kwargs) -> keras.Model:
+    model.compile(
+        optimizer=optimizer or keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        **kwargs,
+    )
+    return model
+
+
+def pruned_weights_are_zero(model) -> bool:
+    """Every masked-out position of every PruneWrapper holds exactly +0.0."""
+    from tf_lottery.model_walk import prune_wrappers
+
+    for wrapper in prune_wrappers(model):
+        for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
+            value = keras.ops.convert_to_numpy(weight.value)
+            pruned = value[~mask]
+            if pruned.size and (np.any(pruned != 0.0) or np.any(np.signbit(pruned))):
+                return False
+    return True

@@ -56,3 +56,23 @@ def pruned_weights_are_zero(model) -> bool:
             if pruned.size and (np.any(pruned != 0.0) or np.any(np.signbit(pruned))):
                 return False
     return True
+
+
+_STRATEGY = None
+
+
+def two_replica_strategy():
+    """One `MirroredStrategy` over the 2 logical CPUs, shared by all tests.
+
+    Shared because two strategies created in one process reuse collective
+    instance keys, and the second one's all-reduce then meets the first
+    one's shapes.
+    """
+    import tensorflow as tf
+
+    global _STRATEGY
+    if _STRATEGY is None:
+        devices = [d.name for d in tf.config.list_logical_devices("CPU")[:2]]
+        assert len(devices) == 2, "tests/conftest.py should create 2 logical CPUs"
+        _STRATEGY = tf.distribute.MirroredStrategy(devices)
+    return _STRATEGY

@@ -64,7 +64,7 @@ class PruneWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
-        self._masks = []
+        self._masks = ()
         if layer.built:
             self._create_masks()
             self.built = True
@@ -86,7 +86,8 @@ class PruneWrapper(keras.layers.Wrapper):
             )
             masked_variable.bind_mask(weight, mask)
             masks.append(mask)
-        self._masks = masks
+        # A tuple (not a list) so that TensorFlow checkpoints track the masks.
+        self._masks = tuple(masks)
 
     def build(self, input_shape=None):
         # Left to the first call: the inner layer then builds from all of its

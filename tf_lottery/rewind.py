@@ -69,7 +69,11 @@ class Snapshot:
     def capture(cls, model: keras.Model, step: int) -> Snapshot:
         optimizer = getattr(model, "optimizer", None)
         optimizer_values = []
-        if optimizer is not None and optimizer.built:
+        if optimizer is not None and not optimizer.built:
+            # At step 0 (on_train_begin) Keras has not built the optimizer
+            # yet; its initial state is part of the rewind point.
+            optimizer.build(model.trainable_variables)
+        if optimizer is not None:
             optimizer_values = [np.array(v.numpy(), copy=True) for v in optimizer.variables]
         return cls(
             model_values=[np.array(v.numpy(), copy=True) for v in model_variables(model)],

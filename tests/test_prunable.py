@@ -150,3 +150,29 @@ class TestPrunable(TestCase):
         np.testing.assert_allclose(loaded(x), model(x), atol=1e-6)
         config = plain.to_json()
         assert "tf_lottery" not in config and "PruneWrapper" not in config
+
+
+class TestLotteryTarget(TestCase):
+    def test_wrappers_and_variables_follow_lottery_target(self):
+        from tf_lottery.model_walk import model_variables
+
+        class Pair(keras.Model):
+            def __init__(self, teacher, student):
+                super().__init__()
+                self.teacher = teacher
+                self.student = student
+
+            def call(self, x):
+                return self.student(x)
+
+            def lottery_target(self):
+                return self.student
+
+        teacher = tfl.prunable(sequential())
+        student = tfl.prunable(sequential())
+        pair = Pair(teacher, student)
+        assert tfl.prune_wrappers(pair) == tfl.prune_wrappers(student)
+        assert [v.path for v in model_variables(pair)] == [v.path for v in model_variables(student)]
+        tfl.prune(pair, rate=0.5)
+        assert tfl.sparsity_report(student).sparsity == pytest.approx(0.5, abs=1e-3)
+        assert tfl.sparsity_report(teacher).sparsity == 0.0

@@ -32,8 +32,23 @@ def iter_layers(layer: keras.layers.Layer):
     yield from visit(layer)
 
 
+def pruning_target(model: keras.layers.Layer) -> keras.layers.Layer:
+    """The part of `model` that pruning, rewinding and tickets refer to.
+
+    A model may define `lottery_target()` returning a sub-model: a
+    distillation model returns its student, so that the frozen teacher is
+    neither pruned nor rewound. Otherwise the model itself.
+    """
+    target = getattr(model, "lottery_target", None)
+    return target() if callable(target) else model
+
+
 def prune_wrappers(model: keras.layers.Layer) -> list[PruneWrapper]:
-    """Every `PruneWrapper` inside `model` (nested models included), once each."""
+    """Every `PruneWrapper` inside `model` (nested models included), once each.
+
+    Respects `lottery_target()` (see `pruning_target`).
+    """
+    model = pruning_target(model)
     if isinstance(model, PruneWrapper):
         return [model]
     return [layer for layer in iter_layers(model) if isinstance(layer, PruneWrapper)]
@@ -44,7 +59,8 @@ def mask_variable_ids(model: keras.layers.Layer) -> set[int]:
 
 
 def model_variables(model: keras.layers.Layer) -> list:
-    """All of `model`'s variables except the masks, in `model.weights` order."""
+    """All variables of `model`'s pruning target except the masks, in order."""
+    model = pruning_target(model)
     masks = mask_variable_ids(model)
     return [v for v in model.weights if id(v) not in masks]
 

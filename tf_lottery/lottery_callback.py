@@ -454,10 +454,14 @@ class LotteryCallback(keras.callbacks.Callback):
         self._round_epoch = epoch % self._epochs_per_round
         self._step = epoch * (self._steps_per_epoch or 0)
         if self.snapshot is None:
-            raise ValueError(
-                f"LotteryCallback resumed at epoch {epoch} but '{self.state_dir}' holds "
-                "no rewind point. Resume with the same `state_dir` the run started with."
-            )
+            passed = self._rewind_step is None or self._step >= self._rewind_step
+            if self._round_epoch != epoch or passed:
+                raise ValueError(
+                    f"LotteryCallback resumed at epoch {epoch}, past the rewind point "
+                    f"'{self.rewind_to}', but '{self.state_dir}' holds no rewind point. "
+                    "Resume with the same `state_dir` the run started with."
+                )
+            return  # still in round 0, before the rewind point: it will be taken
         self.history = history[:expected]
         self._round = len(self.history)
         if self._round < expected:

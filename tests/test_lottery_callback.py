@@ -207,6 +207,26 @@ class TestLotteryCallback(TestCase):
         for kernel, mask, pos in zip(start["kernels"], start["masks"], _kernel_index(model)):
             np.testing.assert_array_equal(kernel, snapshot.model_values[pos] * mask)
 
+    def test_restart_before_the_rewind_point_takes_it_later(self, tmp_path):
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 0:
+                    raise RuntimeError("simulated crash")
+
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        state = str(tmp_path / "lottery")
+        make = lambda: tfl.LotteryCallback(rounds=2, pruning_rate=0.5, rewind_to="8it", state_dir=state, verbose=0)
+        model = _model(keras.optimizers.SGD(0.05))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _fit(model, [backup, make(), Crash()], epochs=4)  # 6 steps per epoch: crash at step 6
+        model = _model(keras.optimizers.SGD(0.05))
+        model.build((None, 40))
+        lottery = make()
+        _fit(model, [backup, lottery], epochs=4)
+        assert lottery.snapshot.step == 8
+        assert int(lottery.snapshot.optimizer_values[0]) == 8
+        assert [r["round"] for r in lottery.history] == [0, 1]
+
     def test_model_checkpoint_keeps_masks(self, tmp_path):
         model = _model()
         path = str(tmp_path / "ckpt.keras")

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
+from tests.testing import TestCase, compile_classifier, mlp, pruned_weights_are_zero, toy_data
 from tf_lottery.data.mnist1d import load_mnist1d
 from tf_lottery.pruning import exact_count
-from tests.testing import TestCase, compile_classifier, mlp, pruned_weights_are_zero, toy_data
 
 
 class RoundStartProbe(keras.callbacks.Callback):
@@ -41,8 +41,14 @@ def _kernel_index(model):
 def _fit(model, callbacks, epochs, n=192, batch_size=32, **kwargs):
     x, y = toy_data(n, 40, 10)
     return model.fit(
-        x, y, batch_size=batch_size, epochs=epochs, validation_data=toy_data(64, 40, 10, seed=1),
-        callbacks=callbacks, verbose=0, **kwargs,
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=toy_data(64, 40, 10, seed=1),
+        callbacks=callbacks,
+        verbose=0,
+        **kwargs,
     )
 
 
@@ -57,7 +63,9 @@ class TestLotteryCallback(TestCase):
             tfl.prunable(mlp(input_dim=40, hidden=(100, 100), classes=10)), keras.optimizers.Adam(2e-3)
         )
         lottery = tfl.LotteryCallback(rounds=4, pruning_rate=0.2, layer_rates={"output": 0.1}, verbose=0)
-        model.fit(x, y, validation_data=(xv, yv), batch_size=100, epochs=4 * 3, callbacks=[lottery], verbose=0)
+        model.fit(
+            x, y, validation_data=(xv, yv), batch_size=100, epochs=4 * 3, callbacks=[lottery], verbose=0
+        )
         assert [r["round"] for r in lottery.history] == [0, 1, 2, 3]
         hidden, output = 40 * 100 + 100 * 100, 100 * 10
         alive_hidden, alive_output = hidden, output
@@ -119,7 +127,9 @@ class TestLotteryCallback(TestCase):
 
     def test_learning_rate_rewinding_keeps_trained_weights(self):
         model = _model(keras.optimizers.SGD(0.05, momentum=0.9))
-        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="lr_rewind", rewind_to="2it", verbose=0)
+        lottery = tfl.LotteryCallback(
+            rounds=2, pruning_rate=0.5, retrain="lr_rewind", rewind_to="2it", verbose=0
+        )
         ends = []
         end_probe = keras.callbacks.LambdaCallback(
             on_epoch_end=lambda epoch, logs: ends.append(
@@ -215,7 +225,9 @@ class TestLotteryCallback(TestCase):
 
         backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
         state = str(tmp_path / "lottery")
-        make = lambda: tfl.LotteryCallback(rounds=2, pruning_rate=0.5, rewind_to="8it", state_dir=state, verbose=0)
+        make = lambda: tfl.LotteryCallback(
+            rounds=2, pruning_rate=0.5, rewind_to="8it", state_dir=state, verbose=0
+        )
         model = _model(keras.optimizers.SGD(0.05))
         with pytest.raises(RuntimeError, match="simulated crash"):
             _fit(model, [backup, make(), Crash()], epochs=4)  # 6 steps per epoch: crash at step 6
@@ -278,7 +290,11 @@ class TestLotteryCallback(TestCase):
         with pytest.raises(ValueError, match=r"fit\(epochs=5\) is not a multiple of rounds=2"):
             _fit(_model(), [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=5)
         with pytest.raises(ValueError, match="is not inside the first round"):
-            _fit(_model(), [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="2ep", verbose=0)], epochs=4)
+            _fit(
+                _model(),
+                [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="2ep", verbose=0)],
+                epochs=4,
+            )
         plain = compile_classifier(mlp())
         with pytest.raises(ValueError, match="has no PruneWrapper layers"):
             _fit(plain, [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=2)

@@ -30,20 +30,30 @@ def _pruned_model(optimizer, **compile_kwargs):
 
 class TestMaskedTraining(TestCase):
     @pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
-    @pytest.mark.parametrize("jit_compile, steps_per_execution", [(False, 1), (True, 1), (False, 4), (True, 4)])
+    @pytest.mark.parametrize(
+        "jit_compile, steps_per_execution", [(False, 1), (True, 1), (False, 4), (True, 4)]
+    )
     def test_pruned_weights_stay_zero(self, optimizer, jit_compile, steps_per_execution):
         model = _pruned_model(
             OPTIMIZERS[optimizer](), jit_compile=jit_compile, steps_per_execution=steps_per_execution
         )
         masks_before = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
-        kept_before = [w.numpy()[m] for wr in tfl.prune_wrappers(model) for w, m in zip(wr.pruned_weights, wr.get_masks())]
+        kept_before = [
+            w.numpy()[m]
+            for wr in tfl.prune_wrappers(model)
+            for w, m in zip(wr.pruned_weights, wr.get_masks())
+        ]
         x, y = toy_data(128, 20, 4)
         model.fit(x, y, batch_size=16, epochs=2, verbose=0)
         assert pruned_weights_are_zero(model)
         masks_after = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
         for before, after in zip(masks_before, masks_after):
             np.testing.assert_array_equal(before, after)
-        kept_after = [w.numpy()[m] for wr in tfl.prune_wrappers(model) for w, m in zip(wr.pruned_weights, wr.get_masks())]
+        kept_after = [
+            w.numpy()[m]
+            for wr in tfl.prune_wrappers(model)
+            for w, m in zip(wr.pruned_weights, wr.get_masks())
+        ]
         # Surviving weights did train.
         assert any(not np.allclose(a, b) for a, b in zip(kept_before, kept_after))
 

@@ -50,7 +50,9 @@ class TestPruneWrapper(TestCase):
             wrapper.layer.kernel.assign(np.ones((5, 6), "float32"))
         else:
             other = keras.Sequential([keras.Input((5,)), tfl.PruneWrapper(keras.layers.Dense(6))])
-            other.set_weights([np.ones((5, 6), bool), np.full((5, 6), 3.0, "float32"), np.zeros(6, "float32")])
+            other.set_weights(
+                [np.ones((5, 6), bool), np.full((5, 6), 3.0, "float32"), np.zeros(6, "float32")]
+            )
             file = str(tmp_path / "dense.weights.h5")
             other.save_weights(file)
             # The file's masks are all ones: loading them replaces ours, so
@@ -77,7 +79,9 @@ class TestPruneWrapper(TestCase):
 
     def test_keras_file_round_trip_keeps_masks_and_outputs(self, tmp_path):
         model = tfl.prunable(
-            keras.Sequential([keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)])
+            keras.Sequential(
+                [keras.Input((5,)), keras.layers.Dense(8, activation="relu"), keras.layers.Dense(3)]
+            )
         )
         for i, wrapper in enumerate(tfl.prune_wrappers(model)):
             wrapper.set_masks(_random_masks(wrapper, seed=i))
@@ -153,7 +157,12 @@ class TestPruneWrapper(TestCase):
     def test_biases_and_normalization_are_never_pruned(self):
         model = tfl.prunable(
             keras.Sequential(
-                [keras.Input((4,)), keras.layers.Dense(5), keras.layers.BatchNormalization(), keras.layers.Dense(2)]
+                [
+                    keras.Input((4,)),
+                    keras.layers.Dense(5),
+                    keras.layers.BatchNormalization(),
+                    keras.layers.Dense(2),
+                ]
             )
         )
         pruned = {id(w) for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights}

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.pruning import exact_count, select_lowest
 from tests.testing import TestCase, compile_classifier, mlp, toy_data
+from tf_lottery.pruning import exact_count, select_lowest
 
 
 def _model():

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.model_walk import model_variables
 from tests.testing import TestCase, compile_classifier, toy_data
+from tf_lottery.model_walk import model_variables
 
 
 class TestRewindPoint:
     @pytest.mark.parametrize(
-        "text, amount, unit", [("0it", 0, "it"), ("500it", 500, "it"), ("2ep", 2, "ep"), (" 3 ep ", 3, "ep"), (7, 7, "it")]
+        "text, amount, unit",
+        [("0it", 0, "it"), ("500it", 500, "it"), ("2ep", 2, "ep"), (" 3 ep ", 3, "ep"), (7, 7, "it")],
     )
     def test_parse(self, text, amount, unit):
         point = tfl.RewindPoint.parse(text)
@@ -56,7 +57,9 @@ class TestSnapshot(TestCase):
         snapshot.restore_weights(model)
         snapshot.restore_optimizer(model)
         assert int(model.optimizer.iterations.numpy()) == 4
-        masks = {id(w): m for wr in tfl.prune_wrappers(model) for w, m in zip(wr.pruned_weights, wr.get_masks())}
+        masks = {
+            id(w): m for wr in tfl.prune_wrappers(model) for w, m in zip(wr.pruned_weights, wr.get_masks())
+        }
         for variable, value in zip(model_variables(model), snapshot.model_values):
             expected = value * masks[id(variable)] if id(variable) in masks else value
             np.testing.assert_array_equal(variable.numpy(), expected)

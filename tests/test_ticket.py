@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.model_walk import model_variables
 from tests.testing import TestCase, mlp
+from tf_lottery.model_walk import model_variables
 
 
 def _ticket_model(classes=10, hidden=(32, 16)):
@@ -36,7 +36,9 @@ class TestTicket(TestCase):
         loaded.apply(target)
         for a, b in zip(tfl.prune_wrappers(source), tfl.prune_wrappers(target)):
             np.testing.assert_array_equal(a.get_masks()[0], b.get_masks()[0])
-        masks = {id(w): m for wr in tfl.prune_wrappers(target) for w, m in zip(wr.pruned_weights, wr.get_masks())}
+        masks = {
+            id(w): m for wr in tfl.prune_wrappers(target) for w, m in zip(wr.pruned_weights, wr.get_masks())
+        }
         for variable, value in zip(model_variables(target), ticket.weights):
             expected = value * masks[id(variable)] if id(variable) in masks else value
             np.testing.assert_array_equal(variable.numpy(), expected)

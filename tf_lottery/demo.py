@@ -40,7 +40,9 @@ def main(rounds: int = 5, epochs_per_round: int = 15) -> None:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    lottery = tfl.LotteryCallback(rounds=rounds, pruning_rate=0.2, layer_rates={"output": 0.1}, rewind_to="0it")
+    lottery = tfl.LotteryCallback(
+        rounds=rounds, pruning_rate=0.2, layer_rates={"output": 0.1}, rewind_to="0it"
+    )
     model.fit(
         x,
         y,

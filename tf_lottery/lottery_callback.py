@@ -119,7 +119,9 @@ class LotteryCallback(keras.callbacks.Callback):
     ):
         super().__init__()
         if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}.")
+            raise ValueError(
+                f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}."
+            )
         if (pruning_rate is None) == (target_sparsity is None):
             raise ValueError(
                 "Pass exactly one of `pruning_rate` (fraction of surviving weights "
@@ -140,7 +142,9 @@ class LotteryCallback(keras.callbacks.Callback):
                 f"Invalid value for argument `scope`: expected one of {pruning.SCOPES}. Received: scope={scope!r}."
             )
         if epochs_per_round is not None and (
-            isinstance(epochs_per_round, bool) or not isinstance(epochs_per_round, int) or epochs_per_round < 1
+            isinstance(epochs_per_round, bool)
+            or not isinstance(epochs_per_round, int)
+            or epochs_per_round < 1
         ):
             raise ValueError(
                 "Invalid value for argument `epochs_per_round`: expected an int >= 1 "

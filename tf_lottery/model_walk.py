@@ -78,8 +78,7 @@ def copy_values(source: keras.layers.Layer, target: keras.layers.Layer) -> None:
     for s, d in zip(src, dst):
         if tuple(s.shape) != tuple(d.shape):
             raise ValueError(
-                f"Cannot copy '{s.path}' {tuple(s.shape)} into '{d.path}' "
-                f"{tuple(d.shape)}: shapes differ."
+                f"Cannot copy '{s.path}' {tuple(s.shape)} into '{d.path}' {tuple(d.shape)}: shapes differ."
             )
         d.assign(s.value)
 

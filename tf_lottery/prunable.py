@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import keras
 
@@ -10,7 +10,7 @@ from tf_lottery.model_walk import clone_layer, is_graph_model, prune_wrappers
 from tf_lottery.prunable_layers import is_prunable_layer
 from tf_lottery.prune_wrapper import PruneWrapper
 
-Exclude = Union[None, Callable[[keras.layers.Layer], bool], Sequence[Union[str, type]]]
+Exclude = Callable[[keras.layers.Layer], bool] | Sequence[str | type] | None
 
 
 def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], bool]:

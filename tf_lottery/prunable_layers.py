@@ -26,7 +26,7 @@ class LowRankDense(keras.layers.Layer):
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import keras
 
@@ -53,14 +53,14 @@ def _attention_kernels(layer: keras.layers.MultiHeadAttention) -> list:
 # Conv2D subclass in Keras 3, but the order keeps that safe if it changes).
 _BUILTIN_PRUNABLE: list[tuple[type, Callable[[keras.layers.Layer], list]]] = [
     (keras.layers.MultiHeadAttention, _attention_kernels),
-    (keras.layers.SeparableConv1D, lambda l: [l.depthwise_kernel, l.pointwise_kernel]),
-    (keras.layers.SeparableConv2D, lambda l: [l.depthwise_kernel, l.pointwise_kernel]),
-    (keras.layers.DepthwiseConv1D, lambda l: [l.kernel]),
-    (keras.layers.DepthwiseConv2D, lambda l: [l.kernel]),
-    (keras.layers.Dense, lambda l: [l.kernel]),
-    (keras.layers.EinsumDense, lambda l: [l.kernel]),
-    (keras.layers.Embedding, lambda l: [l.embeddings]),
-    (_CONV_TYPES, lambda l: [l.kernel]),
+    (keras.layers.SeparableConv1D, lambda layer: [layer.depthwise_kernel, layer.pointwise_kernel]),
+    (keras.layers.SeparableConv2D, lambda layer: [layer.depthwise_kernel, layer.pointwise_kernel]),
+    (keras.layers.DepthwiseConv1D, lambda layer: [layer.kernel]),
+    (keras.layers.DepthwiseConv2D, lambda layer: [layer.kernel]),
+    (keras.layers.Dense, lambda layer: [layer.kernel]),
+    (keras.layers.EinsumDense, lambda layer: [layer.kernel]),
+    (keras.layers.Embedding, lambda layer: [layer.embeddings]),
+    (_CONV_TYPES, lambda layer: [layer.kernel]),
 ]
 
 

@@ -13,8 +13,8 @@ a second (see `benchmarks/global_threshold.py`).
 from __future__ import annotations
 
 import fnmatch
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import numpy as np
 
@@ -39,7 +39,9 @@ def rate_per_round(target_sparsity: float, rounds: int) -> float:
     """The per-round rate that reaches `target_sparsity` after `rounds` rounds."""
     _check_fraction("target_sparsity", target_sparsity)
     if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}.")
+        raise ValueError(
+            f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}."
+        )
     return 1.0 - (1.0 - target_sparsity) ** (1.0 / rounds)
 
 
@@ -143,7 +145,9 @@ def prune(
     amount = target_sparsity if by_target else rate
     _check_fraction("target_sparsity" if by_target else "rate", amount)
     if scope not in SCOPES:
-        raise ValueError(f"Invalid value for argument `scope`: expected one of {SCOPES}. Received: scope={scope!r}.")
+        raise ValueError(
+            f"Invalid value for argument `scope`: expected one of {SCOPES}. Received: scope={scope!r}."
+        )
     score_fn = scoring.get(scorer)
     wrappers = prune_wrappers(model)
     if not wrappers:
@@ -157,7 +161,9 @@ def prune(
     alive = [m for wr in wrappers for m in wr.get_masks()]
     scores = score_fn(wrappers)
     if len(scores) != len(alive):
-        raise ValueError(f"The scorer returned {len(scores)} arrays; expected {len(alive)} (one per pruned weight).")
+        raise ValueError(
+            f"The scorer returned {len(scores)} arrays; expected {len(alive)} (one per pruned weight)."
+        )
     for s, a, (wr, i) in zip(scores, alive, tensors):
         if np.shape(s) != a.shape:
             raise ValueError(

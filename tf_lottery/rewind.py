@@ -99,9 +99,7 @@ class Snapshot:
 
 
 def _check_same(variables, values, what):
-    if len(variables) != len(values) or any(
-        tuple(v.shape) != np.shape(a) for v, a in zip(variables, values)
-    ):
+    if len(variables) != len(values) or any(tuple(v.shape) != np.shape(a) for v, a in zip(variables, values)):
         raise ValueError(
             f"The rewind snapshot does not fit this {what}: it holds "
             f"{len(values)} variables, the {what} has {len(variables)} (or "

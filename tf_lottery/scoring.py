@@ -8,7 +8,7 @@ still alive are compared; pruned positions are ignored.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import keras
 import numpy as np
@@ -35,16 +35,12 @@ class RandomScorer:
 
     def __init__(self, seed: int = 0):
         if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
-            raise ValueError(
-                f"Invalid value for argument `seed`: expected an int. Received: seed={seed!r}."
-            )
+            raise ValueError(f"Invalid value for argument `seed`: expected an int. Received: seed={seed!r}.")
         self.seed = int(seed)
 
     def __call__(self, wrappers) -> list[np.ndarray]:
         rng = np.random.default_rng(self.seed)
-        return [
-            rng.random(tuple(w.shape), dtype=np.float32) for wr in wrappers for w in wr.pruned_weights
-        ]
+        return [rng.random(tuple(w.shape), dtype=np.float32) for wr in wrappers for w in wr.pruned_weights]
 
 
 class TaylorScorer:

@@ -77,7 +77,9 @@ class SparsityReport:
                 f"{e.layer + '/' + e.weight:<{width}}  {str(tuple(e.shape)):<18} "
                 f"{e.alive:>10d} {e.total:>10d} {e.sparsity:>8.2%}"
             )
-        lines.append(f"{'global':<{width}}  {'':<18} {self.alive:>10d} {self.total:>10d} {self.sparsity:>8.2%}")
+        lines.append(
+            f"{'global':<{width}}  {'':<18} {self.alive:>10d} {self.total:>10d} {self.sparsity:>8.2%}"
+        )
         return "\n".join(lines)
 
 

@@ -112,9 +112,7 @@ class Ticket:
             )
         skip_layer = wrappers[-1].layer if transfer else None
         variables = model_variables(model)
-        skip_variables = (
-            {id(v) for v in skip_layer.weights} if skip_layer is not None else set()
-        )
+        skip_variables = {id(v) for v in skip_layer.weights} if skip_layer is not None else set()
         for index, ((wrapper, weight), mask) in enumerate(zip(targets, self.masks)):
             if wrapper.layer is skip_layer:
                 continue
@@ -156,7 +154,9 @@ class Ticket:
     def save(self, path: str) -> None:
         """Writes the ticket to `path` (an `.npz` file) atomically."""
         if not isinstance(path, (str, os.PathLike)):
-            raise ValueError(f"Invalid value for argument `path`: expected a file path. Received: path={path!r}.")
+            raise ValueError(
+                f"Invalid value for argument `path`: expected a file path. Received: path={path!r}."
+            )
         header = {
             "format": _FORMAT,
             "tf_lottery_version": __version__,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import keras
+import tensorflow as tf
 
 from tf_lottery.model_walk import clone_layer, is_graph_model, prune_wrappers
 from tf_lottery.prunable_layers import is_prunable_layer
@@ -76,6 +77,7 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
             f"layer. Received: model={model!r} of type {type(model).__name__}."
         )
     excluded = _exclusion_predicate(exclude)
+    _check_strategy_scope(model)
     result = _Wrapper(excluded).wrap_model(model)
     if not prune_wrappers(result):
         raise ValueError(
@@ -85,6 +87,27 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
             "`get_prunable_weights()`) was found outside `exclude`."
         )
     return result
+
+
+def _check_strategy_scope(model) -> None:
+    """Refuses to mix variables of two distribution strategies in one model."""
+    variables = [v for v in model.weights]
+    if not variables:
+        return
+    current = tf.distribute.get_strategy()
+    for variable in variables:
+        value = variable.value
+        owner = getattr(value, "_distribute_strategy", None)
+        if owner is None and not tf.distribute.has_strategy():
+            continue
+        if owner is not current:
+            built = "outside any" if owner is None else f"inside a {type(owner).__name__}"
+            now = "inside a " + type(current).__name__ if tf.distribute.has_strategy() else "outside any"
+            raise ValueError(
+                f"Invalid value for argument `model`: '{model.name}' was built {built} "
+                f"strategy scope, but `prunable` is called {now} strategy scope. Build the "
+                "model and call `tfl.prunable` inside the same `strategy.scope()`."
+            )
 
 
 class _Wrapper:

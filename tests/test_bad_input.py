@@ -1,0 +1,224 @@
+"""A catalogue of bad input across the public API.
+
+Every case must raise an error that names the argument (or the object at
+fault), shows what was received and says what is expected or how to fix it;
+and none may leave partial state behind (checked on masks and files).
+"""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import TestCase, compile_classifier, mlp, toy_data, two_replica_strategy
+
+
+def _wrapped():
+    return tfl.prunable(mlp(input_dim=20, hidden=(16,), classes=4))
+
+
+def _fit(model, callback, epochs=2):
+    x, y = toy_data(64, 20, 4)
+    compile_classifier(model)
+    model.fit(x, y, batch_size=32, epochs=epochs, callbacks=[callback], verbose=0)
+
+
+def _ticket_file(tmp_path, content: bytes | None = None):
+    path = str(tmp_path / "ticket.npz")
+    model = _wrapped()
+    tfl.prune(model, target_sparsity=0.5)
+    tfl.Ticket.from_model(model).save(path)
+    if content is not None:
+        open(path, "wb").write(content)
+    return path
+
+
+def _mirrored_model_wrapped_outside():
+    with two_replica_strategy().scope():
+        model = mlp(input_dim=20, hidden=(16,), classes=4)
+    tfl.prunable(model)
+
+
+CASES = {
+    # prune()
+    "rate_above_one": (
+        lambda m, p: tfl.prune(m, rate=1.5),
+        r"`rate`: expected a float in \[0, 1\). Received: rate=1.5",
+    ),
+    "rate_is_one": (
+        lambda m, p: tfl.prune(m, rate=1.0),
+        r"`rate`: expected a float in \[0, 1\). Received: rate=1.0",
+    ),
+    "rate_negative": (lambda m, p: tfl.prune(m, rate=-0.2), r"Received: rate=-0.2"),
+    "rate_wrong_type": (lambda m, p: tfl.prune(m, rate="20%"), r"Received: rate='20%'"),
+    "rate_and_target": (
+        lambda m, p: tfl.prune(m, rate=0.2, target_sparsity=0.5),
+        r"Pass exactly one of `rate`.*Received: rate=0.2, target_sparsity=0.5",
+    ),
+    "target_past_100": (
+        lambda m, p: tfl.prune(m, target_sparsity=1.0),
+        r"`target_sparsity`: expected a float in \[0, 1\). Received: target_sparsity=1.0",
+    ),
+    "unknown_scope": (
+        lambda m, p: tfl.prune(m, rate=0.2, scope="net"),
+        r"`scope`: expected one of \('global', 'layer'\). Received: scope='net'",
+    ),
+    "unknown_scorer": (
+        lambda m, p: tfl.prune(m, rate=0.2, scorer="l2"),
+        r"`scorer`: expected 'magnitude', 'random' or a callable.*Received: scorer='l2'",
+    ),
+    "layer_rate_unknown_layer": (
+        lambda m, p: tfl.prune(m, rate=0.2, layer_rates={"fc9": 0.1}),
+        r"`layer_rates`: 'fc9' matches no pruned layer. Pruned layers are: \[",
+    ),
+    "layer_rate_out_of_range": (
+        lambda m, p: tfl.prune(m, rate=0.2, layer_rates={"output": 1.2}),
+        r"`layer_rates\['output'\]`: expected a float in \[0, 1\). Received",
+    ),
+    "scorer_wrong_shapes": (
+        lambda m, p: tfl.prune(m, rate=0.2, scorer=lambda ws: [np.ones(3)] * 2),
+        r"The scorer returned shape \(3,\) for '.*kernel'; expected \(20, 16\)",
+    ),
+    "unwrapped_model": (
+        lambda m, p: tfl.prune(mlp(), rate=0.2),
+        r"`model`: '.*' has no PruneWrapper layers. Wrap it first: `model = tfl.prunable\(model\)`",
+    ),
+    # prunable() / PruneWrapper / strip()
+    "prunable_not_a_model": (
+        lambda m, p: tfl.prunable([1, 2]),
+        r"`model`: expected a Keras model or layer. Received: model=\[1, 2\] of type list",
+    ),
+    "nothing_to_prune": (
+        lambda m, p: tfl.prunable(keras.Sequential([keras.Input((3,)), keras.layers.ReLU()])),
+        r"has nothing to prune: no Dense",
+    ),
+    "exclude_bad_item": (
+        lambda m, p: tfl.prunable(mlp(), exclude=[1.5]),
+        r"`exclude`: expected layer names, Keras layer classes, or a predicate.*Received an element 1.5 of type float",
+    ),
+    "wrapper_unprunable_layer": (
+        lambda m, p: tfl.PruneWrapper(keras.layers.Dropout(0.5)),
+        r"`layer`: Dropout '.*' has no prunable weights",
+    ),
+    "set_masks_wrong_shape": (
+        lambda m, p: tfl.prune_wrappers(m)[0].set_masks([np.ones((3, 3), bool)]),
+        r"`masks` of '.*': mask 'kernel_mask' needs shape \(20, 16\). Received shape \(3, 3\)",
+    ),
+    "strip_unbuilt": (
+        lambda m, p: tfl.strip(tfl.prunable(keras.layers.Dense(3))),
+        r"`model`: '.*' is not built. Call it on an input",
+    ),
+    "mismatched_strategy_scope": (
+        lambda m, p: _mirrored_model_wrapped_outside(),
+        r"`model`: '.*' was built inside a MirroredStrategy strategy scope, but `prunable` is called outside",
+    ),
+    # LotteryCallback
+    "callback_rounds_zero": (
+        lambda m, p: tfl.LotteryCallback(rounds=0, pruning_rate=0.2),
+        r"`rounds`: expected an int >= 1. Received: rounds=0",
+    ),
+    "callback_rate_and_target": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, target_sparsity=0.5),
+        r"Pass exactly one of `pruning_rate`.*Received: pruning_rate=0.2, target_sparsity=0.5",
+    ),
+    "rewind_malformed": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="5x"),
+        r"`rewind_to`: expected '<N>it'.*Received: rewind_to='5x'",
+    ),
+    "rewind_negative": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="-5it"),
+        r"Received: rewind_to='-5it'",
+    ),
+    "retrain_unknown": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, retrain="lth"),
+        r"`retrain`: expected one of \('rewind', 'lr_rewind', 'finetune', 'reinit'\). Received: retrain='lth'",
+    ),
+    "seed_wrong_type": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, seed="0"),
+        r"`seed`: expected an int. Received: seed='0'",
+    ),
+    "epochs_not_multiple_of_rounds": (
+        lambda m, p: _fit(m, tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0), epochs=3),
+        r"fit\(epochs=3\) is not a multiple of rounds=2",
+    ),
+    "rewind_after_first_round": (
+        lambda m, p: _fit(
+            m, tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="5ep", verbose=0), epochs=4
+        ),
+        r"`rewind_to`: '5ep' is not inside the first round \(2 epochs\)",
+    ),
+    "ema_optimizer": (
+        lambda m, p: (compile_classifier(m, keras.optimizers.SGD(use_ema=True)), _fit_compiled(m)),
+        r"use_ema=True.*Compile with `use_ema=False`",
+    ),
+    # Tickets
+    "ticket_other_architecture": (
+        lambda m, p: tfl.Ticket.load(_ticket_file(p)).apply(
+            tfl.prunable(mlp(input_dim=20, hidden=(8,), classes=4))
+        ),
+        r"This ticket does not fit model '.*': pruned weight #0 is 'dense.*/kernel' of shape \(20, 16\) in the ticket but",
+    ),
+    "ticket_truncated": (
+        lambda m, p: tfl.Ticket.load(_ticket_file(p, b"PK\x03\x04trunc")),
+        r"is not a readable tf_lottery ticket \(corrupted, truncated or another file type\)",
+    ),
+    "ticket_missing": (
+        lambda m, p: tfl.Ticket.load(str(p / "none.npz")),
+        r"`path`: no ticket file at '.*none.npz'",
+    ),
+    "ticket_bad_path_type": (
+        lambda m, p: tfl.Ticket.from_model(m).save(42),
+        r"`path`: expected a file path. Received: path=42",
+    ),
+    "snapshot_other_model": (
+        lambda m, p: tfl.Snapshot.capture(mlp(), 0).restore_weights(m),
+        r"The rewind snapshot does not fit this model: it holds \d+ variables, the model has \d+",
+    ),
+    "random_scorer_seed": (
+        lambda m, p: tfl.scoring.RandomScorer(seed=1.5),
+        r"`seed`: expected an int. Received: seed=1.5",
+    ),
+    "mnist1d_validation": (
+        lambda m, p: __import__("tf_lottery.data.mnist1d", fromlist=["x"]).load_mnist1d(validation=-1),
+        r"`validation`: expected an int >= 0. Received: validation=-1",
+    ),
+}
+
+
+def _fit_compiled(model):
+    x, y = toy_data(64, 20, 4)
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=2,
+        callbacks=[tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)],
+        verbose=0,
+    )
+
+
+class TestBadInputCatalogue(TestCase):
+    def test_the_catalogue_is_broad(self):
+        assert len(CASES) >= 25
+
+    @pytest.mark.parametrize("case", sorted(CASES))
+    def test_clear_error_and_no_partial_state(self, case, tmp_path):
+        make_error, message = CASES[case]
+        model = _wrapped()
+        masks_before = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        kernels_before = [w.numpy().copy() for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+        files_before = sorted(os.listdir(tmp_path))
+        with pytest.raises((ValueError, FileNotFoundError)) as raised:
+            make_error(model, tmp_path)
+        assert raised.match(message), str(raised.value)
+        masks_after = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        kernels_after = [w.numpy() for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+        for a, b in zip(masks_before, masks_after):
+            np.testing.assert_array_equal(a, b)
+        for a, b in zip(kernels_before, kernels_after):
+            np.testing.assert_array_equal(a, b)
+        # Only the files a case wrote on purpose before failing may exist.
+        leftovers = set(os.listdir(tmp_path)) - set(files_before) - {"ticket.npz"}
+        assert not leftovers, leftovers

@@ -109,3 +109,22 @@ class TestMaskedTraining(TestCase):
         assert pruned_weights_are_zero(model)
         report = tfl.sparsity_report(model)
         assert report.alive == report.total - round(0.5 * report.total)
+
+
+class TestMaskedTrainingLayerTypes(TestCase):
+    def test_embedding_and_attention_train_with_masks(self):
+        tokens = keras.Input((6,), dtype="int32")
+        x = keras.layers.Embedding(50, 16)(tokens)
+        x = keras.layers.MultiHeadAttention(num_heads=2, key_dim=8)(x, x)
+        x = keras.layers.GlobalAveragePooling1D()(x)
+        outputs = keras.layers.Dense(3, name="output")(x)
+        model = tfl.prunable(keras.Model(tokens, outputs))
+        assert [len(w.masks) for w in tfl.prune_wrappers(model)] == [1, 4, 1]
+        tfl.prune(model, target_sparsity=0.7)
+        compile_classifier(model, keras.optimizers.Adam(1e-2))
+        rng = np.random.default_rng(0)
+        x_data = rng.integers(0, 50, size=(96, 6)).astype("int32")
+        y_data = (x_data[:, 0] % 3).astype("int64")
+        history = model.fit(x_data, y_data, batch_size=16, epochs=3, verbose=0)
+        assert history.history["loss"][-1] < history.history["loss"][0]
+        assert pruned_weights_are_zero(model)

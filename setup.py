@@ -31,6 +31,8 @@ setup(
         "tf_keras>=2.21,<2.22",
         "mnist1d",
         "matplotlib",
+        # tf.summary (and keras.callbacks.TensorBoard) need it; TF 2.21 no longer installs it.
+        "tensorboard",
     ],
     extras_require={
         "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel"],

@@ -75,6 +75,7 @@ class TestPrunable(TestCase):
         assert report.total - report.alive == round(0.5 * report.total)
 
         plain = tfl.strip(model)
+        assert plain.built
         all_layers = plain._flatten_layers(include_self=True, recursive=True)
         assert not any(isinstance(layer, tfl.PruneWrapper) for layer in all_layers)
         assert not any(v.dtype == "bool" for v in plain.weights)

@@ -6,10 +6,14 @@ Public API (everything else is internal and may change):
 - `prune`, `rate_per_round`, `scoring`: global / layer-wise pruning by score.
 - `LotteryCallback`, `RewindPoint`, `Snapshot`, `reinitialize`: IMP with rewinding.
 - `Ticket`, `sparsity_report`, `SparsityReport`: results.
+- `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
+- `LotterySummaries`: pruning summaries for TensorBoard.
 """
 
 from tf_lottery import scoring
+from tf_lottery.export import artifact_size, export_saved_model
 from tf_lottery.lottery_callback import LotteryCallback
+from tf_lottery.lottery_tensorboard import LotterySummaries
 from tf_lottery.model_walk import prune_wrappers
 from tf_lottery.prunable import prunable
 from tf_lottery.prune_wrapper import PruneWrapper
@@ -17,17 +21,22 @@ from tf_lottery.pruning import prune, rate_per_round
 from tf_lottery.rewind import RewindPoint, Snapshot, reinitialize
 from tf_lottery.sparsity import SparsityReport, sparsity_report
 from tf_lottery.strip import strip
+from tf_lottery.tflite_export import export_tflite, tflite_runner
 from tf_lottery.ticket import Ticket
 from tf_lottery.version import __version__
 
 __all__ = [
     "LotteryCallback",
+    "LotterySummaries",
     "PruneWrapper",
     "RewindPoint",
     "Snapshot",
     "SparsityReport",
     "Ticket",
     "__version__",
+    "artifact_size",
+    "export_saved_model",
+    "export_tflite",
     "prunable",
     "prune",
     "prune_wrappers",
@@ -36,4 +45,5 @@ __all__ = [
     "scoring",
     "sparsity_report",
     "strip",
+    "tflite_runner",
 ]

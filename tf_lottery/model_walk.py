@@ -101,4 +101,7 @@ def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
             copy.build_from_config(build_config)
         # Checks that the rebuilt layer has the same variables, then fills them.
         copy_values(layer, copy)
+        # A subclassed model rebuilt by running it on its build shapes holds
+        # its variables but is not marked built; Keras then refuses to trace it.
+        copy.built = True
     return copy

@@ -151,3 +151,12 @@ class TestSparsityReport(TestCase):
         plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         report = tfl.sparsity_report(plain)
         assert report.layers == [] and report.model_total == 8
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    from tf_lottery import atomic_io
+
+    path = str(tmp_path / "data.json")
+    atomic_io.write_json(path, {"a": 1})
+    expected = 0o666 & ~atomic_io._UMASK
+    assert os.stat(path).st_mode & 0o777 == expected

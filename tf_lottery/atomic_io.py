@@ -11,6 +11,15 @@ import tempfile
 import numpy as np
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _current_umask()
+
+
 @contextlib.contextmanager
 def atomic_open(path: str, mode: str = "wb"):
     """Opens a temporary file beside `path`; renames it onto `path` on success.
@@ -25,6 +34,8 @@ def atomic_open(path: str, mode: str = "wb"):
             f"Cannot write '{path}': the directory '{directory}' does not exist. Create it first."
         )
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    # mkstemp creates the file 0600; give it the permissions open() would.
+    os.chmod(tmp, 0o666 & ~_UMASK)
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -1,0 +1,54 @@
+"""Datasets by name: `load_dataset(config.dataset)` -> a batching pipeline.
+
+Every pipeline has `input_shape`, `num_classes`, `num_train`, `size(split)`,
+`steps_per_epoch(batch_size)`, `train_batches(epoch, batch_size, seed,
+skip=0)` (deterministic per `(seed, epoch)`) and `eval_batches(split)`.
+"""
+
+from __future__ import annotations
+
+from tf_lottery.data import tfds
+from tf_lottery.data.mnist1d import load_mnist1d
+from tf_lottery.data.pipeline import ArrayPipeline
+
+IN_MEMORY_TFDS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
+NAMES = ("mnist1d", *IN_MEMORY_TFDS, "imagenet2012")
+
+
+def load_dataset(config):
+    """Builds the pipeline that `config` (a `config.dataset` group) names.
+
+    Args:
+        config: ConfigDict or mapping with `name`, `data_dir`, `validation`,
+            `augment`, `train_limit`, and for MNIST-1D `num_samples` and
+            `generator_seed` (see `tf_lottery.experiments.schema`).
+
+    Example:
+
+    ```python
+    data = load_dataset({"name": "cifar10", "data_dir": "/data/tfds", "validation": 5000,
+                         "augment": True, "train_limit": 0})
+    for x, y in data.train_batches(epoch=0, batch_size=128, seed=0).take(1):
+        print(x.shape)  # (128, 32, 32, 3)
+    ```
+    """
+    name = str(config["name"]).lower()
+    validation = int(config["validation"])
+    limit = int(config["train_limit"])
+    data_dir = config["data_dir"] or None
+    if name == "mnist1d":
+        (x, y), (x_val, y_val), (x_test, y_test) = load_mnist1d(
+            seed=int(config["generator_seed"]), num_samples=int(config["num_samples"]), validation=validation
+        )
+        if limit:
+            x, y = x[:limit], y[:limit]
+        return ArrayPipeline(
+            "mnist1d", x, y, x_val, y_val, x_test, y_test, num_classes=10, augment=config["augment"]
+        )
+    if name in IN_MEMORY_TFDS:
+        return tfds.load_in_memory(name, data_dir, validation, bool(config["augment"]), limit)
+    if name == "imagenet2012":
+        return tfds.load_imagenet(data_dir, validation, limit)
+    raise ValueError(
+        f"Invalid value for `config.dataset.name`: expected one of {NAMES}. Received: name={name!r}."
+    )

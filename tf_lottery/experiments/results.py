@@ -1,0 +1,175 @@
+"""Per-round results of a run: rows, CSV and JSON files, the terminal table."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+
+import numpy as np
+
+from tf_lottery import atomic_io
+from tf_lottery.experiments import run_store
+
+FIELDS = (
+    "experiment",
+    "branch",
+    "replicate",
+    "level",
+    "percent_remaining",
+    "sparsity",
+    "early_stop_step",
+    "early_stop_test_accuracy",
+    "early_stop_val_loss",
+    "early_stop_val_accuracy",
+    "final_test_accuracy",
+    "final_test_loss",
+    "final_val_accuracy",
+    "final_train_loss",
+    "elapsed_s",
+)
+
+
+def _row(metrics: dict) -> dict:
+    early, final = metrics.get("early_stop", {}), metrics.get("final", {})
+    return {
+        "experiment": metrics["experiment"],
+        "branch": metrics["branch"],
+        "replicate": metrics["replicate"],
+        "level": metrics["level"],
+        "percent_remaining": metrics["percent_remaining"],
+        "sparsity": metrics["sparsity"],
+        "early_stop_step": early.get("step"),
+        "early_stop_test_accuracy": early.get("test_accuracy"),
+        "early_stop_val_loss": early.get("val_loss"),
+        "early_stop_val_accuracy": early.get("val_accuracy"),
+        "final_test_accuracy": final.get("test_accuracy"),
+        "final_test_loss": final.get("test_loss"),
+        "final_val_accuracy": final.get("val_accuracy"),
+        "final_train_loss": final.get("train_loss"),
+        "elapsed_s": metrics.get("elapsed_s"),
+    }
+
+
+def collect(store, levels: int, replicates: int, branches: list[str]) -> list[dict]:
+    """One row per finished level of every replicate and branch."""
+    rows = []
+    for replicate in range(replicates):
+        for level in range(levels + 1):
+            for branch in [None] + (list(branches) if level else []):
+                directory = store.level_dir(replicate, level, branch)
+                if run_store.is_done(directory):
+                    rows.append(_row(run_store.read_metrics(directory)))
+    return rows
+
+
+def write(directory: str, rows: list[dict]) -> dict:
+    """Writes `rounds.csv` and `rounds.json` (rows and per-round aggregates)."""
+    os.makedirs(directory, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    csv_path = os.path.join(directory, "rounds.csv")
+    with atomic_io.atomic_open(csv_path, "w") as handle:
+        handle.write(buffer.getvalue())
+    json_path = os.path.join(directory, "rounds.json")
+    atomic_io.write_json(json_path, {"rows": rows, "summary": aggregate(rows)})
+    return {"csv": csv_path, "json": json_path}
+
+
+def _stats(values) -> dict | None:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not values:
+        return None
+    array = np.asarray(values, dtype=float)
+    return {
+        "mean": float(array.mean()),
+        "std": float(array.std(ddof=1)) if len(array) > 1 else 0.0,
+        "min": float(array.min()),
+        "max": float(array.max()),
+        "n": len(array),
+    }
+
+
+def aggregate(rows: list[dict]) -> list[dict]:
+    """Mean, std, min and max over replicates for every (branch, level)."""
+    groups: dict = {}
+    for row in rows:
+        groups.setdefault((row["branch"], row["level"]), []).append(row)
+    summary = []
+    for (branch, level), members in sorted(
+        groups.items(), key=lambda item: (item[0][0] != "ticket", item[0])
+    ):
+        entry = {"branch": branch, "level": level}
+        for field in (
+            "percent_remaining",
+            "early_stop_step",
+            "early_stop_test_accuracy",
+            "final_test_accuracy",
+        ):
+            entry[field] = _stats([m[field] for m in members])
+        summary.append(entry)
+    return summary
+
+
+def _cell(stats: dict | None, digits: int = 4, percent: bool = False) -> str:
+    if stats is None:
+        return "-"
+    scale = 100.0 if percent else 1.0
+    text = f"{stats['mean'] * scale:.{digits}f}"
+    if stats["n"] > 1:
+        text += f" ± {stats['std'] * scale:.{digits}f}"
+    return text
+
+
+def table(rows: list[dict], branches: list[str], title: str = "") -> str:
+    """A per-round table: the ticket's test accuracy beside each control's.
+
+    Accuracies are test accuracies (in %) at the early-stopping iteration
+    (lowest validation loss), mean ± std over replicates, as in Frankle &
+    Carbin (2019), Figure 3; `end` is the accuracy at the end of training.
+    """
+    summary = {(e["branch"], e["level"]): e for e in aggregate(rows)}
+    levels = sorted({row["level"] for row in rows})
+    replicates = len({row["replicate"] for row in rows})
+    header = ["round", "remaining", "ticket (es)", "es step", "ticket (end)"] + [
+        f"{b} (es)" for b in branches
+    ]
+    lines = []
+    for level in levels:
+        ticket = summary.get(("ticket", level), {})
+        cells = [
+            str(level),
+            f"{ticket['percent_remaining']['mean']:.1f}%" if ticket else "-",
+            _cell(ticket.get("early_stop_test_accuracy"), 2, percent=True),
+            _cell(ticket.get("early_stop_step"), 0),
+            _cell(ticket.get("final_test_accuracy"), 2, percent=True),
+        ]
+        for branch in branches:
+            entry = summary.get((branch, level), {})
+            cells.append(_cell(entry.get("early_stop_test_accuracy"), 2, percent=True))
+        lines.append(cells)
+    widths = [
+        max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i])
+        for i in range(len(header))
+    ]
+    out = []
+    if title:
+        out.append(title)
+    out.append(
+        f"Test accuracy (%) at the early-stopping iteration (es) and at the end, mean ± std over "
+        f"{replicates} replicate(s)."
+    )
+    out.append("  ".join(h.rjust(w) for h, w in zip(header, widths)))
+    out.append("  ".join("-" * w for w in widths))
+    for cells in lines:
+        out.append("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    return "\n".join(out)
+
+
+def load_json(directory: str) -> dict:
+    with open(os.path.join(directory, "rounds.json")) as handle:
+        return json.load(handle)

@@ -1,0 +1,120 @@
+"""Where a run's files live, and how training states are written and read.
+
+```
+<workdir>/<experiment>/<hash>/
+    hparams.json            the non-default options that the hash names
+    config.json             the full config of the last invocation
+    replicate_<r>/
+        rewind.npz          the rewind point (model + optimizer values)
+        round_<k>/          level k of the main (lottery or oneshot) run
+            start.npz       masks + start weights (a `tfl.Ticket` file)
+            checkpoint.npz  latest training state (model + optimizer values,
+                            position, evaluations); at the end, the final one
+            end.npz         masks + trained weights (a `tfl.Ticket` file)
+            metrics.json    written last: the level is done
+        branch_<name>/round_<k>/   a control trained on level k's mask
+    results/                rounds.csv, rounds.json, *.png
+```
+
+Every file is written atomically (`tf_lottery.atomic_io`), so a run killed
+at any moment leaves complete files only, and `metrics.json` marks a level
+finished.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import ml_collections
+import numpy as np
+
+from tf_lottery import atomic_io
+from tf_lottery.experiments import config_hash
+from tf_lottery.rewind import Snapshot
+
+STORE_FORMAT = "tf_lottery.run_store/1"
+
+
+class RunStore:
+    """Paths of one experiment (one config hash) under `workdir`.
+
+    Args:
+        workdir: str. Root directory of all runs.
+        config: ConfigDict. The experiment config.
+    """
+
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+        if not workdir:
+            raise ValueError(
+                f"Invalid value for argument `workdir`: expected a directory. Received: {workdir!r}."
+            )
+        self.workdir = workdir
+        self.config = config
+        self.hash = config_hash.config_hash(config)
+        self.root = os.path.join(workdir, config.experiment, self.hash)
+
+    def replicate_dir(self, replicate: int) -> str:
+        return os.path.join(self.root, f"replicate_{replicate}")
+
+    def rewind_path(self, replicate: int) -> str:
+        return os.path.join(self.replicate_dir(replicate), "rewind.npz")
+
+    def level_dir(self, replicate: int, level: int, branch: str | None = None) -> str:
+        parent = self.replicate_dir(replicate)
+        if branch is not None:
+            parent = os.path.join(parent, f"branch_{branch}")
+        return os.path.join(parent, f"round_{level}")
+
+    @property
+    def results_dir(self) -> str:
+        return os.path.join(self.root, "results")
+
+    def initialize(self) -> None:
+        """Creates the run directory; refuses one that holds another config's run."""
+        os.makedirs(self.results_dir, exist_ok=True)
+        hparams = {"format": STORE_FORMAT, "hparams": config_hash.hparams(self.config)}
+        path = os.path.join(self.root, "hparams.json")
+        if os.path.exists(path):
+            with open(path) as handle:
+                stored = json.load(handle)
+            if stored != json.loads(json.dumps(hparams)):
+                raise ValueError(
+                    f"The run directory '{self.root}' holds a run with other options "
+                    f"({stored}) than this config ({hparams}): its hash was computed differently. "
+                    "Move it away or use another `--workdir`."
+                )
+        else:
+            atomic_io.write_json(path, hparams)
+        atomic_io.write_json(os.path.join(self.root, "config.json"), self.config.to_dict())
+
+
+def is_done(level_dir: str) -> bool:
+    """Whether the level in `level_dir` finished (its metrics.json exists)."""
+    return os.path.isfile(os.path.join(level_dir, "metrics.json"))
+
+
+def read_metrics(level_dir: str) -> dict:
+    with open(os.path.join(level_dir, "metrics.json")) as handle:
+        return json.load(handle)
+
+
+def write_metrics(level_dir: str, metrics: dict) -> None:
+    atomic_io.write_json(os.path.join(level_dir, "metrics.json"), metrics)
+
+
+def save_state(path: str, snapshot: Snapshot, info: dict | None = None) -> None:
+    """Writes a `Snapshot` (model + optimizer values, step) and JSON `info` atomically."""
+    arrays = {f"m{i:05d}": np.asarray(v) for i, v in enumerate(snapshot.model_values)}
+    arrays.update({f"o{i:05d}": np.asarray(v) for i, v in enumerate(snapshot.optimizer_values)})
+    arrays["info"] = atomic_io.json_array({"step": snapshot.step, **(info or {})})
+    atomic_io.write_npz(path, arrays)
+
+
+def load_state(path: str) -> tuple[Snapshot, dict]:
+    """Reads what `save_state` wrote: `(snapshot, info)`."""
+    with np.load(path, allow_pickle=False) as archive:
+        info = atomic_io.array_json(archive["info"])
+        model = [archive[k] for k in sorted(k for k in archive.files if k.startswith("m"))]
+        optimizer = [archive[k] for k in sorted(k for k in archive.files if k.startswith("o"))]
+    return Snapshot(model_values=model, optimizer_values=optimizer, step=int(info["step"])), info

@@ -1,0 +1,251 @@
+"""The experiment config: every option, its default, and its checks.
+
+A config file (`configs/<name>.py`) starts from `defaults()` and changes what
+its experiment needs; every value can then be overridden on the command line
+(`--config.train.lr=0.01`). The defaults here are also what the run hash
+leaves out (see `config_hash.py`), so a default must never change meaning:
+add a new option with a default that reproduces the old behaviour.
+
+Durations and points in training are strings `"<N>it"` (optimizer steps) or
+`"<N>ep"` (epochs), as in open_lth (`"160ep"`, `"500it"`).
+
+Groups:
+
+- `experiment`: `"lottery"` (iterative magnitude pruning, IMP) or
+  `"oneshot"` (level k is pruned in one step from the dense network to the
+  sparsity of IMP level k). Names the run directory, not hashed.
+- `seed`: base seed; replicate `r` uses seed `seed + r`.
+- `dataset`, `model`, `train`, `pruning`: what is trained and how (hashed).
+  `model` also takes the model builder's own keyword arguments.
+- `run`: how the run is carried out (levels, replicates, controls,
+  checkpointing, output); none of it changes a result, so none is hashed.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+EXPERIMENTS = ("lottery", "oneshot")
+RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
+BRANCHES = ("reinit", "random_layerwise", "random_global", "lr_rewind", "finetune")
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("constant", "step", "cosine")
+WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+
+# Groups whose values never change a result: left out of the hash.
+UNHASHED = ("experiment", "run", "dataset.data_dir")
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """Every option with its default value."""
+    config = ml_collections.ConfigDict()
+    config.experiment = "lottery"
+    config.seed = 0
+
+    config.dataset = ml_collections.ConfigDict()
+    config.dataset.name = "mnist1d"
+    # Directory of prepared tensorflow_datasets data ('' = the tfds default).
+    config.dataset.data_dir = ""
+    # Training examples held out (from the end of train) for validation.
+    config.dataset.validation = 0
+    # Standard CIFAR augmentation: random flip and 4-pixel pad-and-crop.
+    config.dataset.augment = False
+    # Use only the first N training examples (0 = all); for smoke runs.
+    config.dataset.train_limit = 0
+    # MNIST-1D generator: total samples (80/20 train/test) and seed.
+    config.dataset.num_samples = 5000
+    config.dataset.generator_seed = 42
+
+    config.model = ml_collections.ConfigDict()
+    config.model.name = "mnist1d_mlp"
+
+    config.train = ml_collections.ConfigDict()
+    config.train.optimizer = "adam"
+    config.train.lr = 1e-3
+    config.train.momentum = 0.0
+    config.train.nesterov = False
+    config.train.weight_decay = 0.0
+    # 'coupled' adds weight_decay * w to the gradient (PyTorch, open_lth);
+    # 'decoupled' is Keras' own (AdamW-style) decay.
+    config.train.weight_decay_mode = "coupled"
+    config.train.batch_size = 128
+    config.train.training_steps = "1ep"
+    config.train.schedule = "constant"
+    # For schedule='step': comma-separated points, e.g. "80ep,120ep".
+    config.train.milestones = ""
+    config.train.gamma = 0.1
+    # Linear warmup from 0 to `lr`, e.g. "10000it".
+    config.train.warmup = "0it"
+    # Evaluate (validation and test) every this often: the early-stopping
+    # iteration is measured at this resolution.
+    config.train.eval_every = "1ep"
+    config.train.eval_test = True
+
+    config.pruning = ml_collections.ConfigDict()
+    # Fraction of the surviving weights removed at each level.
+    config.pruning.rate = 0.2
+    # 'global' (one threshold over all layers) or 'layer' (each layer by the rate).
+    config.pruning.scope = "global"
+    # Per-layer rates, "name=rate,glob*=rate" (e.g. "output=0.1").
+    config.pruning.layer_rates = ""
+    # Layers never pruned (comma-separated names or globs), e.g. "output".
+    config.pruning.exclude = ""
+    config.pruning.rewind_to = "0it"
+    # How each level restarts: 'rewind' (weights and schedule to `rewind_to`),
+    # 'lr_rewind' (trained weights, schedule rewound), 'finetune' (trained
+    # weights, final learning rate), 'reinit' (fresh random weights).
+    config.pruning.retrain = "rewind"
+
+    config.run = ml_collections.ConfigDict()
+    # Levels 0 (dense) .. `levels` are trained.
+    config.run.levels = 10
+    config.run.replicates = 1
+    # Comma-separated controls run as branches on every level, from
+    # schema.BRANCHES.
+    config.run.branches = "reinit"
+    config.run.checkpoint_every = "1ep"
+    config.run.steps_per_execution = 1
+    # Makes TensorFlow ops deterministic (process-wide), so a resumed run is
+    # bit-identical to an uninterrupted one.
+    config.run.deterministic = True
+    config.run.plots = True
+    # 0: quiet; 1: one line per level; 2: also every evaluation.
+    config.run.verbose = 1
+    return config
+
+
+def csv_list(value: str) -> list[str]:
+    """`"a, b,c"` -> `["a", "b", "c"]` ('' -> [])."""
+    return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def parse_rates(value: str, argument: str = "pruning.layer_rates") -> dict[str, float]:
+    """`"output=0.1,conv*=0.15"` -> `{"output": 0.1, "conv*": 0.15}`."""
+    rates = {}
+    for item in csv_list(value):
+        name, sep, rate = item.partition("=")
+        try:
+            number = float(rate)
+        except ValueError:
+            number = None
+        if not sep or not name.strip() or number is None or not 0.0 <= number < 1.0:
+            raise ValueError(
+                f"Invalid value for `{argument}`: expected 'layer=rate' pairs separated by "
+                f"commas with rates in [0, 1), e.g. 'output=0.1,conv*=0.15'. Received: {value!r}."
+            )
+        rates[name.strip()] = number
+    return rates
+
+
+def _choice(config, key: str, choices) -> None:
+    value = _get(config, key)
+    if value not in choices:
+        raise ValueError(
+            f"Invalid value for `config.{key}`: expected one of {tuple(choices)}. Received: {key}={value!r}."
+        )
+
+
+def _get(config, key: str):
+    node = config
+    for part in key.split("."):
+        node = node[part]
+    return node
+
+
+def _number(config, key: str, low: float, high: float | None = None, integer: bool = False) -> None:
+    value = _get(config, key)
+    kind = int if integer else (int, float)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and value >= low
+    ok = ok and (high is None or value < high)
+    if not ok:
+        bound = f"in [{low}, {high})" if high is not None else f">= {low}"
+        what = "an int" if integer else "a number"
+        raise ValueError(
+            f"Invalid value for `config.{key}`: expected {what} {bound}. Received: {key}={value!r}."
+        )
+
+
+def _point(config, key: str) -> None:
+    from tf_lottery.rewind import RewindPoint
+
+    value = _get(config, key)
+    try:
+        RewindPoint.parse(value)
+    except ValueError:
+        raise ValueError(
+            f"Invalid value for `config.{key}`: expected '<N>it' (optimizer steps) or '<N>ep' "
+            f"(epochs), e.g. '500it' or '2ep'. Received: {key}={value!r}."
+        ) from None
+
+
+def _check_model(model: ml_collections.ConfigDict) -> None:
+    from tf_lottery.models import registry
+
+    accepted = registry.builder_defaults(registry.canonical_name(model.get("name")))
+    for key, value in model.items():
+        if key != "name" and key not in accepted:
+            raise ValueError(
+                f"Unknown config key `config.model.{key}` for model '{registry.canonical_name(model.name)}': "
+                f"expected one of {sorted(accepted)}. Received: {key}={value!r}."
+            )
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks every known option; raises ValueError naming the bad one."""
+    reference = defaults()
+    for group, node in config.items():
+        if group not in reference:
+            raise ValueError(f"Unknown config key `config.{group}`. Known keys: {sorted(reference.keys())}.")
+        if isinstance(reference[group], ml_collections.ConfigDict):
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ValueError(f"Invalid value for `config.{group}`: expected a group of options.")
+            if group == "model":
+                continue  # model builder arguments are checked by the builder
+            unknown = sorted(set(node.keys()) - set(reference[group].keys()))
+            if unknown:
+                raise ValueError(
+                    f"Unknown config key `config.{group}.{unknown[0]}`. Known keys of "
+                    f"`config.{group}`: {sorted(reference[group].keys())}."
+                )
+    _choice(config, "experiment", EXPERIMENTS)
+    _check_model(config.model)
+    from tf_lottery.data.registry import NAMES as DATASETS
+
+    _choice(config, "dataset.name", DATASETS)
+    _number(config, "seed", 0, integer=True)
+    _number(config, "dataset.validation", 0, integer=True)
+    _number(config, "dataset.train_limit", 0, integer=True)
+    _choice(config, "train.optimizer", OPTIMIZERS)
+    _number(config, "train.lr", 0.0)
+    _number(config, "train.momentum", 0.0, 1.0)
+    _number(config, "train.weight_decay", 0.0)
+    _choice(config, "train.weight_decay_mode", WEIGHT_DECAY_MODES)
+    _number(config, "train.batch_size", 1, integer=True)
+    _choice(config, "train.schedule", SCHEDULES)
+    _number(config, "train.gamma", 0.0)
+    for key in ("train.training_steps", "train.warmup", "train.eval_every", "pruning.rewind_to"):
+        _point(config, key)
+    for milestone in csv_list(config.train.milestones):
+        from tf_lottery.rewind import RewindPoint
+
+        try:
+            RewindPoint.parse(milestone)
+        except ValueError:
+            raise ValueError(
+                "Invalid value for `config.train.milestones`: expected comma-separated '<N>it' "
+                f"or '<N>ep' points, e.g. '80ep,120ep'. Received: milestones={config.train.milestones!r}."
+            ) from None
+    _number(config, "pruning.rate", 0.0, 1.0)
+    _choice(config, "pruning.scope", ("global", "layer"))
+    parse_rates(config.pruning.layer_rates)
+    _choice(config, "pruning.retrain", RETRAIN_MODES)
+    _number(config, "run.levels", 0, integer=True)
+    _number(config, "run.replicates", 1, integer=True)
+    _number(config, "run.steps_per_execution", 1, integer=True)
+    for branch in csv_list(config.run.branches):
+        if branch not in BRANCHES:
+            raise ValueError(
+                f"Invalid value for `config.run.branches`: unknown control {branch!r}; expected "
+                f"comma-separated names from {BRANCHES}. Received: branches={config.run.branches!r}."
+            )
+    _point(config, "run.checkpoint_every")

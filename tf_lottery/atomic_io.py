@@ -10,6 +10,8 @@ import tempfile
 
 import numpy as np
 
+from tf_lottery import failpoints
+
 
 def _current_umask() -> int:
     mask = os.umask(0)
@@ -40,6 +42,7 @@ def atomic_open(path: str, mode: str = "wb"):
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
+            failpoints.reach("atomic_write", os.path.basename(path))
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -47,6 +50,22 @@ def atomic_open(path: str, mode: str = "wb"):
             os.unlink(tmp)
         raise
     _fsync_directory(directory)
+
+
+def remove_temporaries(root: str) -> int:
+    """Deletes the temporary files that killed writes left under `root`.
+
+    They are never read (an artifact is only its renamed, complete file);
+    returns how many were removed.
+    """
+    removed = 0
+    for directory, _, files in os.walk(root):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(directory, name))
+                    removed += 1
+    return removed
 
 
 def _fsync_directory(directory: str) -> None:

@@ -41,10 +41,20 @@ def main(argv) -> None:
 
     try:
         run_experiment(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FloatingPointError, FileNotFoundError) as error:
         if flags.FLAGS.verbosity >= 1:
             raise
         sys.exit(f"tf_lottery: error: {error}\n(run with --verbosity=1 for the traceback)")
+    except OSError as error:
+        # A full disk, an unwritable or missing --workdir, missing data: every
+        # artifact is written atomically, so what the store holds is intact.
+        if flags.FLAGS.verbosity >= 1:
+            raise
+        sys.exit(
+            f"tf_lottery: error: {error}\nThe run store under --workdir={_WORKDIR.value} is unchanged; "
+            "fix the cause (free space, permissions, another --workdir) and run the same command "
+            "again to resume."
+        )
 
 
 def run() -> None:

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 
 import tf_lottery as tfl
+from tf_lottery import failpoints
 from tf_lottery.experiments import controls, run_store, trainer
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
 from tf_lottery.experiments.schema import csv_list, parse_rates
@@ -136,6 +137,7 @@ class Replicate:
             tfl.prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates)
         else:
             tfl.prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+        failpoints.reach("after_prune")
         point = self.rewind_snapshot()
         if config.retrain == "rewind":
             point.restore_weights(model)

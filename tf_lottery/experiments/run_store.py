@@ -71,7 +71,13 @@ class RunStore:
         return os.path.join(self.root, "results")
 
     def initialize(self) -> None:
-        """Creates the run directory; refuses one that holds another config's run."""
+        """Creates the run directory; refuses one that holds another config's run.
+
+        Also removes the temporary files of writes that a killed run left
+        unfinished (complete artifacts are never temporary files).
+        """
+        if os.path.isdir(self.root):
+            atomic_io.remove_temporaries(self.root)
         os.makedirs(self.results_dir, exist_ok=True)
         hparams = {"format": STORE_FORMAT, "hparams": config_hash.hparams(self.config)}
         path = os.path.join(self.root, "hparams.json")

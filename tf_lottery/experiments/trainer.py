@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from tf_lottery import failpoints
 from tf_lottery.experiments import run_store
 from tf_lottery.rewind import Snapshot
 
@@ -117,7 +118,13 @@ def train_level(
     began = time.time()
     while position < plan.end:
         stop = _next_stop(position, plan)
-        history = model.fit(train_stream(data, plan, position, stop), epochs=1, verbose=0, shuffle=False)
+        history = model.fit(
+            train_stream(data, plan, position, stop),
+            epochs=1,
+            verbose=0,
+            shuffle=False,
+            callbacks=failpoints.fit_callbacks(),
+        )
         loss = float(history.history["loss"][-1])
         if not math.isfinite(loss):
             raise FloatingPointError(

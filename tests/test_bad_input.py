@@ -222,3 +222,80 @@ class TestBadInputCatalogue(TestCase):
         # Only the files a case wrote on purpose before failing may exist.
         leftovers = set(os.listdir(tmp_path)) - set(files_before) - {"ticket.npz"}
         assert not leftovers, leftovers
+
+
+def _config_with(path, value):
+    from tf_lottery.experiments.default_config import get_config
+
+    config = get_config("smoke")
+    section, key = path.split(".") if "." in path else (None, path)
+    (config[section] if section else config)[key] = value
+    return config
+
+
+CLI_CASES = {
+    "unknown_model": (
+        "model.name",
+        "resnet9000",
+        r"`config.model.name`: expected one of \[.*Received: (model\.)?name='resnet9000'",
+    ),
+    "unknown_dataset": (
+        "dataset.name",
+        "mnist3d",
+        r"`config.dataset.name`: expected one of .*Received: dataset.name='mnist3d'",
+    ),
+    "malformed_rewind": (
+        "pruning.rewind_to",
+        "5x",
+        r"`config.pruning.rewind_to`: expected '<N>it'.*Received: pruning.rewind_to='5x'",
+    ),
+    "rate_out_of_range": (
+        "pruning.rate",
+        1.5,
+        r"`config.pruning.rate`: expected a number in \[0.0, 1.0\). Received: pruning.rate=1.5",
+    ),
+    "unknown_experiment_kind": (
+        "experiment",
+        "lotto",
+        r"`config.experiment`: expected one of .*Received: experiment='lotto'",
+    ),
+    "unknown_retrain_mode": (
+        "pruning.retrain",
+        "rewinding",
+        r"`config.pruning.retrain`: expected one of .*Received: pruning.retrain='rewinding'",
+    ),
+    "unknown_control": (
+        "run.branches",
+        "reinit,magic",
+        r"`config.run.branches`: unknown control 'magic'; expected",
+    ),
+    "zero_batch_size": (
+        "train.batch_size",
+        0,
+        r"`config.train.batch_size`: expected an int >= 1. Received: train.batch_size=0",
+    ),
+    "unknown_optimizer": (
+        "train.optimizer",
+        "adamax9",
+        r"`config.train.optimizer`: expected one of .*Received: train.optimizer='adamax9'",
+    ),
+    "bad_layer_rates": (
+        "pruning.layer_rates",
+        "output=2",
+        r"`pruning.layer_rates`: expected 'layer=rate' pairs.*Received: 'output=2'",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CLI_CASES))
+def test_command_line_config_errors(case, tmp_path):
+    from tf_lottery.experiments import run_experiment
+
+    path, value, message = CLI_CASES[case]
+    with pytest.raises(ValueError, match=message):
+        run_experiment(_config_with(path, value), str(tmp_path), log=lambda line: None)
+    assert os.listdir(tmp_path) == []  # refused before anything was written
+
+
+def test_catalogue_covers_api_and_command_line():
+    assert len(CASES) + len(CLI_CASES) >= 25 and len(CLI_CASES) >= 10

@@ -5,29 +5,16 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tests.testing import TestCase, compile_classifier, mlp, pruned_weights_are_zero, toy_data
+from tests.testing import (
+    RoundStartProbe,
+    TestCase,
+    compile_classifier,
+    mlp,
+    pruned_weights_are_zero,
+    toy_data,
+)
 from tf_lottery.data.mnist1d import load_mnist1d
 from tf_lottery.pruning import exact_count
-
-
-class RoundStartProbe(keras.callbacks.Callback):
-    """Records weights, masks and optimizer step at the start of each round."""
-
-    def __init__(self, epochs_per_round):
-        super().__init__()
-        self.epochs_per_round = epochs_per_round
-        self.starts = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch % self.epochs_per_round == 0:
-            wrappers = tfl.prune_wrappers(self.model)
-            self.starts.append(
-                {
-                    "kernels": [w.numpy().copy() for wr in wrappers for w in wr.pruned_weights],
-                    "masks": [m for wr in wrappers for m in wr.get_masks()],
-                    "iterations": int(self.model.optimizer.iterations.numpy()),
-                }
-            )
 
 
 def _kernel_index(model):

@@ -37,6 +37,7 @@ class TestMaskedTraining(TestCase):
         model = _pruned_model(
             OPTIMIZERS[optimizer](), jit_compile=jit_compile, steps_per_execution=steps_per_execution
         )
+        assert model.jit_compile is jit_compile  # Keras falls back silently when XLA is unavailable
         masks_before = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
         kept_before = [
             w.numpy()[m]

@@ -12,10 +12,24 @@ class TestCase:
 
     @pytest.fixture(autouse=True)
     def _fresh_session(self):
+        _reset_op_determinism()
         keras.backend.clear_session()
         keras.utils.set_random_seed(1234)
         yield
         keras.backend.clear_session()
+        _reset_op_determinism()
+
+
+def _reset_op_determinism():
+    """Undoes `enable_op_determinism()` left on by an in-process experiment run.
+
+    It is process-wide, and while it is on Keras silently compiles without
+    XLA even when asked for `jit_compile=True`.
+    """
+    from tensorflow.python.framework import config
+
+    if config.is_op_determinism_enabled():
+        config.disable_op_determinism()
 
 
 def mlp(input_dim: int = 40, hidden=(64, 32), classes: int = 10, name=None) -> keras.Model:
@@ -76,3 +90,32 @@ def two_replica_strategy():
         assert len(devices) == 2, "tests/conftest.py should create 2 logical CPUs"
         _STRATEGY = tf.distribute.MirroredStrategy(devices)
     return _STRATEGY
+
+
+class RoundStartProbe(keras.callbacks.Callback):
+    """Records, at the start of each round, what the round starts from.
+
+    Each entry of `starts` has `kernels` (the pruned weights), `values` (every
+    non-mask variable of the pruning target), `masks` and `iterations` (the
+    optimizer step).
+    """
+
+    def __init__(self, epochs_per_round: int):
+        super().__init__()
+        self.epochs_per_round = epochs_per_round
+        self.starts = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        import tf_lottery as tfl
+        from tf_lottery.model_walk import model_variables
+
+        if epoch % self.epochs_per_round == 0:
+            wrappers = tfl.prune_wrappers(self.model)
+            self.starts.append(
+                {
+                    "kernels": [w.numpy().copy() for wr in wrappers for w in wr.pruned_weights],
+                    "values": [v.numpy().copy() for v in model_variables(self.model)],
+                    "masks": [m for wr in wrappers for m in wr.get_masks()],
+                    "iterations": int(self.model.optimizer.iterations.numpy()),
+                }
+            )

@@ -34,11 +34,29 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "Root directory of the run store.")
 
 
+def _runner(kind):
+    """The function that runs an experiment of kind `config.experiment`."""
+    if kind in ("kd_ticket", "kd_rewind"):
+        from tf_lottery.distillation.kd_experiment import run_kd_experiment
+
+        return run_kd_experiment
+    if kind == "instability":
+        from tf_lottery.instability import run_instability
+
+        return run_instability
+    if kind == "transfer":
+        from tf_lottery.transfer import run_transfer
+
+        return run_transfer
+    from tf_lottery.experiments import run_experiment
+
+    return run_experiment
+
+
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
-    from tf_lottery.experiments import run_experiment
-
+    run_experiment = _runner(_CONFIG.value.get("experiment"))
     try:
         run_experiment(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
     except (ValueError, FloatingPointError, FileNotFoundError) as error:

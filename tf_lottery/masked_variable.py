@@ -29,7 +29,7 @@ def _masked_class(base: type) -> type:
         def _direct_assign(self, value):
             mask = self._tf_lottery_mask
             value = ops.convert_to_tensor(value, dtype=self.dtype)
-            super()._direct_assign(ops.where(mask, value, ops.zeros((), dtype=value.dtype)))
+            super()._direct_assign(ops.where(mask, value, ops.zeros_like(value)))
 
     MaskedVariable.__name__ = f"Masked{base.__name__}"
     MaskedVariable.__qualname__ = MaskedVariable.__name__

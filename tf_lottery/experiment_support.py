@@ -165,3 +165,32 @@ def summary(values) -> dict:
     """`{"mean", "min", "max", "n"}` of a list of numbers."""
     values = [float(v) for v in values]
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def standalone_main(defaults, run, description: str) -> None:
+    """`python -m <module> --workdir=<dir> [--config.<key>=<value> ...]` for an experiment module.
+
+    Args:
+        defaults: Callable returning the experiment's default ConfigDict.
+        run: `run(config, workdir, log)`, the experiment.
+        description: Help text of the `--config` flag.
+    """
+    import os
+    import tempfile
+
+    from absl import app, flags
+    from ml_collections import config_flags
+
+    config = config_flags.DEFINE_config_dict("config", defaults(), description)
+    workdir = flags.DEFINE_string(
+        "workdir", os.path.join(tempfile.gettempdir(), "tf_lottery"), "Run store root."
+    )
+
+    def main(argv):
+        if len(argv) > 1:
+            raise app.UsageError(
+                f"Unexpected arguments {argv[1:]}: use --config.<key>=<value> and --workdir."
+            )
+        run(config.value, workdir.value, log=lambda line: print(line, flush=True))
+
+    app.run(main)

@@ -310,24 +310,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def main() -> None:
     """`python -m tf_lottery.transfer --workdir=<dir> [--config.<key>=<value> ...]`."""
-    import tempfile
-
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    config = config_flags.DEFINE_config_dict("config", defaults(), "The transfer experiment config.")
-    workdir = flags.DEFINE_string(
-        "workdir", os.path.join(tempfile.gettempdir(), "tf_lottery"), "Run store root."
-    )
-
-    def run(argv):
-        if len(argv) > 1:
-            raise app.UsageError(
-                f"Unexpected arguments {argv[1:]}: use --config.<key>=<value> and --workdir."
-            )
-        run_transfer(config.value, workdir.value, log=lambda line: print(line, flush=True))
-
-    app.run(run)
+    experiment_support.standalone_main(defaults, run_transfer, "The transfer experiment config.")
 
 
 if __name__ == "__main__":

@@ -194,3 +194,32 @@ def standalone_main(defaults, run, description: str) -> None:
         run(config.value, workdir.value, log=lambda line: print(line, flush=True))
 
     app.run(main)
+
+
+def cached_replicates(root: str, replicates: int, fmt: str, run_one) -> list:
+    """Rows of every replicate, reusing each finished one's `replicate_<r>.json`.
+
+    Args:
+        root: Run directory.
+        replicates: Number of replicates.
+        fmt: Format tag stored with the rows; a file with another tag is redone.
+        run_one: `run_one(replicate) -> rows` for a replicate not finished yet.
+    """
+    import json
+    import os
+
+    from tf_lottery import atomic_io
+
+    rows = []
+    for replicate in range(replicates):
+        path = os.path.join(root, f"replicate_{replicate}.json")
+        if os.path.exists(path):
+            with open(path) as handle:
+                stored = json.load(handle)
+            if stored.get("format") == fmt:
+                rows.extend(stored["rows"])
+                continue
+        replicate_rows = run_one(replicate)
+        atomic_io.write_json(path, {"format": fmt, "rows": replicate_rows})
+        rows.extend(replicate_rows)
+    return rows

@@ -273,19 +273,14 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
     root = os.path.join(workdir, "transfer", config_hash(config))
     os.makedirs(root, exist_ok=True)
     atomic_io.write_json(os.path.join(root, "config.json"), json.loads(config.to_json()))
-    data, rows = None, []
-    for replicate in range(int(config.run.replicates)):
-        path = os.path.join(root, f"replicate_{replicate}.json")
-        if os.path.exists(path):
-            with open(path) as handle:
-                stored = json.load(handle)
-            if stored.get("format") == _FORMAT:
-                rows.extend(stored["rows"])
-                continue
-        data = data or load_dataset(config.dataset)
-        replicate_rows = run_replicate(config, data, replicate, log=log)
-        atomic_io.write_json(path, {"format": _FORMAT, "rows": replicate_rows})
-        rows.extend(replicate_rows)
+    data = {}
+
+    def run_one(replicate):
+        if "value" not in data:  # loaded only if some replicate still has to run
+            data["value"] = load_dataset(config.dataset)
+        return run_replicate(config, data["value"], replicate, log=log)
+
+    rows = experiment_support.cached_replicates(root, int(config.run.replicates), _FORMAT, run_one)
     files = {"results": os.path.join(root, "results.json")}
     atomic_io.write_json(files["results"], {"format": _FORMAT, "rows": rows})
     text = table(rows)

@@ -37,5 +37,5 @@ setup(
     extras_require={
         "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel"],
     },
-    entry_points={"console_scripts": ["tf_lottery=tf_lottery.main:run"]},
+    entry_points={"console_scripts": ["tf_lottery=tf_lottery.cli.main:run"]},
 )

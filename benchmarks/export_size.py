@@ -33,8 +33,8 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_lottery as tfl  # noqa: E402
-from tf_lottery.export import artifact_size, export_saved_model  # noqa: E402
-from tf_lottery.tflite_export import export_tflite, tflite_runner  # noqa: E402
+from tf_lottery.export.saved_model import artifact_size, export_saved_model  # noqa: E402
+from tf_lottery.export.tflite import export_tflite, tflite_runner  # noqa: E402
 
 
 def lenet_300_100() -> keras.Model:

@@ -23,7 +23,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tf_lottery as tfl  # noqa: E402
-from tf_lottery.pruning import select_lowest  # noqa: E402
+from tf_lottery.pruning.pruner import select_lowest  # noqa: E402
 
 
 def _model(million: int) -> keras.Model:

@@ -34,10 +34,10 @@ import numpy as np
 import sparse_common as common
 
 import tf_lottery as tfl
-from tf_lottery import sparsity_distributions
-from tf_lottery.grasp import GraSPScorer
-from tf_lottery.snip import SNIPScorer
-from tf_lottery.synflow import synflow_prune
+from tf_lottery.pruning import distributions as sparsity_distributions
+from tf_lottery.pruning.scorers.grasp import GraSPScorer
+from tf_lottery.pruning.scorers.snip import SNIPScorer
+from tf_lottery.pruning.scorers.synflow import synflow_prune
 
 METHODS = ["snip", "grasp", "synflow", "magnitude", "random", "random_erk", "imp", "dense"]
 LEVELS = (7, 10, 14)

@@ -29,9 +29,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import tf_lottery as tfl  # noqa: E402
-from tf_lottery import sparsity_distributions  # noqa: E402
-from tf_lottery.dynamic_sparse import DynamicSparseTraining  # noqa: E402
 from tf_lottery.models import build_model  # noqa: E402
+from tf_lottery.pruning import distributions as sparsity_distributions  # noqa: E402
+from tf_lottery.sparse_training.callback import DynamicSparseTraining  # noqa: E402
 
 SHAPES = {"mnist1d_mlp": (40,), "lenet_300_100": (784,)}
 

@@ -30,8 +30,8 @@ import time
 import sparse_common as common
 
 import tf_lottery as tfl
-from tf_lottery import sparsity_distributions
-from tf_lottery.dynamic_sparse import DynamicSparseTraining
+from tf_lottery.pruning import distributions as sparsity_distributions
+from tf_lottery.sparse_training.callback import DynamicSparseTraining
 
 METHODS = [f"{kind}_{dist}" for dist in ("erk", "uniform") for kind in ("rigl", "set", "static")] + [
     "imp",

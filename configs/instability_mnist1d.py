@@ -14,4 +14,4 @@ on 2 CPU cores; `:smoke` about 30 seconds.
     python -m tf_lottery.main --config=configs/instability_mnist1d.py --workdir=/tmp/runs
 """
 
-from tf_lottery.instability import get_config  # noqa: F401
+from tf_lottery.experiments.kinds.instability import get_config  # noqa: F401

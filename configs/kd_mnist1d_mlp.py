@@ -25,11 +25,11 @@ Command (the `kd_ticket` kind runs the KD ticket and the plain ticket;
 `--config.experiment=kd_rewind` runs KD-rewinding and rewinding;
 `--config.kd.arms` picks any of the four):
 
-    python -m tf_lottery.distillation.kd_experiment --config=configs/kd_mnist1d_mlp.py --workdir=runs \\
+    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_mnist1d_mlp.py --workdir=runs \\
         --config.kd.arms=ticket,rewind,kd_ticket,kd_rewind
 """
 
-from tf_lottery.distillation.kd_experiment import kd_defaults
+from tf_lottery.experiments.kinds.kd import kd_defaults
 
 
 def get_config(arg=None):

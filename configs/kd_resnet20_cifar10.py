@@ -24,13 +24,13 @@ modern GPU).
 
 Command:
 
-    python -m tf_lottery.distillation.kd_experiment --config=configs/kd_resnet20_cifar10.py \\
+    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_resnet20_cifar10.py \\
         --workdir=runs --config.dataset.data_dir=$HOME/tensorflow_datasets
-    python -m tf_lottery.distillation.kd_experiment --config=configs/kd_resnet20_cifar10.py \\
+    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_resnet20_cifar10.py \\
         --workdir=runs --config.experiment=kd_rewind
 """
 
-from tf_lottery.distillation.kd_experiment import kd_defaults
+from tf_lottery.experiments.kinds.kd import kd_defaults
 
 
 def get_config(arg=None):

@@ -14,4 +14,4 @@ cores; `:smoke` under a minute.
     python -m tf_lottery.main --config=configs/transfer_mnist1d.py --workdir=/tmp/runs
 """
 
-from tf_lottery.transfer import get_config  # noqa: F401
+from tf_lottery.experiments.kinds.transfer import get_config  # noqa: F401

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from tests.testing import TestCase
-from tf_lottery import atomic_io
 from tf_lottery.experiments import run_experiment
 from tf_lottery.experiments.default_config import get_config
+from tf_lottery.utils import atomic_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -1,6 +1,6 @@
 """Kill a run with SIGKILL at chosen points, restart it, and check nothing is lost.
 
-Each case arms one failpoint (`tf_lottery/failpoints.py`): mid-epoch, between
+Each case arms one failpoint (`tf_lottery/utils/failpoints.py`): mid-epoch, between
 pruning and rewinding, and while a ticket or a checkpoint is being written.
 The killed run must leave only complete artifacts; the restarted run must
 finish, recompute nothing already finished, and end with exactly the masks,

@@ -61,7 +61,7 @@ def compile_classifier(model: keras.Model, optimizer=None, **kwargs) -> keras.Mo
 
 def pruned_weights_are_zero(model) -> bool:
     """Every masked-out position of every PruneWrapper holds exactly +0.0."""
-    from tf_lottery.model_walk import prune_wrappers
+    from tf_lottery.core.walk import prune_wrappers
 
     for wrapper in prune_wrappers(model):
         for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
@@ -107,7 +107,7 @@ class RoundStartProbe(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         import tf_lottery as tfl
-        from tf_lottery.model_walk import model_variables
+        from tf_lottery.core.walk import model_variables
 
         if epoch % self.epochs_per_round == 0:
             wrappers = tfl.prune_wrappers(self.model)

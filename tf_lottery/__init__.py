@@ -14,24 +14,26 @@ Public API (everything else is internal and may change):
 - `KDDistiller`, `SoftLabelKL`, `with_teacher_logits`: knowledge-distillation tickets.
 """
 
-from tf_lottery import scoring, sparsity_distributions, stability
+from tf_lottery.core.prunable import prunable
+from tf_lottery.core.report import SparsityReport, sparsity_report
+from tf_lottery.core.strip import strip
+from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.wrapper import PruneWrapper
 from tf_lottery.distillation import KDDistiller, SoftLabelKL, with_teacher_logits
-from tf_lottery.dynamic_sparse import DynamicSparseTraining
-from tf_lottery.export import artifact_size, export_saved_model
-from tf_lottery.grasp import GraSPScorer
-from tf_lottery.lottery_callback import LotteryCallback
-from tf_lottery.lottery_tensorboard import LotterySummaries
-from tf_lottery.model_walk import prune_wrappers
-from tf_lottery.prunable import prunable
-from tf_lottery.prune_wrapper import PruneWrapper
-from tf_lottery.pruning import prune, rate_per_round
-from tf_lottery.rewind import RewindPoint, Snapshot, reinitialize
-from tf_lottery.snip import SNIPScorer
-from tf_lottery.sparsity import SparsityReport, sparsity_report
-from tf_lottery.strip import strip
-from tf_lottery.synflow import SynFlowScorer, synflow_prune
-from tf_lottery.tflite_export import export_tflite, tflite_runner
-from tf_lottery.ticket import Ticket
+from tf_lottery.export.saved_model import artifact_size, export_saved_model
+from tf_lottery.export.tflite import export_tflite, tflite_runner
+from tf_lottery.lottery import stability
+from tf_lottery.lottery.callback import LotteryCallback
+from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reinitialize
+from tf_lottery.lottery.summaries import LotterySummaries
+from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.pruning import distributions as sparsity_distributions
+from tf_lottery.pruning import scoring
+from tf_lottery.pruning.pruner import prune, rate_per_round
+from tf_lottery.pruning.scorers.grasp import GraSPScorer
+from tf_lottery.pruning.scorers.snip import SNIPScorer
+from tf_lottery.pruning.scorers.synflow import SynFlowScorer, synflow_prune
+from tf_lottery.sparse_training.callback import DynamicSparseTraining
 from tf_lottery.version import __version__
 
 __all__ = [

@@ -1,84 +1,8 @@
-"""Lottery-ticket experiments from a config file.
+"""`python -m tf_lottery.main`: the experiment command line (see `tf_lottery.cli.main`)."""
 
-    python -m tf_lottery.main --config=configs/<name>.py[:smoke] --workdir=<dir> [--config.<key>=<value> ...]
+from tf_lottery.cli.main import main, run
 
-With no flags, runs the default: IMP on MNIST-1D with the random-reinit
-control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery. Finished
-rounds are reused and an interrupted run resumes where it stopped.
-"""
-
-from __future__ import annotations
-
-import os
-import sys
-import tempfile
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "default_config.py")
-DEFAULT_WORKDIR = os.path.join(tempfile.gettempdir(), "tf_lottery")
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config",
-    DEFAULT_CONFIG,
-    "Experiment config file `configs/<name>.py`, optionally `:<arg>` (e.g. `:smoke`); any value "
-    "can be overridden as `--config.train.lr=0.01`.",
-    # Lets `--config.model.<option>` set any option of the model builder; every
-    # other key is checked by `schema.validate`, model options by the builder.
-    lock_config=False,
-    accept_new_attributes=True,
-)
-_WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "Root directory of the run store.")
-
-
-def _runner(kind):
-    """The function that runs an experiment of kind `config.experiment`."""
-    if kind in ("kd_ticket", "kd_rewind"):
-        from tf_lottery.distillation.kd_experiment import run_kd_experiment
-
-        return run_kd_experiment
-    if kind == "instability":
-        from tf_lottery.instability import run_instability
-
-        return run_instability
-    if kind == "transfer":
-        from tf_lottery.transfer import run_transfer
-
-        return run_transfer
-    from tf_lottery.experiments import run_experiment
-
-    return run_experiment
-
-
-def main(argv) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
-    run_experiment = _runner(_CONFIG.value.get("experiment"))
-    try:
-        run_experiment(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
-    except (ValueError, FloatingPointError, FileNotFoundError) as error:
-        if flags.FLAGS.verbosity >= 1:
-            raise
-        sys.exit(f"tf_lottery: error: {error}\n(run with --verbosity=1 for the traceback)")
-    except OSError as error:
-        # A full disk, an unwritable or missing --workdir, missing data: every
-        # artifact is written atomically, so what the store holds is intact.
-        if flags.FLAGS.verbosity >= 1:
-            raise
-        sys.exit(
-            f"tf_lottery: error: {error}\nThe run store under --workdir={_WORKDIR.value} is unchanged; "
-            "fix the cause (free space, permissions, another --workdir) and run the same command "
-            "again to resume."
-        )
-
-
-def run() -> None:
-    """Console-script entry point (`tf_lottery`)."""
-    app.run(main)
-
+__all__ = ["main", "run"]
 
 if __name__ == "__main__":
     run()

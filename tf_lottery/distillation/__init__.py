@@ -7,8 +7,8 @@
   computed once, beside their examples (`array_batches` without them).
 """
 
-from tf_lottery.distillation.kd_distiller import KDDistiller
-from tf_lottery.distillation.soft_label_kl import SoftLabelKL
+from tf_lottery.distillation.distiller import KDDistiller
+from tf_lottery.distillation.losses import SoftLabelKL
 from tf_lottery.distillation.teacher_logits import (
     INPUTS_KEY,
     TEACHER_LOGITS_KEY,

@@ -17,7 +17,7 @@ import time
 import ml_collections
 
 from tf_lottery.experiments import plots, results, run_store, schema
-from tf_lottery.experiments.lottery import Replicate
+from tf_lottery.experiments.kinds.lottery import Replicate
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:

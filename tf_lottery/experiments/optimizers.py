@@ -13,7 +13,7 @@ import keras
 import tensorflow as tf
 
 from tf_lottery.experiments.schema import csv_list
-from tf_lottery.rewind import RewindPoint
+from tf_lottery.lottery.rewind import RewindPoint
 
 
 def to_steps(point: str, steps_per_epoch: int) -> int:

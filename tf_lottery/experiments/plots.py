@@ -17,8 +17,8 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from tf_lottery import atomic_io  # noqa: E402
 from tf_lottery.experiments import results  # noqa: E402
+from tf_lottery.utils import atomic_io  # noqa: E402
 
 _PLOTS = {
     "accuracy.png": ("early_stop_test_accuracy", "Test accuracy at early stopping (%)", 100.0),

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from tf_lottery import atomic_io
 from tf_lottery.experiments import run_store
+from tf_lottery.utils import atomic_io
 
 FIELDS = (
     "experiment",

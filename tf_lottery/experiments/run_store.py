@@ -16,7 +16,7 @@
     results/                rounds.csv, rounds.json, *.png
 ```
 
-Every file is written atomically (`tf_lottery.atomic_io`), so a run killed
+Every file is written atomically (`tf_lottery.utils.atomic_io`), so a run killed
 at any moment leaves complete files only, and `metrics.json` marks a level
 finished.
 """
@@ -29,9 +29,9 @@ import os
 import ml_collections
 import numpy as np
 
-from tf_lottery import atomic_io
 from tf_lottery.experiments import config_hash
-from tf_lottery.rewind import Snapshot
+from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.utils import atomic_io
 
 STORE_FORMAT = "tf_lottery.run_store/1"
 

@@ -166,7 +166,7 @@ def _number(config, key: str, low: float, high: float | None = None, integer: bo
 
 
 def _point(config, key: str) -> None:
-    from tf_lottery.rewind import RewindPoint
+    from tf_lottery.lottery.rewind import RewindPoint
 
     value = _get(config, key)
     try:
@@ -226,7 +226,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("train.training_steps", "train.warmup", "train.eval_every", "pruning.rewind_to"):
         _point(config, key)
     for milestone in csv_list(config.train.milestones):
-        from tf_lottery.rewind import RewindPoint
+        from tf_lottery.lottery.rewind import RewindPoint
 
         try:
             RewindPoint.parse(milestone)

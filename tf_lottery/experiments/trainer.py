@@ -20,9 +20,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from tf_lottery import failpoints
 from tf_lottery.experiments import run_store
-from tf_lottery.rewind import Snapshot
+from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.utils import failpoints
 
 CHECKPOINT = "checkpoint.npz"
 

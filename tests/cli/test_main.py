@@ -1,0 +1,125 @@
+"""The command line: end to end on a smoke config, errors, kill and resume."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+
+ROOT = str(pathlib.Path(__file__).resolve().parents[2])
+
+
+def _command(workdir, *flags, config="configs/default.py:smoke"):
+    return [sys.executable, "-m", "tf_lottery.main", f"--config={config}", f"--workdir={workdir}", *flags]
+
+
+def _run(workdir, *flags, **kwargs):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    return subprocess.run(
+        _command(workdir, *flags, **kwargs), cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def _ends(workdir):
+    """`{relative path: Ticket}` of every finished level's end.npz under `workdir`."""
+    found = {}
+    for directory, _, files in os.walk(workdir):
+        if "end.npz" in files:
+            found[os.path.relpath(directory, workdir)] = tfl.Ticket.load(os.path.join(directory, "end.npz"))
+    return found
+
+
+def test_smoke_config_end_to_end_writes_store_csv_and_plots(tmp_path):
+    result = _run(tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ticket (es)" in result.stdout and "reinit (es)" in result.stdout
+    (experiment,) = os.listdir(tmp_path / "lottery")
+    root = tmp_path / "lottery" / experiment
+    for level in range(3):
+        files = set(os.listdir(root / "replicate_0" / f"round_{level}"))
+        assert {"start.npz", "end.npz", "checkpoint.npz", "metrics.json"} <= files
+    assert (root / "replicate_0" / "branch_reinit" / "round_2" / "metrics.json").exists()
+    lines = (root / "results" / "rounds.csv").read_text().splitlines()
+    assert (
+        lines[0].startswith("experiment,branch,replicate,level,percent_remaining") and len(lines) == 1 + 3 + 2
+    )
+    for name in ("accuracy.png", "early_stop.png", "final_accuracy.png"):
+        assert (root / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--config.train.epochs=3", "Unknown config key `config.train.epochs`"),
+    ],
+)
+def test_bad_flags_are_named_without_a_traceback(tmp_path, flag, message):
+    result = _run(tmp_path, flag)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_tfds_config_without_data_says_how_to_prepare_it(tmp_path):
+    result = _run(
+        tmp_path, f"--config.dataset.data_dir={tmp_path / 'none'}", config="configs/lenet_mnist.py:smoke"
+    )
+    assert result.returncode != 0
+    assert "'mnist' is not prepared" in result.stderr and "tfds build mnist" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_killed_run_resumes_to_the_same_masks_and_weights(tmp_path):
+    flags = ("--config.train.training_steps=12ep", "--config.run.branches=reinit")
+    reference = _run(tmp_path / "reference", *flags)
+    assert reference.returncode == 0, reference.stderr[-3000:]
+
+    workdir = tmp_path / "killed"
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    process = subprocess.Popen(
+        _command(workdir, *flags), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 300
+    level = None
+    while time.time() < deadline and process.poll() is None:
+        for directory, _, files in os.walk(workdir):
+            if directory.endswith("round_1") and "branch_" not in directory and "checkpoint.npz" in files:
+                level = directory
+        if level and not os.path.exists(os.path.join(level, "metrics.json")):
+            break
+        time.sleep(0.05)
+    assert process.poll() is None, "the run finished before it could be killed"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not os.path.exists(os.path.join(level, "metrics.json"))
+
+    resumed = _run(workdir, *flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    expected, actual = _ends(tmp_path / "reference"), _ends(workdir)
+    assert sorted(expected) == sorted(actual) and len(expected) == 5
+    for key, ticket in expected.items():
+        assert all(np.array_equal(a, b) for a, b in zip(ticket.masks, actual[key].masks)), key
+        assert all(np.array_equal(a, b) for a, b in zip(ticket.weights, actual[key].weights)), key
+
+
+@pytest.mark.slow
+def test_no_flags_runs_the_default_experiment_with_the_reinit_control(tmp_path):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TMPDIR=str(tmp_path))
+    began = time.time()
+    result = subprocess.run(
+        [sys.executable, "-m", "tf_lottery.main"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "reinit (es)" in result.stdout and "\n   12 " in result.stdout
+    assert (tmp_path / "tf_lottery" / "lottery").is_dir()
+    print(f"default run: {time.time() - began:.0f} s")

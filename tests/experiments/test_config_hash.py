@@ -1,0 +1,129 @@
+"""The run hash: stable, blind to defaults and to options that change no result."""
+
+import pytest
+
+from tf_lottery.experiments import config_hash, schema
+from tf_lottery.experiments.default_config import get_config as default_config
+
+
+def test_defaults_hash_to_the_empty_description():
+    assert config_hash.hparams(schema.defaults()) == {}
+    assert config_hash.canonical_string(schema.defaults()) == "{}"
+
+
+def test_known_configs_keep_their_hash():
+    # A change here renames existing runs: only accept it on purpose.
+    assert config_hash.config_hash(schema.defaults()) == "44136fa355b3678a"
+    assert config_hash.config_hash(default_config()) == "57c99b1ad12605c4"
+    assert config_hash.hparams(default_config()) == {
+        "dataset.validation": 500,
+        "pruning.layer_rates": "output=0.1",
+        "pruning.scope": "layer",
+        "train.batch_size": 100,
+        "train.training_steps": "30ep",
+    }
+
+
+def test_adding_an_option_with_a_default_keeps_existing_hashes(monkeypatch):
+    config = default_config()
+    before = config_hash.config_hash(config)
+    original = schema.defaults
+
+    def extended():
+        defaults = original()
+        defaults.train.label_smoothing = 0.0
+        return defaults
+
+    monkeypatch.setattr(schema, "defaults", extended)
+    config.train.label_smoothing = 0.0
+    assert config_hash.config_hash(config) == before
+    config.train.label_smoothing = 0.1
+    assert config_hash.config_hash(config) != before
+
+
+def test_options_that_change_no_result_are_not_hashed():
+    config = default_config()
+    before = config_hash.config_hash(config)
+    config.run.levels = 30
+    config.run.replicates = 5
+    config.run.branches = "reinit,random_global,finetune"
+    config.run.steps_per_execution = 1
+    config.run.checkpoint_every = "7it"
+    config.dataset.data_dir = "/somewhere/else"
+    config.experiment = "oneshot"  # names the directory instead
+    assert config_hash.config_hash(config) == before
+
+
+def test_results_changing_options_change_the_hash():
+    base = config_hash.config_hash(default_config())
+    for key, value in [
+        ("seed", 1),
+        ("train.lr", 0.002),
+        ("pruning.rewind_to", "1ep"),
+        ("model.hidden", (64, 64)),
+    ]:
+        config = default_config()
+        group, _, name = key.rpartition(".")
+        (config[group] if group else config)[name] = value
+        assert config_hash.config_hash(config) != base, key
+
+
+def test_model_builder_defaults_and_spellings_are_canonical():
+    config = default_config()
+    before = config_hash.config_hash(config)
+    config.model.hidden = (256, 256)  # the builder's own default
+    config.model.kernel_initializer = "glorot_uniform"
+    assert config_hash.config_hash(config) == before
+    config.model.name = "MNIST1D-MLP"
+    assert config_hash.config_hash(config) == before
+    config.train.lr = 1e-3 * 1.0
+    assert config_hash.config_hash(config) == before
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        (
+            "experiment",
+            "lotery",
+            r"Invalid value for `config.experiment`: expected one of \('lottery', 'oneshot'\). "
+            r"Received: experiment='lotery'",
+        ),
+        ("train.optimizer", "rmsprop", r"`config.train.optimizer`.*Received: train.optimizer='rmsprop'"),
+        ("pruning.rate", 1.5, r"`config.pruning.rate`: expected a number in \[0.0, 1.0\)"),
+        (
+            "pruning.rewind_to",
+            "5x",
+            r"`config.pruning.rewind_to`: expected '<N>it'.*Received: "
+            r"pruning.rewind_to='5x'",
+        ),
+        ("pruning.layer_rates", "output:0.1", r"`pruning.layer_rates`: expected 'layer=rate' pairs"),
+        ("run.branches", "reinit,shuffle", r"`config.run.branches`: unknown control 'shuffle'"),
+        ("train.epochs", 3, r"Unknown config key `config.train.epochs`. Known keys of `config.train`"),
+    ],
+)
+def test_bad_values_are_named_in_the_error(key, value, message):
+    config = default_config()
+    group, _, name = key.rpartition(".")
+    (config[group] if group else config)[name] = value
+    with pytest.raises(ValueError, match=message):
+        schema.validate(config)
+
+
+def test_every_runner_config_validates_and_documents_its_command():
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "configs"
+    args = {"conv_cifar10.py": [None, "conv4", "conv6,smoke"], "resnet50_imagenet.py": [None, "3", "smoke"]}
+    names = ["default.py", "mnist1d_mlp.py", "lenet_mnist.py", "conv_cifar10.py", "vgg19_cifar10.py"]
+    names += ["resnet18_cifar10.py", "resnet20_cifar10.py", "resnet50_imagenet.py"]
+    for path in [root / name for name in names]:
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        assert module.__doc__ and "python -m tf_lottery.main" in module.__doc__, path.name
+        for arg in args.get(path.name, [None, "smoke"]):
+            config = module.get_config(arg)
+            schema.validate(config)
+            config_hash.config_hash(config)

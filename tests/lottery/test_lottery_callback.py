@@ -1,0 +1,287 @@
+"""LotteryCallback: IMP inside fit(), rewinding modes, resumption, errors."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import (
+    RoundStartProbe,
+    TestCase,
+    compile_classifier,
+    mlp,
+    pruned_weights_are_zero,
+    toy_data,
+)
+from tf_lottery.data.mnist1d import load_mnist1d
+from tf_lottery.pruning.pruner import exact_count
+
+
+def _kernel_index(model):
+    """Positions of the pruned kernels within the snapshot's model values."""
+    from tf_lottery.core.walk import model_variables
+
+    ids = {id(w) for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights}
+    return [i for i, v in enumerate(model_variables(model)) if id(v) in ids]
+
+
+def _fit(model, callbacks, epochs, n=192, batch_size=32, **kwargs):
+    x, y = toy_data(n, 40, 10)
+    return model.fit(
+        x,
+        y,
+        batch_size=batch_size,
+        epochs=epochs,
+        validation_data=toy_data(64, 40, 10, seed=1),
+        callbacks=callbacks,
+        verbose=0,
+        **kwargs,
+    )
+
+
+def _model(optimizer=None, **kwargs):
+    return compile_classifier(tfl.prunable(mlp()), optimizer or keras.optimizers.Adam(1e-2), **kwargs)
+
+
+class TestLotteryCallback(TestCase):
+    def test_imp_on_mnist1d_reaches_expected_sparsity_each_round(self):
+        (x, y), (xv, yv), _ = load_mnist1d(validation=500)
+        model = compile_classifier(
+            tfl.prunable(mlp(input_dim=40, hidden=(100, 100), classes=10)), keras.optimizers.Adam(2e-3)
+        )
+        lottery = tfl.LotteryCallback(rounds=4, pruning_rate=0.2, layer_rates={"output": 0.1}, verbose=0)
+        model.fit(
+            x, y, validation_data=(xv, yv), batch_size=100, epochs=4 * 3, callbacks=[lottery], verbose=0
+        )
+        assert [r["round"] for r in lottery.history] == [0, 1, 2, 3]
+        hidden, output = 40 * 100 + 100 * 100, 100 * 10
+        alive_hidden, alive_output = hidden, output
+        for record in lottery.history:
+            total = hidden + output
+            expected = 1 - (alive_hidden + alive_output) / total
+            assert record["sparsity"] == pytest.approx(expected, abs=1e-12)
+            assert record["layers"]["output/kernel"] == pytest.approx(1 - alive_output / output)
+            alive_hidden -= exact_count(0.2, alive_hidden)
+            alive_output -= exact_count(0.1, alive_output)
+        assert pruned_weights_are_zero(model)
+        # It learned: far above chance (10%) on held-out data at ~49% sparsity.
+        assert lottery.history[-1]["metrics"]["val_accuracy"] > 0.3
+        assert all(r["early_stop_step"] in (35, 70, 105) for r in lottery.history)
+
+    def test_each_round_starts_from_rewind_weights_times_mask(self):
+        model = _model(keras.optimizers.SGD(0.05, momentum=0.9))
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, rewind_to="3it", verbose=0)
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [lottery, probe], epochs=6)
+        assert lottery.snapshot.step == 3
+        assert int(lottery.snapshot.optimizer_values[0]) == 3  # taken at exactly step 3
+        kernel_positions = _kernel_index(model)
+        for start in probe.starts[1:]:
+            assert start["iterations"] == 3  # the schedule rewinds too
+            for kernel, mask, pos in zip(start["kernels"], start["masks"], kernel_positions):
+                np.testing.assert_array_equal(kernel, lottery.snapshot.model_values[pos] * mask)
+        # Masks only shrink between rounds.
+        for before, after in zip(probe.starts, probe.starts[1:]):
+            for a, b in zip(before["masks"], after["masks"]):
+                assert not np.any(b & ~a)
+
+    def test_rewind_to_initialisation_restores_optimizer_state(self):
+        model = _model(keras.optimizers.SGD(0.05, momentum=0.9))
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [lottery, probe], epochs=4)
+        assert lottery.snapshot.step == 0
+        assert probe.starts[1]["iterations"] == 0
+        momentum_at_start = lottery.snapshot.optimizer_values[2:]
+        assert momentum_at_start and all(not np.any(v) for v in momentum_at_start)
+
+    def test_rewind_to_epoch(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="1ep", verbose=0)
+        _fit(model, [lottery], epochs=4)
+        assert lottery.snapshot.step == 6  # 192 / 32 steps per epoch
+
+    def test_rewind_step_must_be_reachable_with_steps_per_execution(self):
+        model = _model(steps_per_execution=4)
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="8it", verbose=0)
+        _fit(model, [lottery], epochs=4, n=256)
+        assert lottery.snapshot.step == 8
+        assert int(lottery.snapshot.optimizer_values[0]) == 8
+        model = _model(steps_per_execution=4)
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="6it", verbose=0)
+        with pytest.raises(ValueError, match="multiple of steps_per_execution"):
+            _fit(model, [lottery], epochs=4, n=256)
+
+    def test_learning_rate_rewinding_keeps_trained_weights(self):
+        model = _model(keras.optimizers.SGD(0.05, momentum=0.9))
+        lottery = tfl.LotteryCallback(
+            rounds=2, pruning_rate=0.5, retrain="lr_rewind", rewind_to="2it", verbose=0
+        )
+        ends = []
+        end_probe = keras.callbacks.LambdaCallback(
+            on_epoch_end=lambda epoch, logs: ends.append(
+                [w.numpy().copy() for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+            )
+        )
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [end_probe, lottery, probe], epochs=4)
+        start = probe.starts[1]
+        assert start["iterations"] == 2
+        for trained, kernel, mask in zip(ends[1], start["kernels"], start["masks"]):
+            np.testing.assert_array_equal(kernel, trained * mask)
+
+    def test_finetuning_keeps_weights_and_step(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="finetune", verbose=0)
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [lottery, probe], epochs=4)
+        assert probe.starts[1]["iterations"] == 12
+
+    def test_reinit_control_draws_new_weights(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="reinit", verbose=0)
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [lottery, probe], epochs=4)
+        start = probe.starts[1]
+        for kernel, mask, pos in zip(start["kernels"], start["masks"], _kernel_index(model)):
+            rewound = lottery.snapshot.model_values[pos] * mask
+            assert not np.allclose(kernel[mask], rewound[mask])
+            np.testing.assert_array_equal(kernel[~mask], 0.0)
+        assert start["iterations"] == 0
+
+    def test_target_sparsity_is_reached_exactly(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=4, target_sparsity=0.9, verbose=0)
+        _fit(model, [lottery], epochs=4)
+        report = tfl.sparsity_report(model)
+        assert report.total - report.alive == exact_count(0.9, report.total)
+        assert lottery.ticket.sparsity == pytest.approx(report.sparsity)
+
+    def test_one_round_per_fit(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, one_round_per_fit=True, verbose=0)
+        for _ in range(3):
+            _fit(model, [lottery], epochs=1)
+        assert [round(r["percent_remaining"]) for r in lottery.history] == [100, 50, 25]
+        with pytest.raises(ValueError, match="already finished its 3 rounds"):
+            _fit(model, [lottery], epochs=1)
+
+    def test_callback_is_reusable_across_fit_calls(self):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        _fit(model, [lottery], epochs=2)
+        assert len(lottery.history) == 2
+        fresh = _model()
+        _fit(fresh, [lottery], epochs=2)
+        assert len(lottery.history) == 2  # state reset in on_train_begin
+
+    def test_backup_and_restore_resumes_without_losing_rewind_point(self, tmp_path):
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 2:
+                    raise RuntimeError("simulated crash")
+
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        state = str(tmp_path / "lottery")
+        model = _model(keras.optimizers.SGD(0.05))
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, rewind_to="2it", state_dir=state, verbose=0)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _fit(model, [backup, lottery, Crash()], epochs=6)
+        snapshot = lottery.snapshot
+        # A new process: fresh model and callback, same directories.
+        keras.backend.clear_session()
+        model = _model(keras.optimizers.SGD(0.05))
+        model.build((None, 40))
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, rewind_to="2it", state_dir=state, verbose=0)
+        probe = RoundStartProbe(epochs_per_round=2)
+        _fit(model, [backup, lottery, probe], epochs=6)
+        assert [r["round"] for r in lottery.history] == [0, 1, 2]
+        assert lottery.snapshot.step == 2
+        for a, b in zip(lottery.snapshot.model_values, snapshot.model_values):
+            np.testing.assert_array_equal(a, b)
+        assert tfl.sparsity_report(model).sparsity == pytest.approx(0.75, abs=1e-3)
+        start = probe.starts[-1]  # round 2 began after the restart
+        for kernel, mask, pos in zip(start["kernels"], start["masks"], _kernel_index(model)):
+            np.testing.assert_array_equal(kernel, snapshot.model_values[pos] * mask)
+
+    def test_restart_before_the_rewind_point_takes_it_later(self, tmp_path):
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 0:
+                    raise RuntimeError("simulated crash")
+
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        state = str(tmp_path / "lottery")
+        make = lambda: tfl.LotteryCallback(
+            rounds=2, pruning_rate=0.5, rewind_to="8it", state_dir=state, verbose=0
+        )
+        model = _model(keras.optimizers.SGD(0.05))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _fit(model, [backup, make(), Crash()], epochs=4)  # 6 steps per epoch: crash at step 6
+        model = _model(keras.optimizers.SGD(0.05))
+        model.build((None, 40))
+        lottery = make()
+        _fit(model, [backup, lottery], epochs=4)
+        assert lottery.snapshot.step == 8
+        assert int(lottery.snapshot.optimizer_values[0]) == 8
+        assert [r["round"] for r in lottery.history] == [0, 1]
+
+    def test_model_checkpoint_keeps_masks(self, tmp_path):
+        model = _model()
+        path = str(tmp_path / "ckpt.keras")
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        _fit(model, [lottery, keras.callbacks.ModelCheckpoint(path)], epochs=4)
+        loaded = keras.models.load_model(path)
+        for a, b in zip(tfl.prune_wrappers(model), tfl.prune_wrappers(loaded)):
+            np.testing.assert_array_equal(a.get_masks()[0], b.get_masks()[0])
+        assert pruned_weights_are_zero(loaded)
+
+    def test_ema_optimizer_is_refused(self):
+        model = _model(keras.optimizers.Adam(1e-2, use_ema=True))
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        with pytest.raises(ValueError, match="use_ema=True"):
+            _fit(model, [lottery], epochs=2)
+
+    def test_diverging_training_stops_with_a_clear_message(self):
+        model = _model(keras.optimizers.SGD(1e6))
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        with pytest.raises(FloatingPointError, match="training diverged in round 0"):
+            _fit(model, [lottery], epochs=2)
+        assert lottery.history == []
+
+    def test_config_round_trip(self):
+        lottery = tfl.LotteryCallback(
+            rounds=5, pruning_rate=0.2, rewind_to="500it", retrain="lr_rewind", layer_rates={"output": 0.1}
+        )
+        clone = tfl.LotteryCallback.from_config(lottery.get_config())
+        assert clone.get_config() == lottery.get_config()
+        assert clone.rewind_to == "500it"
+
+    @pytest.mark.parametrize(
+        "kwargs, message",
+        [
+            ({"rounds": 0, "pruning_rate": 0.2}, r"`rounds`: expected an int >= 1. Received: rounds=0"),
+            ({"rounds": 3, "pruning_rate": 1.2}, r"`pruning_rate`: expected a float in \[0, 1\)"),
+            ({"rounds": 3}, "Pass exactly one of `pruning_rate`"),
+            ({"rounds": 3, "pruning_rate": 0.2, "rewind_to": "5x"}, r"`rewind_to`: expected '<N>it'"),
+            ({"rounds": 3, "pruning_rate": 0.2, "retrain": "rewinding"}, r"`retrain`: expected one of"),
+            ({"rounds": 3, "pruning_rate": 0.2, "scope": "net"}, r"`scope`: expected one of"),
+            ({"rounds": 3, "pruning_rate": 0.2, "epochs_per_round": 0}, r"`epochs_per_round`"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            tfl.LotteryCallback(**kwargs)
+
+    def test_bad_use_in_fit(self):
+        with pytest.raises(ValueError, match=r"fit\(epochs=5\) is not a multiple of rounds=2"):
+            _fit(_model(), [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=5)
+        with pytest.raises(ValueError, match="is not inside the first round"):
+            _fit(
+                _model(),
+                [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, rewind_to="2ep", verbose=0)],
+                epochs=4,
+            )
+        plain = compile_classifier(mlp())
+        with pytest.raises(ValueError, match="has no PruneWrapper layers"):
+            _fit(plain, [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=2)

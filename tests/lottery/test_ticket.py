@@ -1,0 +1,162 @@
+"""Tickets: save/load safely and atomically, apply with checks, transfer."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import TestCase, mlp
+from tf_lottery.core.walk import model_variables
+
+
+def _ticket_model(classes=10, hidden=(32, 16)):
+    return tfl.prunable(mlp(input_dim=20, hidden=hidden, classes=classes))
+
+
+def _ticket(model):
+    weights = [v.numpy().copy() for v in model_variables(model)]
+    tfl.prune(model, target_sparsity=0.7)
+    return tfl.Ticket.from_model(model, weights=weights, metadata={"round": 3})
+
+
+class TestTicket(TestCase):
+    def test_save_load_apply_round_trip(self, tmp_path):
+        source = _ticket_model()
+        ticket = _ticket(source)
+        path = str(tmp_path / "ticket.npz")
+        ticket.save(path)
+        assert os.listdir(tmp_path) == ["ticket.npz"]  # no temporary files left
+        loaded = tfl.Ticket.load(path)
+        assert loaded.metadata["round"] == 3
+        assert loaded.metadata["sparsity"] == pytest.approx(0.7, abs=1e-3)
+        assert loaded.mask_names == ["dense/kernel", "dense_1/kernel", "output/kernel"]
+        target = _ticket_model()
+        loaded.apply(target)
+        for a, b in zip(tfl.prune_wrappers(source), tfl.prune_wrappers(target)):
+            np.testing.assert_array_equal(a.get_masks()[0], b.get_masks()[0])
+        masks = {
+            id(w): m for wr in tfl.prune_wrappers(target) for w, m in zip(wr.pruned_weights, wr.get_masks())
+        }
+        for variable, value in zip(model_variables(target), ticket.weights):
+            expected = value * masks[id(variable)] if id(variable) in masks else value
+            np.testing.assert_array_equal(variable.numpy(), expected)
+
+    def test_loading_never_unpickles(self, tmp_path):
+        path = str(tmp_path / "evil.npz")
+        np.savez(path, header=np.array([{"format": "x"}], dtype=object))
+        with pytest.raises(ValueError, match="not a readable tf_lottery ticket"):
+            tfl.Ticket.load(path)
+
+    @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing_mask"])
+    def test_corrupted_files_give_a_clear_error(self, tmp_path, damage):
+        path = str(tmp_path / "ticket.npz")
+        _ticket(_ticket_model()).save(path)
+        data = open(path, "rb").read()
+        if damage == "truncate":
+            open(path, "wb").write(data[: len(data) // 2])
+        elif damage == "garbage":
+            open(path, "wb").write(b"not a zip file at all")
+        else:
+            with np.load(path) as archive:
+                arrays = {k: archive[k] for k in archive.files if k != "mask_00001"}
+            np.savez(path, **arrays)
+        with pytest.raises(ValueError, match="corrupted, truncated or another file type"):
+            tfl.Ticket.load(path)
+
+    def test_missing_file(self, tmp_path):
+        with pytest.raises(FileNotFoundError, match="no ticket file at"):
+            tfl.Ticket.load(str(tmp_path / "nope.npz"))
+
+    def test_a_crash_mid_save_leaves_the_previous_ticket(self, tmp_path, monkeypatch):
+        path = str(tmp_path / "ticket.npz")
+        first = _ticket(_ticket_model())
+        first.save(path)
+        before = open(path, "rb").read()
+
+        def crash(*args, **kwargs):
+            raise OSError("disk full")
+
+        monkeypatch.setattr(os, "replace", crash)
+        with pytest.raises(OSError, match="disk full"):
+            first.save(path)
+        assert open(path, "rb").read() == before
+        assert os.listdir(tmp_path) == ["ticket.npz"]
+
+    def test_ticket_for_another_architecture_is_refused_and_changes_nothing(self):
+        ticket = _ticket(_ticket_model())
+        other = _ticket_model(hidden=(32, 8))
+        masks_before = [m for wr in tfl.prune_wrappers(other) for m in wr.get_masks()]
+        with pytest.raises(ValueError, match=r"pruned weight #1 is 'dense_1/kernel' of shape \(32, 16\)"):
+            ticket.apply(other)
+        masks_after = [m for wr in tfl.prune_wrappers(other) for m in wr.get_masks()]
+        for a, b in zip(masks_before, masks_after):
+            np.testing.assert_array_equal(a, b)
+        deeper = tfl.prunable(mlp(input_dim=20, hidden=(32, 16, 8), classes=10))
+        with pytest.raises(ValueError, match="the ticket has 3 pruned weights .* the model has 4"):
+            ticket.apply(deeper)
+
+    def test_transfer_to_a_model_with_another_output_layer(self):
+        source = _ticket_model(classes=10)
+        ticket = _ticket(source)
+        target = _ticket_model(classes=3)
+        fresh_head = tfl.prune_wrappers(target)[-1].layer.kernel.numpy().copy()
+        with pytest.raises(ValueError, match="transfer=True"):
+            ticket.apply(target)
+        ticket.apply(target, transfer=True)
+        wrappers = tfl.prune_wrappers(target)
+        for a, b in zip(tfl.prune_wrappers(source)[:-1], wrappers[:-1]):
+            np.testing.assert_array_equal(a.get_masks()[0], b.get_masks()[0])
+        assert wrappers[-1].get_masks()[0].all()  # dense head
+        np.testing.assert_array_equal(wrappers[-1].layer.kernel.numpy(), fresh_head)
+        first_kernel = ticket.weights[0] * ticket.masks[0]
+        np.testing.assert_array_equal(wrappers[0].layer.kernel.numpy(), first_kernel)
+
+    def test_masks_only_ticket(self):
+        model = _ticket_model()
+        tfl.prune(model, target_sparsity=0.5)
+        ticket = tfl.Ticket.from_model(model)
+        assert ticket.weights is None
+        target = _ticket_model()
+        before = tfl.prune_wrappers(target)[0].layer.kernel.numpy().copy()
+        ticket.apply(target)
+        mask = ticket.masks[0]
+        np.testing.assert_array_equal(tfl.prune_wrappers(target)[0].layer.kernel.numpy(), before * mask)
+
+    def test_from_model_checks(self):
+        with pytest.raises(ValueError, match="has no PruneWrapper layers"):
+            tfl.Ticket.from_model(mlp())
+        with pytest.raises(ValueError, match=r"`weights`: expected 6 arrays"):
+            tfl.Ticket.from_model(_ticket_model(), weights=[np.zeros(3)])
+
+
+class TestSparsityReport(TestCase):
+    def test_counts(self):
+        model = _ticket_model()
+        tfl.prune(model, rate=0.5, scope="layer")
+        report = tfl.sparsity_report(model)
+        assert [e.total for e in report.layers] == [640, 512, 160]
+        assert [e.alive for e in report.layers] == [320, 256, 80]
+        assert report.sparsity == pytest.approx(0.5)
+        assert report.percent_remaining == pytest.approx(50.0)
+        biases = 32 + 16 + 10
+        assert report.model_total == 640 + 512 + 160 + biases
+        assert report.model_nonzero <= report.alive + biases
+        text = str(report)
+        assert "global" in text and "50.00%" in text
+        assert report.to_dict()["layers"][0]["shape"] == [20, 32]
+
+    def test_plain_model(self):
+        plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+        report = tfl.sparsity_report(plain)
+        assert report.layers == [] and report.model_total == 8
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    from tf_lottery.utils import atomic_io
+
+    path = str(tmp_path / "data.json")
+    atomic_io.write_json(path, {"a": 1})
+    expected = 0o666 & ~atomic_io._UMASK
+    assert os.stat(path).st_mode & 0o777 == expected

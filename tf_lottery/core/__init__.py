@@ -1,0 +1,1 @@
+"""Masks in Keras layers: the masked variable, `PruneWrapper`, `prunable`, `strip`, reports."""

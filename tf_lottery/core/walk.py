@@ -1,0 +1,107 @@
+"""Finding wrappers in a model and copying layers with their weights."""
+
+from __future__ import annotations
+
+import keras
+from keras.src.models.functional import Functional
+
+from tf_lottery.core.wrapper import PruneWrapper
+
+
+def is_graph_model(layer) -> bool:
+    """True for Sequential and functional models (whose graph can be cloned)."""
+    return isinstance(layer, (keras.Sequential, Functional))
+
+
+def iter_layers(layer: keras.layers.Layer):
+    """Yields every sub-layer of `layer` once, depth first, in tracking order.
+
+    Does not descend into a `PruneWrapper` (its inner layer is not yielded).
+    """
+    seen = set()
+
+    def visit(current):
+        for child in current._layers:
+            if id(child) in seen:
+                continue
+            seen.add(id(child))
+            yield child
+            if not isinstance(child, PruneWrapper):
+                yield from visit(child)
+
+    yield from visit(layer)
+
+
+def pruning_target(model: keras.layers.Layer) -> keras.layers.Layer:
+    """The part of `model` that pruning, rewinding and tickets refer to.
+
+    A model may define `lottery_target()` returning a sub-model: a
+    distillation model returns its student, so that the frozen teacher is
+    neither pruned nor rewound. Otherwise the model itself.
+    """
+    target = getattr(model, "lottery_target", None)
+    return target() if callable(target) else model
+
+
+def prune_wrappers(model: keras.layers.Layer) -> list[PruneWrapper]:
+    """Every `PruneWrapper` inside `model` (nested models included), once each.
+
+    Respects `lottery_target()` (see `pruning_target`).
+    """
+    model = pruning_target(model)
+    if isinstance(model, PruneWrapper):
+        return [model]
+    return [layer for layer in iter_layers(model) if isinstance(layer, PruneWrapper)]
+
+
+def mask_variable_ids(model: keras.layers.Layer) -> set[int]:
+    return {id(mask) for wrapper in prune_wrappers(model) for mask in wrapper.masks}
+
+
+def model_variables(model: keras.layers.Layer) -> list:
+    """All variables of `model`'s pruning target except the masks, in order."""
+    model = pruning_target(model)
+    masks = mask_variable_ids(model)
+    return [v for v in model.weights if id(v) not in masks]
+
+
+def copy_values(source: keras.layers.Layer, target: keras.layers.Layer) -> None:
+    """Copies `source`'s non-mask variable values into `target`'s, in order."""
+    src = model_variables(source)
+    dst = model_variables(target)
+    if len(src) != len(dst):
+        raise ValueError(
+            f"Cannot copy weights from '{source.name}' to '{target.name}': "
+            f"{len(src)} variables vs {len(dst)}. The layer's `get_config()` "
+            "must rebuild the same variables."
+        )
+    for s, d in zip(src, dst):
+        if tuple(s.shape) != tuple(d.shape):
+            raise ValueError(
+                f"Cannot copy '{s.path}' {tuple(s.shape)} into '{d.path}' {tuple(d.shape)}: shapes differ."
+            )
+        d.assign(s.value)
+
+
+def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A fresh copy of `layer` from its config, built and holding its values."""
+    try:
+        config = layer.get_config()
+        copy = layer.__class__.from_config(config)
+    except (NotImplementedError, TypeError) as error:
+        raise ValueError(
+            f"Layer '{layer.name}' of type {type(layer).__name__} cannot be "
+            "copied from its config. Implement `get_config()` so that "
+            "`from_config(get_config())` rebuilds it. "
+            f"Original error: {error}"
+        ) from error
+    if layer.built:
+        build_config = layer.get_build_config()
+        if build_config:
+            copy.build_from_config(build_config)
+        # Checks that the rebuilt layer has the same variables, then fills them.
+        copy_values(layer, copy)
+        # A subclassed model rebuilt by running it on its build shapes holds
+        # its variables but is not marked built; Keras then refuses to trace it.
+        copy.built = True
+    return copy

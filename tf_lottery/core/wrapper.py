@@ -1,0 +1,166 @@
+"""`PruneWrapper`: a Keras wrapper layer that holds the pruning masks."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tf_lottery.core import masked_variable
+from tf_lottery.core.prunable_layers import is_prunable_layer, prunable_weights
+
+
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class PruneWrapper(keras.layers.Wrapper):
+    """Holds one boolean mask per prunable weight of the wrapped layer.
+
+    The masks are non-trainable variables of the wrapper, so they are saved
+    with the model (`.keras`, `.weights.h5`, `tf.train.Checkpoint`) and
+    mirrored under `tf.distribute`. Each mask is bound to its weight (see
+    `tf_lottery.core.masked_variable`): pruned positions stay exactly `0.0` after
+    every optimizer step inside the compiled train step, and after
+    `set_weights`, `load_weights` or a rewind. The forward pass is the wrapped
+    layer's own `call`, with no masking work at inference.
+
+    Masks start all-ones (dense). Change them with `set_masks`, or let
+    `tf_lottery.prune` / `tf_lottery.LotteryCallback` do it.
+
+    Args:
+        layer: A prunable `keras.layers.Layer` (see
+            `tf_lottery.core.prunable_layers`).
+        **kwargs: Base `keras.layers.Layer` arguments (`name`, ...).
+
+    Example:
+
+    ```python
+    inputs = keras.Input((784,))
+    hidden = tfl.PruneWrapper(keras.layers.Dense(300, activation="relu"))
+    outputs = tfl.PruneWrapper(keras.layers.Dense(10))(hidden(inputs))
+    model = keras.Model(inputs, outputs)
+    ```
+
+    Reference:
+        Frankle & Carbin, "The Lottery Ticket Hypothesis: Finding Sparse,
+        Trainable Neural Networks", ICLR 2019, arXiv:1803.03635.
+    """
+
+    def __init__(self, layer, **kwargs):
+        if not isinstance(layer, keras.layers.Layer):
+            raise ValueError(
+                "Invalid value for argument `layer`: expected a Keras layer. "
+                f"Received: layer={layer!r} of type {type(layer).__name__}."
+            )
+        if isinstance(layer, PruneWrapper):
+            raise ValueError(
+                f"Invalid value for argument `layer`: '{layer.name}' is already a "
+                "PruneWrapper. Wrap the inner layer once."
+            )
+        if not is_prunable_layer(layer):
+            raise ValueError(
+                f"Invalid value for argument `layer`: {type(layer).__name__} "
+                f"'{layer.name}' has no prunable weights. Prunable types are Dense, "
+                "EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
+                "SeparableConv*, Embedding and MultiHeadAttention; custom layers "
+                "opt in by defining `get_prunable_weights()`."
+            )
+        kwargs.setdefault("name", f"prune_{layer.name}")
+        super().__init__(layer, **kwargs)
+        self._masks = ()
+        if layer.built:
+            self._create_masks()
+            self.built = True
+
+    # -- building -----------------------------------------------------------
+
+    def _create_masks(self):
+        if self._masks:
+            return
+        masks = []
+        for weight in prunable_weights(self.layer):
+            mask = self.add_weight(
+                name=f"{weight.name}_mask",
+                shape=tuple(weight.shape),
+                dtype="bool",
+                initializer="ones",
+                trainable=False,
+                aggregation="only_first_replica",
+            )
+            masked_variable.bind_mask(weight, mask)
+            masks.append(mask)
+        # A tuple (not a list) so that TensorFlow checkpoints track the masks.
+        self._masks = tuple(masks)
+
+    def build(self, input_shape=None):
+        # Left to the first call: the inner layer then builds from all of its
+        # arguments (MultiHeadAttention needs query and value shapes).
+        del input_shape
+
+    def call(self, inputs, *args, **kwargs):
+        outputs = self.layer(inputs, *args, **kwargs)
+        if not self._masks:
+            # A layer wrapped before it was built gets its masks here, right
+            # after its first call built it.
+            self._tracker.unlock()
+            try:
+                self._create_masks()
+            finally:
+                self._tracker.lock()
+        return outputs
+
+    def get_build_config(self):
+        return self.layer.get_build_config()
+
+    def build_from_config(self, config):
+        if not self.layer.built:
+            self.layer.build_from_config(config)
+        self._create_masks()
+        self.built = True
+
+    # -- masks --------------------------------------------------------------
+
+    @property
+    def pruned_weights(self) -> list:
+        """The wrapped layer's variables that the masks apply to."""
+        return prunable_weights(self.layer) if self._masks else []
+
+    @property
+    def masks(self) -> list:
+        """The boolean mask variables, aligned with `pruned_weights`."""
+        return list(self._masks)
+
+    def get_masks(self) -> list[np.ndarray]:
+        """The masks as boolean NumPy arrays."""
+        return [np.asarray(keras.ops.convert_to_numpy(m)) for m in self._masks]
+
+    def set_masks(self, masks) -> None:
+        """Sets the masks and zeroes the newly pruned weights.
+
+        Args:
+            masks: Sequence of boolean arrays, one per entry of
+                `pruned_weights`, each of the same shape.
+        """
+        masks = list(masks)
+        if len(masks) != len(self._masks):
+            raise ValueError(
+                f"Invalid value for argument `masks` of '{self.name}': expected "
+                f"{len(self._masks)} arrays (one per pruned weight). "
+                f"Received {len(masks)}."
+            )
+        arrays = []
+        for mask_var, mask in zip(self._masks, masks):
+            mask = np.asarray(mask)
+            if mask.shape != tuple(mask_var.shape):
+                raise ValueError(
+                    f"Invalid value for argument `masks` of '{self.name}': mask "
+                    f"'{mask_var.name}' needs shape {tuple(mask_var.shape)}. "
+                    f"Received shape {mask.shape}."
+                )
+            arrays.append(mask.astype(bool))
+        for mask_var, mask, weight in zip(self._masks, arrays, self.pruned_weights):
+            mask_var.assign(mask)
+            weight.assign(weight.value)
+
+    def apply_masks(self) -> None:
+        """Re-zeroes pruned positions (useful after writing a variable's
+        underlying `tf.Variable` directly)."""
+        for weight in self.pruned_weights:
+            weight.assign(weight.value)

@@ -1,0 +1,1 @@
+"""Experiment kinds registered with `tf_lottery.experiments.registry`."""

@@ -1,0 +1,107 @@
+"""The controls of the lottery-ticket papers, run as branches of a level.
+
+A branch at level k starts from what the main run found at level k (its
+mask M_k, the level it was pruned from, the rewind point) and trains the
+same data steps; only one thing differs from the ticket:
+
+- `reinit`: mask M_k, weights drawn afresh from each layer's initializer
+  (`tfl.reinitialize`): "random reinitialization" (Frankle & Carbin 2019).
+- `random_layerwise`: M_k shuffled within each layer (same per-layer
+  counts), rewind weights: random pruning at the ticket's layer-wise
+  sparsity.
+- `random_global`: a uniformly random mask over all prunable weights with
+  M_k's total count (layers end up equally sparse on average), rewind
+  weights.
+- `lr_rewind`: mask M_k, the *trained* weights of the level it was pruned
+  from, optimizer and schedule rewound (Renda et al. 2020).
+- `finetune`: mask M_k, trained weights, the final optimizer state and
+  learning rate of that level (Renda et al. 2020's fine-tuning baseline).
+
+Reference:
+    Frankle & Carbin, ICLR 2019, arXiv:1803.03635; Frankle et al., "Pruning
+    Neural Networks at Initialization: Why are We Missing the Mark?", ICLR
+    2021, arXiv:2009.08576 (layer-wise shuffling); Renda et al., ICLR 2020,
+    arXiv:2003.02389.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.lottery import rewind
+from tf_lottery.pruning import pruner as pruning
+from tf_lottery.pruning import scoring
+
+
+def derive_seed(*parts: int) -> int:
+    """A 31-bit seed that depends on every part (stable across runs and platforms)."""
+    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0] % (2**31 - 1))
+
+
+def shuffle_layerwise(masks: list, seed: int) -> list:
+    """Each mask with its entries permuted at random: the per-tensor count is kept."""
+    rng = np.random.default_rng(seed)
+    return [rng.permutation(np.asarray(m).ravel()).reshape(np.shape(m)) for m in masks]
+
+
+def set_masks(model, masks: list) -> None:
+    """Sets the masks of every wrapper from one flat list (model order)."""
+    position = 0
+    for wrapper in prune_wrappers(model):
+        count = len(wrapper.masks)
+        wrapper.set_masks(masks[position : position + count])
+        position += count
+
+
+def get_masks(model) -> list:
+    return [m for wrapper in prune_wrappers(model) for m in wrapper.get_masks()]
+
+
+def dense_masks(model) -> list:
+    return [np.ones(m.shape, bool) for m in get_masks(model)]
+
+
+def random_global_masks(model, pruned: int, seed: int) -> list:
+    """Masks with exactly `pruned` prunable weights removed uniformly at random over all layers.
+
+    Leaves `model` with those masks.
+    """
+    set_masks(model, dense_masks(model))
+    total = sum(m.size for m in get_masks(model))
+    result = pruning.prune(model, target_sparsity=pruned / total, scorer=scoring.RandomScorer(seed))
+    if total - result["alive"] != pruned:
+        raise AssertionError(f"random_global pruned {total - result['alive']} weights, expected {pruned}.")
+    return get_masks(model)
+
+
+def start_branch(replicate, name: str, level: int) -> None:
+    """Sets `replicate.model` (masks, weights, optimizer) to branch `name`'s start at `level`."""
+    model = replicate.model
+    ticket_masks = replicate.level_masks(level)
+    source = replicate.source_level(level)
+    seed = derive_seed(replicate.seed, level, sum(map(ord, name)))
+    point = replicate.rewind_snapshot()
+    if name == "reinit":
+        set_masks(model, ticket_masks)
+        rewind.reinitialize(model, seed=seed)
+        point.restore_optimizer(model)
+    elif name == "random_layerwise":
+        set_masks(model, shuffle_layerwise(ticket_masks, seed))
+        point.restore_weights(model)
+        point.restore_optimizer(model)
+    elif name == "random_global":
+        pruned = sum(int(m.size - np.count_nonzero(m)) for m in ticket_masks)
+        random_global_masks(model, pruned, seed)
+        point.restore_weights(model)
+        point.restore_optimizer(model)
+    elif name == "lr_rewind":
+        replicate.load_end(source)
+        set_masks(model, ticket_masks)
+        point.restore_optimizer(model)
+    elif name == "finetune":
+        replicate.load_end(source)
+        set_masks(model, ticket_masks)
+        replicate.final_state(source).restore_optimizer(model)
+    else:
+        raise ValueError(f"Invalid branch name: {name!r}.")

@@ -1,0 +1,1 @@
+"""Shipping a pruned model: SavedModel for serving, sparsity-aware TFLite."""

@@ -1,0 +1,1 @@
+"""Lottery tickets: rewind points, `reset_for_retrain`, `Ticket`, `LotteryCallback`, summaries, stability."""

@@ -1,0 +1,478 @@
+"""`LotteryCallback`: iterative magnitude pruning inside `model.fit`."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import warnings
+
+import keras
+import numpy as np
+
+from tf_lottery.core.report import sparsity_report
+from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.lottery import rewind
+from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.pruning import pruner as pruning
+from tf_lottery.utils import atomic_io
+
+RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
+
+
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class LotteryCallback(keras.callbacks.Callback):
+    """Finds a lottery ticket by iterative magnitude pruning (IMP) in `fit()`.
+
+    Training is split into `rounds` rounds of `epochs_per_round` epochs. At
+    the end of every round but the last, the callback records the round,
+    prunes (globally by default) and resets the network for the next round
+    according to `retrain`:
+
+    - `"rewind"`: weights (biases and normalization statistics included) go
+      back to the rewind point times the mask, and so do the optimizer's
+      slots, learning rate and iteration counter, so schedules rewind too.
+      With `rewind_to="0it"` this is Frankle & Carbin (2019); with a later
+      point it is late resetting (Frankle et al. 2019).
+    - `"lr_rewind"`: learning-rate rewinding (Renda et al. 2020): the trained
+      weights are kept; only the optimizer state (and so the schedule) goes
+      back to the rewind point.
+    - `"finetune"`: fine-tuning: weights and optimizer (final learning rate)
+      are kept.
+    - `"reinit"`: random-reinitialisation control: the masks are kept and
+      every weight is drawn afresh from its layer's initializer.
+
+    Round `r` trains at sparsity `1 - (1 - pruning_rate)**r`, so `rounds=5`
+    trains the dense network and 4 pruned levels. The masks are enforced in
+    the compiled train step, so this works with `jit_compile`,
+    `steps_per_execution`, mixed precision and `tf.distribute`.
+
+    Args:
+        rounds: int >= 1. Number of training rounds (pruning happens between
+            them).
+        pruning_rate: float in [0, 1). Fraction of surviving weights pruned
+            after each round. Give this or `target_sparsity`.
+        target_sparsity: float in [0, 1). Sparsity of the last round; the
+            per-round rate is derived and the last pruning step lands exactly
+            on it.
+        rewind_to: str. `"<N>it"` or `"<N>ep"`: the step to rewind to
+            (snapshot taken at exactly that optimizer step). Defaults to
+            `"0it"` (initialisation).
+        retrain: One of `"rewind"`, `"lr_rewind"`, `"finetune"`, `"reinit"`.
+            Defaults to `"rewind"`.
+        scope: `"global"` or `"layer"`. Defaults to `"global"`.
+        layer_rates: Optional per-layer rates, see `tfl.prune`.
+        scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
+        epochs_per_round: int. Defaults to `fit(epochs=...) // rounds`.
+        one_round_per_fit: bool. If `True`, each `fit()` call trains one
+            round and the pruning happens when it ends; state carries over
+            between calls (use `reset()` to start over). Defaults to `False`:
+            the whole IMP run happens in one `fit()`.
+        monitor: str. Metric whose minimum marks the early-stopping
+            iteration. Defaults to `"val_loss"` (falls back to `"loss"`
+            without validation data).
+        state_dir: Optional directory where the rewind point and round
+            history are saved atomically, so that a run restarted with
+            `keras.callbacks.BackupAndRestore` resumes without losing them.
+        seed: int. Seed for the `"random"` scorer and the `"reinit"` draws.
+            Defaults to `0`.
+        verbose: int. `1` prints one line per round. Defaults to `1`.
+
+    Attributes:
+        history: List of dicts, one per finished round: `round`, `sparsity`,
+            `percent_remaining`, `metrics` (last epoch's logs), `best`
+            (minimum of `monitor`), `early_stop_step`, `layers`.
+        ticket: The current `Ticket` (masks + rewind weights + metadata).
+
+    Example:
+
+    ```python
+    model = tfl.prunable(make_model())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    lottery = tfl.LotteryCallback(rounds=5, pruning_rate=0.2, rewind_to="0it")
+    model.fit(x, y, validation_split=0.1, epochs=5 * 10, callbacks=[lottery])
+    lottery.ticket.save("ticket.npz")
+    ```
+
+    Reference:
+        Frankle & Carbin, ICLR 2019, arXiv:1803.03635; Frankle et al.,
+        arXiv:1903.01611 (late resetting); Renda et al., ICLR 2020,
+        arXiv:2003.02389 (learning-rate rewinding, fine-tuning).
+    """
+
+    def __init__(
+        self,
+        rounds: int,
+        pruning_rate: float | None = None,
+        *,
+        target_sparsity: float | None = None,
+        rewind_to="0it",
+        retrain: str = "rewind",
+        scope: str = "global",
+        layer_rates=None,
+        scorer="magnitude",
+        epochs_per_round: int | None = None,
+        one_round_per_fit: bool = False,
+        monitor: str = "val_loss",
+        state_dir: str | None = None,
+        seed: int = 0,
+        verbose: int = 1,
+    ):
+        super().__init__()
+        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+            raise ValueError(
+                f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}."
+            )
+        if (pruning_rate is None) == (target_sparsity is None):
+            raise ValueError(
+                "Pass exactly one of `pruning_rate` (fraction of surviving weights "
+                "pruned per round) and `target_sparsity` (sparsity of the last "
+                f"round). Received: pruning_rate={pruning_rate!r}, "
+                f"target_sparsity={target_sparsity!r}."
+            )
+        if pruning_rate is not None:
+            pruning._check_fraction("pruning_rate", pruning_rate)
+        else:
+            pruning._check_fraction("target_sparsity", target_sparsity)
+        if retrain not in RETRAIN_MODES:
+            raise ValueError(
+                f"Invalid value for argument `retrain`: expected one of {RETRAIN_MODES}. Received: retrain={retrain!r}."
+            )
+        if scope not in pruning.SCOPES:
+            raise ValueError(
+                f"Invalid value for argument `scope`: expected one of {pruning.SCOPES}. Received: scope={scope!r}."
+            )
+        if epochs_per_round is not None and (
+            isinstance(epochs_per_round, bool)
+            or not isinstance(epochs_per_round, int)
+            or epochs_per_round < 1
+        ):
+            raise ValueError(
+                "Invalid value for argument `epochs_per_round`: expected an int >= 1 "
+                f"or None. Received: epochs_per_round={epochs_per_round!r}."
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ValueError(f"Invalid value for argument `seed`: expected an int. Received: seed={seed!r}.")
+        self.rounds = rounds
+        self.pruning_rate = pruning_rate
+        self.target_sparsity = target_sparsity
+        self.rewind_to = str(rewind.RewindPoint.parse(rewind_to))
+        self.retrain = retrain
+        self.scope = scope
+        self.layer_rates = dict(layer_rates or {})
+        self.scorer = scorer
+        self.epochs_per_round = epochs_per_round
+        self.one_round_per_fit = one_round_per_fit
+        self.monitor = monitor
+        self.state_dir = state_dir
+        self.seed = seed
+        self.verbose = verbose
+        self._rewind_point = rewind.RewindPoint.parse(rewind_to)
+        self.reset()
+
+    def get_config(self) -> dict:
+        return {
+            "rounds": self.rounds,
+            "pruning_rate": self.pruning_rate,
+            "target_sparsity": self.target_sparsity,
+            "rewind_to": self.rewind_to,
+            "retrain": self.retrain,
+            "scope": self.scope,
+            "layer_rates": self.layer_rates,
+            "scorer": self.scorer if isinstance(self.scorer, str) else None,
+            "epochs_per_round": self.epochs_per_round,
+            "one_round_per_fit": self.one_round_per_fit,
+            "monitor": self.monitor,
+            "state_dir": self.state_dir,
+            "seed": self.seed,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if config.get("scorer") is None:
+            config["scorer"] = "magnitude"
+        return cls(**config)
+
+    # -- state ----------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forgets all rounds, the rewind point and the ticket."""
+        self.history: list[dict] = []
+        self.snapshot: rewind.Snapshot | None = None
+        self._round = 0
+        self._step = 0  # optimizer steps taken in round 0 (Python-side count)
+        self._epoch_steps = 0
+        self._best = math.inf
+        self._best_step = None
+        self._round_epoch = 0
+        self._resume_checked = False
+        self._done = False
+        self._last_batch_end = 0
+        self._last_logs: dict = {}
+
+    @property
+    def current_round(self) -> int:
+        return self._round
+
+    @property
+    def ticket(self) -> Ticket | None:
+        """Masks of the current round with the rewind weights (None before training)."""
+        if self.model is None or self.snapshot is None:
+            return None
+        return Ticket.from_model(
+            self.model,
+            weights=self.snapshot.model_values,
+            metadata={
+                "round": self._round,
+                "rounds": self.rounds,
+                "rewind_to": self.rewind_to,
+                "rewind_step": self.snapshot.step,
+                "retrain": self.retrain,
+                "pruning_rate": self.pruning_rate,
+                "target_sparsity": self.target_sparsity,
+                "scope": self.scope,
+                "layer_rates": self.layer_rates,
+            },
+        )
+
+    def _rate_for(self, round_index: int):
+        """(rate, target) for the pruning that follows `round_index`."""
+        if self.pruning_rate is not None:
+            return self.pruning_rate, None
+        if round_index == self.rounds - 2:
+            return None, self.target_sparsity
+        return pruning.rate_per_round(self.target_sparsity, self.rounds - 1), None
+
+    # -- Keras hooks ----------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        optimizer = getattr(model, "optimizer", None)
+        if getattr(optimizer, "use_ema", False):
+            raise ValueError(
+                "LotteryCallback cannot keep pruned weights at zero with an "
+                "optimizer that uses `use_ema=True`: Keras updates the moving "
+                "average outside the masks and copies it into the weights when "
+                "fit() ends. Compile with `use_ema=False`."
+            )
+        if not prune_wrappers(model):
+            raise ValueError(
+                f"LotteryCallback: model '{model.name}' has no PruneWrapper layers. "
+                "Wrap it first: `model = tfl.prunable(model)`."
+            )
+        if not self.one_round_per_fit:
+            self.reset()
+        elif self._done:
+            raise ValueError(
+                f"LotteryCallback already finished its {self.rounds} rounds. Call `reset()` to start a new run."
+            )
+        epochs = self.params.get("epochs")
+        if self.one_round_per_fit:
+            self._epochs_per_round = self.epochs_per_round or epochs
+            self._round_epoch = 0
+        else:
+            if self.epochs_per_round is not None:
+                self._epochs_per_round = self.epochs_per_round
+                if epochs is not None and epochs < self.rounds * self.epochs_per_round:
+                    warnings.warn(
+                        f"fit(epochs={epochs}) is fewer than rounds * epochs_per_round = "
+                        f"{self.rounds * self.epochs_per_round}; the last rounds will not run.",
+                        stacklevel=2,
+                    )
+            else:
+                if epochs is None or epochs % self.rounds:
+                    raise ValueError(
+                        f"LotteryCallback: fit(epochs={epochs}) is not a multiple of "
+                        f"rounds={self.rounds}. Pass epochs = rounds * epochs_per_round, "
+                        "or set `epochs_per_round`."
+                    )
+                self._epochs_per_round = epochs // self.rounds
+        self._steps_per_epoch = self.params.get("steps")
+        self._rewind_step = self._rewind_point.step(self._steps_per_epoch)
+        if self._rewind_point.unit == "ep" and self._rewind_point.amount >= self._epochs_per_round:
+            raise ValueError(
+                f"Invalid value for argument `rewind_to`: '{self.rewind_to}' is not "
+                f"inside the first round ({self._epochs_per_round} epochs)."
+            )
+        if (
+            self._rewind_step is not None
+            and self._steps_per_epoch
+            and self._rewind_step >= self._epochs_per_round * self._steps_per_epoch
+        ):
+            raise ValueError(
+                f"Invalid value for argument `rewind_to`: '{self.rewind_to}' is not "
+                f"inside the first round ({self._epochs_per_round * self._steps_per_epoch} steps)."
+            )
+        if self.snapshot is None and self._round == 0 and self._rewind_step == 0:
+            self._capture(0)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self._resume_checked:
+            self._resume_checked = True
+            if self.state_dir is not None:
+                self._resume(epoch)
+        self._epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_steps = batch + 1
+        if self.snapshot is not None or self._round != 0 or self._rewind_point.unit != "it":
+            return
+        step = self._step + batch + 1
+        if step == self._rewind_step:
+            self._capture(step)
+        elif step > self._rewind_step:
+            raise ValueError(
+                f"LotteryCallback could not take the rewind point '{self.rewind_to}': "
+                f"training jumped from step {self._step + self._last_batch_end} to {step} "
+                "(steps_per_execution > 1). Use a rewind step that is a multiple of "
+                "steps_per_execution."
+            )
+        self._last_batch_end = batch + 1
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        self._last_logs = logs
+        loss = logs.get("loss")
+        if loss is not None and not np.isfinite(loss):
+            self.model.stop_training = True
+            raise FloatingPointError(
+                f"LotteryCallback: training diverged in round {self._round} "
+                f"(loss={loss} at epoch {epoch}). The round is not recorded. "
+                "Lower the learning rate or add gradient clipping."
+            )
+        self._step += self._epoch_steps
+        self._last_batch_end = 0
+        if self._round == 0 and self.snapshot is None and self._rewind_point.unit == "ep":
+            if epoch + 1 == self._rewind_point.amount:
+                self._capture(self._step)
+        self._round_epoch += 1
+        value = logs.get(self.monitor, logs.get("loss"))
+        if value is not None and value < self._best:
+            self._best = float(value)
+            self._best_step = self._round_epoch * (self._steps_per_epoch or self._epoch_steps)
+        if not self.one_round_per_fit and self._round_epoch == self._epochs_per_round:
+            self._end_round(logs)
+
+    def on_train_end(self, logs=None):
+        if self.one_round_per_fit and self._round_epoch > 0:
+            self._end_round(self._last_logs)
+
+    # -- rounds -----------------------------------------------------------------
+
+    def _capture(self, step: int) -> None:
+        self.snapshot = rewind.Snapshot.capture(self.model, step)
+        if self.state_dir is not None:
+            os.makedirs(self.state_dir, exist_ok=True)
+            arrays = {f"m{i:05d}": v for i, v in enumerate(self.snapshot.model_values)}
+            arrays.update({f"o{i:05d}": v for i, v in enumerate(self.snapshot.optimizer_values)})
+            arrays["step"] = np.asarray(step)
+            atomic_io.write_npz(os.path.join(self.state_dir, "rewind_point.npz"), arrays)
+
+    def _end_round(self, logs: dict) -> None:
+        if self.snapshot is None:
+            raise ValueError(
+                f"LotteryCallback: round {self._round} ended before the rewind point "
+                f"'{self.rewind_to}' was reached. Use an earlier rewind point or longer rounds."
+            )
+        report = sparsity_report(self.model)
+        record = {
+            "round": self._round,
+            "sparsity": report.sparsity,
+            "percent_remaining": report.percent_remaining,
+            "metrics": {k: float(v) for k, v in logs.items() if np.ndim(v) == 0},
+            "best": None if math.isinf(self._best) else self._best,
+            "early_stop_step": self._best_step,
+            "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
+        }
+        self.history.append(record)
+        if self.verbose:
+            metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items())
+            print(
+                f"[LotteryCallback] round {self._round + 1}/{self.rounds}: "
+                f"{record['percent_remaining']:.1f}% weights remaining; {metrics}"
+            )
+        if self._round < self.rounds - 1:
+            self._prune_and_reset()
+        else:
+            self._done = True
+        self._best, self._best_step, self._round_epoch = math.inf, None, 0
+        self._save_state()
+
+    def _prune_and_reset(self) -> None:
+        rate, target = self._rate_for(self._round)
+        scorer = self.scorer
+        if scorer == "random":
+            from tf_lottery.pruning.scoring import RandomScorer
+
+            scorer = RandomScorer(self.seed + self._round)
+        pruning.prune(
+            self.model,
+            rate,
+            target_sparsity=target,
+            scope=self.scope,
+            layer_rates=self.layer_rates,
+            scorer=scorer,
+        )
+        if self.retrain == "rewind":
+            self.snapshot.restore_weights(self.model)
+            self.snapshot.restore_optimizer(self.model)
+        elif self.retrain == "lr_rewind":
+            self.snapshot.restore_optimizer(self.model)
+        elif self.retrain == "reinit":
+            rewind.reinitialize(self.model, seed=self.seed + 1000 + self._round)
+            self.snapshot.restore_optimizer(self.model)
+        self._round += 1
+
+    # -- persistence ------------------------------------------------------------
+
+    def _save_state(self) -> None:
+        if self.state_dir is None:
+            return
+        os.makedirs(self.state_dir, exist_ok=True)
+        atomic_io.write_json(
+            os.path.join(self.state_dir, "lottery_state.json"),
+            {"rounds_completed": len(self.history), "round": self._round, "history": self.history},
+        )
+
+    def _resume(self, epoch: int) -> None:
+        """Reloads the rewind point and history after a restart at `epoch`."""
+        point_path = os.path.join(self.state_dir, "rewind_point.npz")
+        state_path = os.path.join(self.state_dir, "lottery_state.json")
+        if self.snapshot is None and os.path.exists(point_path):
+            with np.load(point_path, allow_pickle=False) as archive:
+                model_keys = sorted(k for k in archive.files if k.startswith("m"))
+                opt_keys = sorted(k for k in archive.files if k.startswith("o"))
+                self.snapshot = rewind.Snapshot(
+                    model_values=[archive[k] for k in model_keys],
+                    optimizer_values=[archive[k] for k in opt_keys],
+                    step=int(archive["step"]),
+                )
+        if epoch == 0:
+            return
+        history = []
+        if os.path.exists(state_path):
+            with open(state_path) as handle:
+                history = json.load(handle)["history"]
+        expected = epoch // self._epochs_per_round
+        self._round_epoch = epoch % self._epochs_per_round
+        self._step = epoch * (self._steps_per_epoch or 0)
+        if self.snapshot is None:
+            passed = self._rewind_step is None or self._step >= self._rewind_step
+            if self._round_epoch != epoch or passed:
+                raise ValueError(
+                    f"LotteryCallback resumed at epoch {epoch}, past the rewind point "
+                    f"'{self.rewind_to}', but '{self.state_dir}' holds no rewind point. "
+                    "Resume with the same `state_dir` the run started with."
+                )
+            return  # still in round 0, before the rewind point: it will be taken
+        self.history = history[:expected]
+        self._round = len(self.history)
+        if self._round < expected:
+            # The backup was written after the round's training but before its
+            # pruning: prune now, from the same trained weights.
+            self.history.append({"round": self._round, "resumed": True, "metrics": {}})
+            self._prune_and_reset()
+            self._save_state()

@@ -1,0 +1,154 @@
+"""Rewind points: when to snapshot, what a snapshot holds, how to restore it.
+
+A rewind point is written `"<N>it"` (after N optimizer steps) or `"<N>ep"`
+(after N epochs); `"0it"` is the initialisation, as in Frankle & Carbin
+(2019). Rewinding to an early iteration k > 0 is "late resetting" (Frankle
+et al. 2019, "Stabilizing the Lottery Ticket Hypothesis", arXiv:1903.01611).
+
+A `Snapshot` holds every model variable (kernels, biases, normalization
+statistics; not the masks) and every optimizer variable (slots, learning
+rate, iteration counter), so that rewinding also rewinds learning-rate
+schedules.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from tf_lottery.core.walk import model_variables
+
+_SPEC = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
+
+
+@dataclass(frozen=True)
+class RewindPoint:
+    """Where to rewind to: `amount` iterations (`unit="it"`) or epochs (`"ep"`)."""
+
+    amount: int
+    unit: str
+
+    @classmethod
+    def parse(cls, value) -> RewindPoint:
+        """Parses `"500it"`, `"2ep"`, `"0it"`, or an int (iterations)."""
+        if isinstance(value, RewindPoint):
+            return value
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 0:
+            return cls(int(value), "it")
+        match = _SPEC.match(value) if isinstance(value, str) else None
+        if match is None:
+            raise ValueError(
+                "Invalid value for argument `rewind_to`: expected '<N>it' "
+                "(after N optimizer steps, e.g. '0it' or '500it') or '<N>ep' "
+                f"(after N epochs, e.g. '2ep'). Received: rewind_to={value!r}."
+            )
+        return cls(int(match.group(1)), match.group(2))
+
+    def step(self, steps_per_epoch: int | None) -> int | None:
+        """The optimizer step of this point (None if it needs an unknown epoch size)."""
+        if self.unit == "it":
+            return self.amount
+        return None if steps_per_epoch is None else self.amount * steps_per_epoch
+
+    def __str__(self) -> str:
+        return f"{self.amount}{self.unit}"
+
+
+@dataclass
+class Snapshot:
+    """Copies of a model's and its optimizer's variables at one step."""
+
+    model_values: list
+    optimizer_values: list
+    step: int
+
+    @classmethod
+    def capture(cls, model: keras.Model, step: int) -> Snapshot:
+        optimizer = getattr(model, "optimizer", None)
+        optimizer_values = []
+        if optimizer is not None and not optimizer.built:
+            # At step 0 (on_train_begin) Keras has not built the optimizer
+            # yet; its initial state is part of the rewind point.
+            optimizer.build(model.trainable_variables)
+        if optimizer is not None:
+            optimizer_values = [np.array(v.numpy(), copy=True) for v in optimizer.variables]
+        return cls(
+            model_values=[np.array(v.numpy(), copy=True) for v in model_variables(model)],
+            optimizer_values=optimizer_values,
+            step=int(step),
+        )
+
+    def restore_weights(self, model: keras.Model) -> None:
+        """Sets every model variable back (masked variables stay masked)."""
+        variables = model_variables(model)
+        _check_same(variables, self.model_values, "model")
+        for variable, value in zip(variables, self.model_values):
+            variable.assign(value)
+
+    def restore_optimizer(self, model: keras.Model) -> None:
+        """Sets the optimizer's slots, learning rate and iteration counter back."""
+        if not self.optimizer_values:
+            return
+        variables = model.optimizer.variables
+        _check_same(variables, self.optimizer_values, "optimizer")
+        for variable, value in zip(variables, self.optimizer_values):
+            variable.assign(value)
+
+
+def _check_same(variables, values, what):
+    if len(variables) != len(values) or any(tuple(v.shape) != np.shape(a) for v, a in zip(variables, values)):
+        raise ValueError(
+            f"The rewind snapshot does not fit this {what}: it holds "
+            f"{len(values)} variables, the {what} has {len(variables)} (or "
+            "their shapes differ). A snapshot only restores into the model "
+            "(and optimizer) it was taken from."
+        )
+
+
+def _initializer_for(layer, variable):
+    names = [f"{variable.name}_initializer"]
+    if variable.name == "kernel":
+        names.append("depthwise_initializer")
+    for name in names:
+        initializer = getattr(layer, name, None)
+        if initializer is not None:
+            return keras.initializers.get(initializer)
+    return None
+
+
+def reinitialize(model: keras.Model, seed: int) -> None:
+    """Draws every model variable afresh from its layer's own initializer.
+
+    This is the random-reinitialisation control of Frankle & Carbin (2019):
+    the masks are kept, the weights are new. A variable named `x` is drawn
+    from the layer attribute `x_initializer` (`kernel_initializer`,
+    `bias_initializer`, `gamma_initializer`, `moving_mean_initializer`, ...).
+    Seeded initializers get a new seed derived from `seed`, so the draw
+    differs from the original initialisation and is reproducible.
+
+    Args:
+        model: The model to reinitialize in place.
+        seed: int. Seed of the fresh draw.
+    """
+    rng = np.random.default_rng(seed)
+    owners = {}
+    for layer in model._flatten_layers(include_self=True, recursive=True):
+        for variable in layer._trainable_variables + layer._non_trainable_variables:
+            owners.setdefault(id(variable), layer)
+    for variable in model_variables(model):
+        layer = owners.get(id(variable))
+        initializer = _initializer_for(layer, variable) if layer is not None else None
+        if initializer is None:
+            raise ValueError(
+                f"Cannot reinitialize '{variable.path}': its layer has no "
+                f"`{variable.name}_initializer` attribute. Give the layer that "
+                "attribute (a Keras initializer) to use the reinit control."
+            )
+        config = initializer.get_config()
+        if "seed" in config:
+            config["seed"] = int(rng.integers(0, 2**31 - 1))
+            initializer = initializer.__class__.from_config(config)
+        variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))

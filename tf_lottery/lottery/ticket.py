@@ -1,0 +1,205 @@
+"""`Ticket`: the masks and rewind weights of a found subnetwork, on disk.
+
+A ticket file is a NumPy `.npz` archive read with `allow_pickle=False`:
+loading one never executes code from the file. It is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tf_lottery.core.walk import model_variables, prune_wrappers
+from tf_lottery.utils import atomic_io
+from tf_lottery.version import __version__
+
+_FORMAT = "tf_lottery.lottery.ticket/1"
+
+
+@dataclass
+class Ticket:
+    """Masks plus the weights to start training the subnetwork from.
+
+    Attributes:
+        masks: Boolean arrays, one per pruned weight, in model order.
+        mask_names: `"<layer>/<weight>"` of each mask (for messages).
+        weights: Values of every model variable (not the masks) at the
+            rewind point, in `model.weights` order, or `None`.
+        weight_names: Paths of those variables (for messages).
+        metadata: JSON-serialisable facts: sparsity, round, rewind point,
+            pruning settings.
+    """
+
+    masks: list
+    mask_names: list
+    weights: list | None = None
+    weight_names: list | None = None
+    metadata: dict = field(default_factory=dict)
+
+    @property
+    def sparsity(self) -> float:
+        total = sum(m.size for m in self.masks)
+        return 1.0 - sum(int(np.count_nonzero(m)) for m in self.masks) / total if total else 0.0
+
+    # -- making and applying ------------------------------------------------
+
+    @classmethod
+    def from_model(cls, model, weights=None, metadata=None) -> Ticket:
+        """The current masks of `model`, with `weights` as rewind weights.
+
+        Args:
+            model: A model with `PruneWrapper` layers.
+            weights: Values for every non-mask variable (e.g. a rewind
+                snapshot's `model_values`); `None` keeps no weights.
+            metadata: Extra JSON-serialisable facts to store.
+        """
+        wrappers = prune_wrappers(model)
+        if not wrappers:
+            raise ValueError(
+                f"Invalid value for argument `model`: '{model.name}' has no "
+                "PruneWrapper layers, so it has no masks to make a ticket of."
+            )
+        masks, names = [], []
+        for wrapper in wrappers:
+            for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
+                masks.append(mask)
+                names.append(f"{wrapper.layer.name}/{weight.name}")
+        variables = model_variables(model)
+        if weights is not None:
+            weights = [np.asarray(w) for w in weights]
+            if len(weights) != len(variables):
+                raise ValueError(
+                    f"Invalid value for argument `weights`: expected {len(variables)} "
+                    f"arrays (one per model variable). Received {len(weights)}."
+                )
+        ticket = cls(
+            masks=masks,
+            mask_names=names,
+            weights=weights,
+            weight_names=[v.path for v in variables] if weights is not None else None,
+            metadata=dict(metadata or {}),
+        )
+        ticket.metadata.setdefault("sparsity", ticket.sparsity)
+        return ticket
+
+    def apply(self, model, *, weights: bool = True, transfer: bool = False) -> None:
+        """Sets `model`'s masks (and weights) from this ticket.
+
+        The model must have the ticket's architecture: the same pruned
+        weights in the same order and shapes. Nothing is changed unless all
+        checks pass.
+
+        Args:
+            model: A model with `PruneWrapper` layers (see `tfl.prunable`).
+            weights: bool. Also load the ticket's rewind weights. Defaults
+                to `True`.
+            transfer: bool. Allow the *last* pruned layer (the classifier)
+                to differ, e.g. another number of classes: that layer stays
+                dense with the model's own fresh weights. For ticket transfer
+                (Morcos et al. 2019, arXiv:1906.02773). Defaults to `False`.
+        """
+        wrappers = prune_wrappers(model)
+        targets = [(wr, w) for wr in wrappers for w in wr.pruned_weights]
+        if len(targets) != len(self.masks):
+            raise ValueError(
+                f"This ticket does not fit model '{model.name}': the ticket has "
+                f"{len(self.masks)} pruned weights ({self.mask_names[:4]}...), the "
+                f"model has {len(targets)}. Apply a ticket to a model of the same "
+                "architecture, wrapped with `tfl.prunable` using the same `exclude`."
+            )
+        skip_layer = wrappers[-1].layer if transfer else None
+        variables = model_variables(model)
+        skip_variables = {id(v) for v in skip_layer.weights} if skip_layer is not None else set()
+        for index, ((wrapper, weight), mask) in enumerate(zip(targets, self.masks)):
+            if wrapper.layer is skip_layer:
+                continue
+            if tuple(weight.shape) != mask.shape:
+                raise ValueError(
+                    f"This ticket does not fit model '{model.name}': pruned weight "
+                    f"#{index} is '{self.mask_names[index]}' of shape {mask.shape} in "
+                    f"the ticket but '{weight.path}' of shape {tuple(weight.shape)} "
+                    "in the model. For a different output layer pass `transfer=True`."
+                )
+        if weights and self.weights is not None:
+            if len(variables) != len(self.weights):
+                raise ValueError(
+                    f"This ticket does not fit model '{model.name}': it holds "
+                    f"{len(self.weights)} weights, the model has {len(variables)}."
+                )
+            for index, (variable, value) in enumerate(zip(variables, self.weights)):
+                if id(variable) not in skip_variables and tuple(variable.shape) != value.shape:
+                    raise ValueError(
+                        f"This ticket does not fit model '{model.name}': weight "
+                        f"#{index} '{self.weight_names[index]}' has shape {value.shape} "
+                        f"in the ticket but '{variable.path}' has {tuple(variable.shape)}."
+                    )
+        position = 0
+        for wrapper in wrappers:
+            count = len(wrapper.masks)
+            if wrapper.layer is skip_layer:
+                wrapper.set_masks([np.ones(tuple(m.shape), bool) for m in wrapper.masks])
+            else:
+                wrapper.set_masks(self.masks[position : position + count])
+            position += count
+        if weights and self.weights is not None:
+            for variable, value in zip(variables, self.weights):
+                if id(variable) not in skip_variables:
+                    variable.assign(value)
+
+    # -- files ----------------------------------------------------------------
+
+    def save(self, path: str) -> None:
+        """Writes the ticket to `path` (an `.npz` file) atomically."""
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(
+                f"Invalid value for argument `path`: expected a file path. Received: path={path!r}."
+            )
+        header = {
+            "format": _FORMAT,
+            "tf_lottery_version": __version__,
+            "mask_names": list(self.mask_names),
+            "weight_names": list(self.weight_names) if self.weight_names is not None else None,
+            "metadata": self.metadata,
+        }
+        arrays = {"header": atomic_io.json_array(header)}
+        for i, mask in enumerate(self.masks):
+            arrays[f"mask_{i:05d}"] = np.asarray(mask, dtype=bool)
+        for i, value in enumerate(self.weights or []):
+            arrays[f"weight_{i:05d}"] = np.asarray(value)
+        atomic_io.write_npz(os.fspath(path), arrays)
+
+    @classmethod
+    def load(cls, path: str) -> Ticket:
+        """Reads a ticket written by `save` (never unpickles anything)."""
+        path = os.fspath(path)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Invalid value for argument `path`: no ticket file at '{path}'.")
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                header = atomic_io.array_json(archive["header"])
+                if header.get("format") != _FORMAT:
+                    raise ValueError(f"unknown format {header.get('format')!r}")
+                n_masks = len(header["mask_names"])
+                masks = [archive[f"mask_{i:05d}"] for i in range(n_masks)]
+                weight_names = header["weight_names"]
+                weights = None
+                if weight_names is not None:
+                    weights = [archive[f"weight_{i:05d}"] for i in range(len(weight_names))]
+        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as error:
+            raise ValueError(
+                f"'{path}' is not a readable tf_lottery ticket (corrupted, "
+                f"truncated or another file type): {error}. Re-create it with "
+                "`Ticket.save`."
+            ) from error
+        if any(m.dtype != bool for m in masks):
+            raise ValueError(f"'{path}' is not a valid ticket: its masks are not boolean.")
+        return cls(
+            masks=masks,
+            mask_names=header["mask_names"],
+            weights=weights,
+            weight_names=weight_names,
+            metadata=header.get("metadata", {}),
+        )

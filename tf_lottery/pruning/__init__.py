@@ -1,0 +1,1 @@
+"""Choosing which weights go: exact global / layer-wise pruning, scorers, sparsity distributions."""

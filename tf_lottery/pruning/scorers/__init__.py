@@ -1,0 +1,1 @@
+"""Scores computed from gradients: Taylor/SNIP, GraSP, SynFlow, and batch gradients."""

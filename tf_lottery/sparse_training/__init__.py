@@ -1,0 +1,1 @@
+"""Dynamic sparse training (RigL / SET) as a Keras callback."""

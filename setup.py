@@ -27,6 +27,8 @@ setup(
         "absl-py",
         "ml-collections",
         "tensorflow-datasets",
+        # etils (tfds) 1.15 imports it for data_dir access without declaring it.
+        "importlib_resources",
         "tensorflow-model-optimization",
         "tf_keras>=2.21,<2.22",
         "mnist1d",

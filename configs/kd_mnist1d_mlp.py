@@ -25,7 +25,7 @@ Command (the `kd_ticket` kind runs the KD ticket and the plain ticket;
 `--config.experiment=kd_rewind` runs KD-rewinding and rewinding;
 `--config.kd.arms` picks any of the four):
 
-    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_mnist1d_mlp.py --workdir=runs \\
+    python -m tf_lottery.main --config=configs/kd_mnist1d_mlp.py --workdir=runs \\
         --config.kd.arms=ticket,rewind,kd_ticket,kd_rewind
 """
 

@@ -24,9 +24,9 @@ modern GPU).
 
 Command:
 
-    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_resnet20_cifar10.py \\
+    python -m tf_lottery.main --config=configs/kd_resnet20_cifar10.py \\
         --workdir=runs --config.dataset.data_dir=$HOME/tensorflow_datasets
-    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_resnet20_cifar10.py \\
+    python -m tf_lottery.main --config=configs/kd_resnet20_cifar10.py \\
         --workdir=runs --config.experiment=kd_rewind
 """
 

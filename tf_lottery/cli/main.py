@@ -3,7 +3,7 @@
     python -m tf_lottery.main --config=configs/<name>.py[:smoke] --workdir=<dir> [--config.<key>=<value> ...]
 
 With no flags, runs the default: IMP on MNIST-1D with the random-reinit
-control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery. Finished
+control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery_runs. Finished
 rounds are reused and an interrupted run resumes where it stopped.
 """
 
@@ -18,8 +18,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-DEFAULT_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments", "default_config.py")
-DEFAULT_WORKDIR = os.path.join(tempfile.gettempdir(), "tf_lottery")
+DEFAULT_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "default_config.py"
+)
+# Not `tf_lottery`: a folder named after the package in the working directory would
+# shadow an editable install of it.
+DEFAULT_WORKDIR = os.path.join(tempfile.gettempdir(), "tf_lottery_runs")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",
@@ -34,31 +38,30 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "Root directory of the run store.")
 
 
-def _runner(kind):
-    """The function that runs an experiment of kind `config.experiment`."""
-    if kind in ("kd_ticket", "kd_rewind"):
-        from tf_lottery.experiments.kinds.kd import run_kd_experiment
+def set_process_switches(config) -> None:
+    """The process-wide switches a run asks for; only the command line sets them.
 
-        return run_kd_experiment
-    if kind == "instability":
-        from tf_lottery.experiments.kinds.instability import run_instability
+    `config.run.deterministic` turns on TensorFlow's op determinism, so a
+    resumed run is bit-identical to an uninterrupted one (it also makes
+    Keras compile without XLA). Library functions never change global state.
+    """
+    run = config.get("run", {})
+    if run.get("deterministic", False):
+        import tensorflow as tf
 
-        return run_instability
-    if kind == "transfer":
-        from tf_lottery.experiments.kinds.transfer import run_transfer
-
-        return run_transfer
-    from tf_lottery.experiments import run_experiment
-
-    return run_experiment
+        tf.config.experimental.enable_op_determinism()
 
 
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
-    run_experiment = _runner(_CONFIG.value.get("experiment"))
+    from tf_lottery.experiments import registry
+
+    config = _CONFIG.value
     try:
-        run_experiment(_CONFIG.value, _WORKDIR.value, log=lambda line: print(line, flush=True))
+        kind = registry.validate(config)
+        set_process_switches(config)
+        kind.run(config, _WORKDIR.value, log=lambda line: print(line, flush=True))
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         if flags.FLAGS.verbosity >= 1:
             raise

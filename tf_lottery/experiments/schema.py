@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import ml_collections
 
-EXPERIMENTS = ("lottery", "oneshot")
 RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
 BRANCHES = ("reinit", "random_layerwise", "random_global", "lr_rewind", "finetune")
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 # Groups whose values never change a result: left out of the hash.
 UNHASHED = ("experiment", "run", "dataset.data_dir")
@@ -105,6 +105,10 @@ def defaults() -> ml_collections.ConfigDict:
     config.run.branches = "reinit"
     config.run.checkpoint_every = "1ep"
     config.run.steps_per_execution = 1
+    # The `tf.distribute` strategy, from STRATEGIES (see `strategy.py`):
+    # "default" (one device), "mirrored" (all local GPUs or CPUs),
+    # "multi_worker" (workers from TF_CONFIG), "tpu". Batch sizes are global.
+    config.run.strategy = "default"
     # Makes TensorFlow ops deterministic (process-wide), so a resumed run is
     # bit-identical to an uninterrupted one.
     config.run.deterministic = True
@@ -207,7 +211,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
                     f"Unknown config key `config.{group}.{unknown[0]}`. Known keys of "
                     f"`config.{group}`: {sorted(reference[group].keys())}."
                 )
-    _choice(config, "experiment", EXPERIMENTS)
+    from tf_lottery.experiments import registry
+
+    registry.get(config.get("experiment"))  # an unknown kind's error lists every kind
     _check_model(config.model)
     from tf_lottery.data.registry import NAMES as DATASETS
 
@@ -242,6 +248,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, "run.levels", 0, integer=True)
     _number(config, "run.replicates", 1, integer=True)
     _number(config, "run.steps_per_execution", 1, integer=True)
+    _choice(config, "run.strategy", STRATEGIES)
     for branch in csv_list(config.run.branches):
         if branch not in BRANCHES:
             raise ValueError(

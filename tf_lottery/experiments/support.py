@@ -19,8 +19,9 @@ import keras
 import ml_collections
 import numpy as np
 
-import tf_lottery as tfl
+from tf_lottery.core.prunable import prunable
 from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
 from tf_lottery.pruning import pruner as pruning
 
 
@@ -45,7 +46,7 @@ def validate(config: ml_collections.ConfigDict, group: str, reference: ml_collec
 
 def steps(point: str, steps_per_epoch: int) -> int:
     """`"2ep"` -> `2 * steps_per_epoch`, `"500it"` -> 500."""
-    return tfl.RewindPoint.parse(point).step(steps_per_epoch)
+    return RewindPoint.parse(point).step(steps_per_epoch)
 
 
 def build(config, data, seed: int, num_classes: int | None = None) -> keras.Model:
@@ -59,7 +60,7 @@ def build(config, data, seed: int, num_classes: int | None = None) -> keras.Mode
     base = build_model(config.model.name, data.input_shape, num_classes or data.num_classes, **options)
     patterns = csv_list(config.pruning.exclude)
     exclude = (lambda layer: any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)) if patterns else None
-    model = tfl.prunable(base, exclude=exclude)
+    model = prunable(base, exclude=exclude)
     model.compile(
         optimizer=build_optimizer(config.train, data.steps_per_epoch(int(config.train.batch_size))),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -118,7 +119,7 @@ def imp(
     model,
     data,
     config,
-    rewind: tfl.Snapshot,
+    rewind: Snapshot,
     trained_values: list,
     levels: int,
     seed: int,
@@ -146,18 +147,16 @@ def imp(
     total = steps(config.train.training_steps, data.steps_per_epoch(batch_size))
     rates = parse_rates(config.pruning.layer_rates)
     set_masks(model, [np.ones(m.shape, bool) for m in masks(model)])
-    tfl.Snapshot(trained_values, [], 0).restore_weights(model)
+    Snapshot(trained_values, [], 0).restore_weights(model)
     for level in range(1, levels + 1):
         pruning.prune(model, float(config.pruning.rate), scope=config.pruning.scope, layer_rates=rates)
-        rewind.restore_weights(model)
-        rewind.restore_optimizer(model)
+        reset_for_retrain(model, "rewind", rewind)
         if level < levels or on_level is not None:
             train(model, data, rewind.step, total, batch_size, seed)
             if on_level is not None:
                 on_level(level, model)
             if level == levels:
-                rewind.restore_weights(model)
-                rewind.restore_optimizer(model)
+                reset_for_retrain(model, "rewind", rewind)
     return masks(model)
 
 
@@ -165,35 +164,6 @@ def summary(values) -> dict:
     """`{"mean", "min", "max", "n"}` of a list of numbers."""
     values = [float(v) for v in values]
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "n": len(values)}
-
-
-def standalone_main(defaults, run, description: str) -> None:
-    """`python -m <module> --workdir=<dir> [--config.<key>=<value> ...]` for an experiment module.
-
-    Args:
-        defaults: Callable returning the experiment's default ConfigDict.
-        run: `run(config, workdir, log)`, the experiment.
-        description: Help text of the `--config` flag.
-    """
-    import os
-    import tempfile
-
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    config = config_flags.DEFINE_config_dict("config", defaults(), description)
-    workdir = flags.DEFINE_string(
-        "workdir", os.path.join(tempfile.gettempdir(), "tf_lottery"), "Run store root."
-    )
-
-    def main(argv):
-        if len(argv) > 1:
-            raise app.UsageError(
-                f"Unexpected arguments {argv[1:]}: use --config.<key>=<value> and --workdir."
-            )
-        run(config.value, workdir.value, log=lambda line: print(line, flush=True))
-
-    app.run(main)
 
 
 def cached_replicates(root: str, replicates: int, fmt: str, run_one) -> list:

@@ -15,9 +15,9 @@ from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.lottery import rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner as pruning
-from tf_lottery.utils import atomic_io
+from tf_lottery.utils import atomic_io, validation
 
-RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
+RETRAIN_MODES = rewind.RETRAIN_MODES
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -74,8 +74,8 @@ class LotteryCallback(keras.callbacks.Callback):
         state_dir: Optional directory where the rewind point and round
             history are saved atomically, so that a run restarted with
             `keras.callbacks.BackupAndRestore` resumes without losing them.
-        seed: int. Seed for the `"random"` scorer and the `"reinit"` draws.
-            Defaults to `0`.
+        seed: int >= 0. Seed for the `"random"` scorer and the `"reinit"`
+            draws. Defaults to `0`.
         verbose: int. `1` prints one line per round. Defaults to `1`.
 
     Attributes:
@@ -120,10 +120,7 @@ class LotteryCallback(keras.callbacks.Callback):
         verbose: int = 1,
     ):
         super().__init__()
-        if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-            raise ValueError(
-                f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}."
-            )
+        rounds = validation.check_int("rounds", rounds, minimum=1)
         if (pruning_rate is None) == (target_sparsity is None):
             raise ValueError(
                 "Pass exactly one of `pruning_rate` (fraction of surviving weights "
@@ -132,28 +129,14 @@ class LotteryCallback(keras.callbacks.Callback):
                 f"target_sparsity={target_sparsity!r}."
             )
         if pruning_rate is not None:
-            pruning._check_fraction("pruning_rate", pruning_rate)
+            validation.check_fraction("pruning_rate", pruning_rate)
         else:
-            pruning._check_fraction("target_sparsity", target_sparsity)
-        if retrain not in RETRAIN_MODES:
-            raise ValueError(
-                f"Invalid value for argument `retrain`: expected one of {RETRAIN_MODES}. Received: retrain={retrain!r}."
-            )
-        if scope not in pruning.SCOPES:
-            raise ValueError(
-                f"Invalid value for argument `scope`: expected one of {pruning.SCOPES}. Received: scope={scope!r}."
-            )
-        if epochs_per_round is not None and (
-            isinstance(epochs_per_round, bool)
-            or not isinstance(epochs_per_round, int)
-            or epochs_per_round < 1
-        ):
-            raise ValueError(
-                "Invalid value for argument `epochs_per_round`: expected an int >= 1 "
-                f"or None. Received: epochs_per_round={epochs_per_round!r}."
-            )
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ValueError(f"Invalid value for argument `seed`: expected an int. Received: seed={seed!r}.")
+            validation.check_fraction("target_sparsity", target_sparsity)
+        validation.check_choice("retrain", retrain, RETRAIN_MODES)
+        validation.check_choice("scope", scope, pruning.SCOPES)
+        if epochs_per_round is not None:
+            epochs_per_round = validation.check_int("epochs_per_round", epochs_per_round, minimum=1)
+        seed = validation.check_seed("seed", seed)
         self.rounds = rounds
         self.pruning_rate = pruning_rate
         self.target_sparsity = target_sparsity
@@ -416,14 +399,7 @@ class LotteryCallback(keras.callbacks.Callback):
             layer_rates=self.layer_rates,
             scorer=scorer,
         )
-        if self.retrain == "rewind":
-            self.snapshot.restore_weights(self.model)
-            self.snapshot.restore_optimizer(self.model)
-        elif self.retrain == "lr_rewind":
-            self.snapshot.restore_optimizer(self.model)
-        elif self.retrain == "reinit":
-            rewind.reinitialize(self.model, seed=self.seed + 1000 + self._round)
-            self.snapshot.restore_optimizer(self.model)
+        rewind.reset_for_retrain(self.model, self.retrain, self.snapshot, seed=self.seed + 1000 + self._round)
         self._round += 1
 
     # -- persistence ------------------------------------------------------------

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.walk import model_variables
 
 _SPEC = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
@@ -135,8 +136,8 @@ def reinitialize(model: keras.Model, seed: int) -> None:
     """
     rng = np.random.default_rng(seed)
     owners = {}
-    for layer in model._flatten_layers(include_self=True, recursive=True):
-        for variable in layer._trainable_variables + layer._non_trainable_variables:
+    for layer in _keras_compat.flatten_layers(model, include_self=True, recursive=True):
+        for variable in _keras_compat.own_variables(layer):
             owners.setdefault(id(variable), layer)
     for variable in model_variables(model):
         layer = owners.get(id(variable))
@@ -152,3 +153,81 @@ def reinitialize(model: keras.Model, seed: int) -> None:
             config["seed"] = int(rng.integers(0, 2**31 - 1))
             initializer = initializer.__class__.from_config(config)
         variable.assign(initializer(tuple(variable.shape), dtype=variable.dtype))
+
+
+RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
+
+
+def reset_for_retrain(
+    model: keras.Model,
+    mode: str,
+    rewind_point: Snapshot,
+    *,
+    trained: Snapshot | None = None,
+    seed: int | None = None,
+) -> None:
+    """Resets a just-pruned model for its next round of training.
+
+    The one implementation of the four ways a pruned network restarts; the
+    callback, the experiment runner, its controls and the KD kinds all call
+    it. Masks are left as they are: every weight written here passes through
+    its mask, so pruned weights stay exactly zero.
+
+    - `"rewind"`: weights (normalization statistics included) and optimizer
+      (slots, learning rate, iteration counter) back to `rewind_point`
+      (Frankle & Carbin 2019; late resetting when the point is step k > 0,
+      Frankle et al. 2019).
+    - `"lr_rewind"`: the trained weights are kept, the optimizer and so the
+      learning-rate schedule go back to `rewind_point` (Renda et al. 2020).
+    - `"finetune"`: the trained weights and the optimizer's final state
+      (final learning rate) are kept (Renda et al. 2020's baseline).
+    - `"reinit"`: the random-reinitialisation control: every weight drawn
+      afresh from its layer's initializer (see `reinitialize`), optimizer
+      back to `rewind_point`.
+
+    Args:
+        model: keras.Model. The pruned model, reset in place.
+        mode: str. One of `RETRAIN_MODES`.
+        rewind_point: Snapshot. The state at the rewind step.
+        trained: Optional Snapshot. The state at the end of the training the
+            model was pruned after. `None` means the model still holds it;
+            pass it when the model's weights or optimizer were changed since
+            (e.g. a run resumed from files). Used by `lr_rewind` (weights)
+            and `finetune` (weights and optimizer).
+        seed: int. Seed of the fresh draw; required by `"reinit"`.
+
+    Example:
+
+    ```python
+    point = tfl.Snapshot.capture(model, 0)
+    model.fit(x, y, epochs=10)
+    tfl.prune(model, 0.2)
+    reset_for_retrain(model, "rewind", point)
+    ```
+
+    Reference:
+        Frankle & Carbin, ICLR 2019, arXiv:1803.03635; Frankle et al. 2019,
+        arXiv:1903.01611; Renda et al., ICLR 2020, arXiv:2003.02389.
+    """
+    if mode not in RETRAIN_MODES:
+        raise ValueError(
+            f"Invalid value for argument `retrain`: expected one of {RETRAIN_MODES}. Received: retrain={mode!r}."
+        )
+    if mode == "rewind":
+        rewind_point.restore_weights(model)
+        rewind_point.restore_optimizer(model)
+    elif mode == "lr_rewind":
+        if trained is not None:
+            trained.restore_weights(model)
+        rewind_point.restore_optimizer(model)
+    elif mode == "finetune":
+        if trained is not None:
+            trained.restore_weights(model)
+            trained.restore_optimizer(model)
+    else:
+        if seed is None:
+            raise ValueError(
+                "Invalid value for argument `seed`: `retrain='reinit'` needs an int seed. Received: seed=None."
+            )
+        reinitialize(model, seed=seed)
+        rewind_point.restore_optimizer(model)

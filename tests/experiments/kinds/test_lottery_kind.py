@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.experiments import experiment, run_store, schema, trainer
+from tf_lottery.experiments import run_store, schema, trainer
+from tf_lottery.experiments.kinds import lottery as experiment
 
 LEVELS = 2
 BRANCHES = ("reinit", "random_layerwise", "random_global", "lr_rewind", "finetune")

@@ -84,24 +84,18 @@ def start_branch(replicate, name: str, level: int) -> None:
     point = replicate.rewind_snapshot()
     if name == "reinit":
         set_masks(model, ticket_masks)
-        rewind.reinitialize(model, seed=seed)
-        point.restore_optimizer(model)
-    elif name == "random_layerwise":
-        set_masks(model, shuffle_layerwise(ticket_masks, seed))
-        point.restore_weights(model)
-        point.restore_optimizer(model)
-    elif name == "random_global":
-        pruned = sum(int(m.size - np.count_nonzero(m)) for m in ticket_masks)
-        random_global_masks(model, pruned, seed)
-        point.restore_weights(model)
-        point.restore_optimizer(model)
-    elif name == "lr_rewind":
+        rewind.reset_for_retrain(model, "reinit", point, seed=seed)
+    elif name in ("random_layerwise", "random_global"):
+        if name == "random_layerwise":
+            set_masks(model, shuffle_layerwise(ticket_masks, seed))
+        else:
+            pruned = sum(int(m.size - np.count_nonzero(m)) for m in ticket_masks)
+            random_global_masks(model, pruned, seed)
+        rewind.reset_for_retrain(model, "rewind", point)
+    elif name in ("lr_rewind", "finetune"):
         replicate.load_end(source)
         set_masks(model, ticket_masks)
-        point.restore_optimizer(model)
-    elif name == "finetune":
-        replicate.load_end(source)
-        set_masks(model, ticket_masks)
-        replicate.final_state(source).restore_optimizer(model)
+        trained = replicate.final_state(source) if name == "finetune" else None
+        rewind.reset_for_retrain(model, name, point, trained=trained)
     else:
         raise ValueError(f"Invalid branch name: {name!r}.")

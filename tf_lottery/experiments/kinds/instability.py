@@ -48,6 +48,7 @@ import time
 import ml_collections
 import numpy as np
 
+from tf_lottery.experiments import registry
 from tf_lottery.experiments import support as experiment_support
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot
@@ -268,11 +269,7 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
     from tf_lottery.data.registry import load_dataset
     from tf_lottery.experiments.config_hash import config_hash
 
-    experiment_support.validate(config, "instability", group_defaults())
-    if config.run.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    _validate(config)
     began = time.time()
     root = os.path.join(workdir, "instability", config_hash(config))
     os.makedirs(root, exist_ok=True)
@@ -298,7 +295,7 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """`defaults()`, or with `arg="smoke"` a run of seconds (for `--config=tf_lottery/experiments/kinds/instability.py:smoke`)."""
+    """`defaults()`, or with `arg="smoke"` a run of seconds (for `--config=configs/instability_mnist1d.py` with `:smoke`)."""
     config = defaults()
     if arg == "smoke":
         config.train.training_steps = "3ep"
@@ -310,10 +307,16 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def main() -> None:
-    """`python -m tf_lottery.experiments.kinds.instability --workdir=<dir> [--config.<key>=<value> ...]`."""
-    experiment_support.standalone_main(defaults, run_instability, "The instability experiment config.")
+def _validate(config: ml_collections.ConfigDict) -> None:
+    experiment_support.validate(config, "instability", group_defaults())
 
 
-if __name__ == "__main__":
-    main()
+registry.register(
+    registry.Kind(
+        name="instability",
+        run=run_instability,
+        defaults=defaults,
+        validate=_validate,
+        summary="linear mode connectivity: error barriers between two copies trained from rewind points (Frankle et al. 2020)",
+    )
+)

@@ -19,7 +19,7 @@ With a deterministic pipeline (`dataset.augment=False`) the teacher's logits
 are computed once and streamed with the data (`kd.cache_teacher_logits`);
 with augmentation the teacher runs on every augmented batch.
 
-    python -m tf_lottery.experiments.kinds.kd --config=configs/kd_mnist1d_mlp.py --workdir=runs
+    python -m tf_lottery.main --config=configs/kd_mnist1d_mlp.py --workdir=runs
 """
 
 from __future__ import annotations
@@ -35,9 +35,14 @@ import keras
 import ml_collections
 import numpy as np
 
-import tf_lottery as tfl
+from tf_lottery.core.prunable import prunable
+from tf_lottery.core.report import sparsity_report
+from tf_lottery.core.strip import strip
 from tf_lottery.distillation.distiller import KDDistiller
 from tf_lottery.distillation.teacher_logits import array_batches, with_teacher_logits
+from tf_lottery.experiments import registry
+from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
+from tf_lottery.pruning.pruner import prune
 from tf_lottery.utils import atomic_io
 
 KINDS = ("kd_ticket", "kd_rewind")
@@ -202,7 +207,7 @@ def run_replicate(
         return accuracies.epochs if accuracies else []
 
     def record(arm, level, network, began, per_epoch) -> dict:
-        report = tfl.sparsity_report(network)
+        report = sparsity_report(network)
         final = evaluate(network)
         best = max(per_epoch, key=lambda a: a["validation"]) if per_epoch else None
         row = {
@@ -224,30 +229,29 @@ def run_replicate(
 
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     excluded = lambda layer: any(fnmatch.fnmatchcase(layer.name, p) for p in plan.exclude)
-    dense = tfl.prunable(model_fn(), exclude=excluded if plan.exclude else None)
+    dense = prunable(model_fn(), exclude=excluded if plan.exclude else None)
     dense.compile(optimizer=optimizer_fn(), loss=loss)
     dense.optimizer.build(dense.trainable_variables)
-    initial = tfl.Snapshot.capture(dense, 0)
+    initial = Snapshot.capture(dense, 0)
     began = time.time()
     per_epoch = train(dense, dense, 0, plan.rewind_epoch)
-    early = tfl.Snapshot.capture(dense, plan.rewind_epoch * steps)
+    early = Snapshot.capture(dense, plan.rewind_epoch * steps)
     per_epoch += train(dense, dense, plan.rewind_epoch, plan.epochs)
     rows = [record("dense", 0, dense, began, per_epoch)]
-    teacher = tfl.strip(dense)
+    teacher = strip(dense)
     teacher.trainable = False
 
     for arm in plan.arms:
         late, distils = ARMS[arm]
         point, start = (early, plan.rewind_epoch) if late else (initial, 0)
-        student = tfl.prunable(dense)  # a copy holding the trained dense weights
+        student = prunable(dense)  # a copy holding the trained dense weights
         model = KDDistiller(teacher, student, plan.kd_weight, plan.temperature) if distils else student
         model.compile(optimizer=optimizer_fn(), loss=loss)
         model.optimizer.build(model.trainable_variables)
         for level in range(1, plan.levels + 1):
             began = time.time()
-            tfl.prune(model, plan.pruning_rate, scope=plan.scope, layer_rates=plan.layer_rates)
-            point.restore_weights(model)
-            point.restore_optimizer(model)
+            prune(model, plan.pruning_rate, scope=plan.scope, layer_rates=plan.layer_rates)
+            reset_for_retrain(model, "rewind", point)
             per_epoch = train(model, student, start, plan.epochs, teacher if distils else None)
             rows.append(record(arm, level, student, began, per_epoch))
     return rows
@@ -329,10 +333,6 @@ def run_kd_experiment(config: ml_collections.ConfigDict, workdir: str, log=print
     from tf_lottery.models import build_model
 
     validate(config)
-    if config.run.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
     began = time.time()
     data = load_dataset(config.dataset)
     steps = data.steps_per_epoch(int(config.train.batch_size))
@@ -372,22 +372,18 @@ def run_kd_experiment(config: ml_collections.ConfigDict, workdir: str, log=print
     return {"rows": rows, "table": table, "dir": directory, "elapsed_s": elapsed}
 
 
-def main(argv) -> None:
-    from absl import app, flags
-
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
-    run_kd_experiment(flags.FLAGS.config, flags.FLAGS.workdir, log=lambda line: print(line, flush=True))
-
-
-if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from absl import app, flags
-    from ml_collections import config_flags
-
-    config_flags.DEFINE_config_file(
-        "config", None, "A KD config file, e.g. configs/kd_mnist1d_mlp.py[:smoke].", lock_config=False
+for _name, _summary in (
+    (
+        "kd_ticket",
+        "IMP rewound to initialisation and retrained on the dense network's soft labels (Ma et al. 2021)",
+    ),
+    (
+        "kd_rewind",
+        "IMP rewound to an early epoch and retrained on the dense network's soft labels (Ma et al. 2021)",
+    ),
+):
+    registry.register(
+        registry.Kind(
+            name=_name, run=run_kd_experiment, defaults=kd_defaults, validate=validate, summary=_summary
+        )
     )
-    flags.DEFINE_string("workdir", "runs", "Directory for results.json and summary.md.")
-    flags.mark_flag_as_required("config")
-    app.run(main)

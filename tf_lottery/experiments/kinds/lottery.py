@@ -21,14 +21,20 @@ import os
 import time
 
 import keras
+import ml_collections
 import numpy as np
 
-import tf_lottery as tfl
-from tf_lottery.experiments import run_store, trainer
+from tf_lottery.core.prunable import prunable
+from tf_lottery.core.report import sparsity_report
+from tf_lottery.experiments import plots, registry, results, run_store, schema, trainer
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
 from tf_lottery.experiments.schema import csv_list, parse_rates
+from tf_lottery.experiments.strategy import make_strategy, steps_per_execution
+from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
+from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
+from tf_lottery.pruning.pruner import prune
 from tf_lottery.utils import failpoints
 
 
@@ -69,19 +75,23 @@ class Replicate:
                 f"{self.rewind_step}, not before the end of training (step {self.total_steps})."
             )
         self.layer_rates = parse_rates(config.pruning.layer_rates)
+        self.strategy = make_strategy(config.run.strategy)
         keras.utils.set_random_seed(self.seed)
         model_options = {k: v for k, v in config.model.items() if k != "name"}
-        base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
         exclude = csv_list(config.pruning.exclude)
-        self.model = tfl.prunable(base, exclude=_exclusion(exclude) if exclude else None)
-        self.model.compile(
-            optimizer=build_optimizer(train, self.steps_per_epoch),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=["accuracy"],
-            steps_per_execution=int(config.run.steps_per_execution),
-        )
-        self.model.optimizer.build(self.model.trainable_variables)
-        self.initial = tfl.Snapshot.capture(self.model, 0)
+        with self.strategy.scope():
+            base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
+            self.model = prunable(base, exclude=_exclusion(exclude) if exclude else None)
+            self.model.compile(
+                optimizer=build_optimizer(train, self.steps_per_epoch),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+                steps_per_execution=steps_per_execution(
+                    config.run.strategy, int(config.run.steps_per_execution)
+                ),
+            )
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.initial = Snapshot.capture(self.model, 0)
         self._rewind = None
 
     # -- stored states ------------------------------------------------------
@@ -93,7 +103,7 @@ class Replicate:
         """The level whose trained network level `level` is pruned from."""
         return 0 if self.config.experiment == "oneshot" else level - 1
 
-    def rewind_snapshot(self) -> tfl.Snapshot:
+    def rewind_snapshot(self) -> Snapshot:
         if self._rewind is None:
             path = self.store.rewind_path(self.replicate)
             if not os.path.exists(path):
@@ -104,20 +114,20 @@ class Replicate:
         return self._rewind
 
     def _save_rewind(self, step: int) -> None:
-        self._rewind = tfl.Snapshot.capture(self.model, step)
+        self._rewind = Snapshot.capture(self.model, step)
         run_store.save_state(self.store.rewind_path(self.replicate), self._rewind)
 
     def load_end(self, level: int, branch: str | None = None) -> None:
         """Sets the model's masks and weights to the end of a finished level."""
-        tfl.Ticket.load(os.path.join(self.level_dir(level, branch), "end.npz")).apply(self.model)
+        Ticket.load(os.path.join(self.level_dir(level, branch), "end.npz")).apply(self.model)
 
-    def final_state(self, level: int) -> tfl.Snapshot:
+    def final_state(self, level: int) -> Snapshot:
         snapshot, _ = run_store.load_state(os.path.join(self.level_dir(level), trainer.CHECKPOINT))
         return snapshot
 
     def level_masks(self, level: int) -> list:
         """The ticket masks of main-run level `level` (from its start file)."""
-        return tfl.Ticket.load(os.path.join(self.level_dir(level), "start.npz")).masks
+        return Ticket.load(os.path.join(self.level_dir(level), "start.npz")).masks
 
     # -- level starts -------------------------------------------------------
 
@@ -125,8 +135,7 @@ class Replicate:
         model = self.model
         if level == 0:
             controls.set_masks(model, controls.dense_masks(model))
-            self.initial.restore_weights(model)
-            self.initial.restore_optimizer(model)
+            reset_for_retrain(model, "rewind", self.initial)
             return
         config = self.config.pruning
         source = self.source_level(level)
@@ -135,19 +144,18 @@ class Replicate:
             controls.set_masks(model, controls.dense_masks(model))
             target = 1.0 - (1.0 - config.rate) ** level
             rates = {p: 1.0 - (1.0 - r) ** level for p, r in self.layer_rates.items()}
-            tfl.prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates)
+            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates)
         else:
-            tfl.prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
         failpoints.reach("after_prune")
-        point = self.rewind_snapshot()
-        if config.retrain == "rewind":
-            point.restore_weights(model)
-        elif config.retrain == "reinit":
-            tfl.reinitialize(model, seed=controls.derive_seed(self.seed, level, 1))
-        if config.retrain == "finetune":
-            self.final_state(source).restore_optimizer(model)
-        else:
-            point.restore_optimizer(model)
+        reset_for_retrain(
+            model,
+            config.retrain,
+            self.rewind_snapshot(),
+            # The weights are the loaded end of `source`; its optimizer state is in the checkpoint.
+            trained=self.final_state(source) if config.retrain == "finetune" else None,
+            seed=controls.derive_seed(self.seed, level, 1),
+        )
 
     # -- running ------------------------------------------------------------
 
@@ -176,7 +184,7 @@ class Replicate:
         else:
             controls.start_branch(self, branch, level)
         self._check_start(directory, level, branch)
-        report = tfl.sparsity_report(self.model)
+        report = sparsity_report(self.model)
         plan = self._plan(level)
         rewind = self._save_rewind if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
@@ -192,9 +200,9 @@ class Replicate:
         result = trainer.train_level(
             self.model, self.data, plan, directory, on_rewind=rewind, progress=progress
         )
-        tfl.Ticket.from_model(
+        Ticket.from_model(
             self.model,
-            weights=tfl.Snapshot.capture(self.model, plan.end).model_values,
+            weights=Snapshot.capture(self.model, plan.end).model_values,
             metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "end"},
         ).save(os.path.join(directory, "end.npz"))
         metrics = {
@@ -226,9 +234,9 @@ class Replicate:
 
     def _check_start(self, directory: str, level: int, branch: str | None) -> None:
         path = os.path.join(directory, "start.npz")
-        state = tfl.Snapshot.capture(self.model, 0)
+        state = Snapshot.capture(self.model, 0)
         if os.path.exists(path):
-            stored = tfl.Ticket.load(path)
+            stored = Ticket.load(path)
             masks = controls.get_masks(self.model)
             same = len(stored.masks) == len(masks) and all(
                 np.array_equal(a, b) for a, b in zip(stored.masks, masks)
@@ -241,7 +249,7 @@ class Replicate:
                     "Use another `--workdir` or remove this run directory."
                 )
             return
-        tfl.Ticket.from_model(
+        Ticket.from_model(
             self.model,
             weights=state.model_values,
             metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "start"},
@@ -254,3 +262,85 @@ class Replicate:
             if level >= 1:
                 for branch in branches:
                     self.run_level(level, branch)
+
+
+def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
+    directories = [store.level_dir(replicate, k) for k in range(levels + 1)]
+    directories += [store.level_dir(replicate, k, b) for b in branches for k in range(1, levels + 1)]
+    return all(run_store.is_done(d) for d in directories)
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+    kind = "IMP" if config.experiment == "lottery" else "one-shot pruning"
+    return (
+        f"{kind} of {config.model.name} on {config.dataset.name}: {config.pruning.scope} pruning "
+        f"{config.pruning.rate:.0%}/round"
+        + (f" ({config.pruning.layer_rates})" if config.pruning.layer_rates else "")
+        + f", retrain={config.pruning.retrain}, rewind to {config.pruning.rewind_to}"
+    )
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Runs (or resumes) the experiment `config` under `workdir`.
+
+    Finished levels are read back, not retrained; an unfinished level
+    resumes from its last checkpoint. Writes `results/rounds.csv`,
+    `results/rounds.json` and the plots.
+
+    Args:
+        config: ConfigDict. An experiment config (see `schema.defaults()`).
+        workdir: str. Root directory of the run store.
+        log: Callable taking a str. Defaults to `print`.
+
+    Returns:
+        A dict with `root` (the run directory), `hash`, `rows`, `table`,
+        `files` (paths of the CSV, JSON and plots) and `elapsed_s`.
+    """
+    schema.validate(config)
+    from tf_lottery.data.registry import load_dataset
+
+    began = time.time()
+    store = run_store.RunStore(workdir, config)
+    store.initialize()
+    branches = schema.csv_list(config.run.branches)
+    levels, replicates = int(config.run.levels), int(config.run.replicates)
+    if config.run.verbose:
+        log(f"{describe(config)}\nRun directory: {store.root}")
+    data = None
+    for replicate in range(replicates):
+        if _done(store, replicate, levels, branches):
+            continue
+        if data is None:
+            data = load_dataset(config.dataset)
+        Replicate(config, store, replicate, data, log=log).run(levels, branches)
+    rows = results.collect(store, levels, replicates, branches)
+    files = results.write(store.results_dir, rows)
+    if config.run.plots and rows:
+        files["plots"] = plots.plot_all(rows, store.results_dir, title=describe(config))
+    text = results.table(rows, branches, title=describe(config))
+    if config.run.verbose:
+        log(text)
+        log(f"Results: {store.results_dir}")
+    return {
+        "root": store.root,
+        "hash": store.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        "elapsed_s": time.time() - began,
+    }
+
+
+def _validate(config: ml_collections.ConfigDict) -> None:
+    schema.validate(config)
+
+
+for _name, _summary in (
+    ("lottery", "iterative magnitude pruning (IMP) with rewinding, and its controls as branches"),
+    ("oneshot", "one-shot pruning of the dense network to each IMP level's sparsity, with controls"),
+):
+    registry.register(
+        registry.Kind(
+            name=_name, run=run_experiment, defaults=schema.defaults, validate=_validate, summary=_summary
+        )
+    )

@@ -46,9 +46,12 @@ import time
 import ml_collections
 import numpy as np
 
-import tf_lottery as tfl
+from tf_lottery.core.report import sparsity_report
+from tf_lottery.experiments import registry
 from tf_lottery.experiments import support as experiment_support
 from tf_lottery.lottery import stability
+from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.utils import atomic_io
 from tf_lottery.version import __version__
 
@@ -141,7 +144,7 @@ def _find_tickets(config, data, seed: int, levels: list[int]) -> tuple[dict, lis
     rewind_step = experiment_support.steps(config.pruning.rewind_to, steps_per_epoch)
     model = experiment_support.build(config, data, seed)
     experiment_support.train(model, data, 0, rewind_step, batch_size, seed)
-    rewind = tfl.Snapshot.capture(model, rewind_step)
+    rewind = Snapshot.capture(model, rewind_step)
     experiment_support.train(model, data, rewind_step, total, batch_size, seed)
     found, accuracy = {}, {}
 
@@ -162,7 +165,7 @@ def _train_on_target(config, data, seed: int, setup, init_seed: int | None = Non
     total = experiment_support.steps(config.train.training_steps, data.steps_per_epoch(batch_size))
     model = experiment_support.build(config, data, seed if init_seed is None else init_seed)
     setup(model)
-    report = tfl.sparsity_report(model)
+    report = sparsity_report(model)
     experiment_support.train(model, data, 0, total, batch_size, seed)
     return {
         "sparsity": report.sparsity,
@@ -192,9 +195,7 @@ def run_replicate(config, data, replicate: int, log=print) -> list[dict]:
         }
     ]
     for level in levels:
-        ticket = tfl.Ticket(
-            masks=tickets[level], mask_names=[""] * len(tickets[level]), weights=rewind_values
-        )
+        ticket = Ticket(masks=tickets[level], mask_names=[""] * len(tickets[level]), weights=rewind_values)
         masks = tickets[level]
         shuffled = [
             np.random.default_rng([seed, level, i]).permutation(m.ravel()).reshape(m.shape)
@@ -210,7 +211,7 @@ def run_replicate(config, data, replicate: int, log=print) -> list[dict]:
             "random": random_ticket,
         }
         if own is not None:
-            own_ticket = tfl.Ticket(masks=own[0][level], mask_names=[""] * len(masks), weights=own[1])
+            own_ticket = Ticket(masks=own[0][level], mask_names=[""] * len(masks), weights=own[1])
             branches["target_ticket"] = lambda model, t=own_ticket: t.apply(model)
         for branch, setup in branches.items():
             # Random tickets get weights of another seed: a fresh random initialization.
@@ -264,13 +265,7 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
     from tf_lottery.data.registry import load_dataset
     from tf_lottery.experiments.config_hash import config_hash
 
-    experiment_support.validate(config, "transfer", group_defaults())
-    parse_classes(config.transfer.source_classes)
-    parse_classes(config.transfer.target_classes, "transfer.target_classes")
-    if config.run.deterministic:
-        import tensorflow as tf
-
-        tf.config.experimental.enable_op_determinism()
+    _validate(config)
     began = time.time()
     root = os.path.join(workdir, "transfer", config_hash(config))
     os.makedirs(root, exist_ok=True)
@@ -293,7 +288,7 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    """`defaults()`, or with `arg="smoke"` a run of seconds (for `--config=tf_lottery/experiments/kinds/transfer.py:smoke`)."""
+    """`defaults()`, or with `arg="smoke"` a run of seconds (for `--config=configs/transfer_mnist1d.py` with `:smoke`)."""
     config = defaults()
     if arg == "smoke":
         config.train.training_steps = "3ep"
@@ -305,10 +300,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     return config
 
 
-def main() -> None:
-    """`python -m tf_lottery.experiments.kinds.transfer --workdir=<dir> [--config.<key>=<value> ...]`."""
-    experiment_support.standalone_main(defaults, run_transfer, "The transfer experiment config.")
+def _validate(config: ml_collections.ConfigDict) -> None:
+    experiment_support.validate(config, "transfer", group_defaults())
+    parse_classes(config.transfer.source_classes)
+    parse_classes(config.transfer.target_classes, "transfer.target_classes")
 
 
-if __name__ == "__main__":
-    main()
+registry.register(
+    registry.Kind(
+        name="transfer",
+        run=run_transfer,
+        defaults=defaults,
+        validate=_validate,
+        summary="ticket transfer: tickets found on source classes retrained on target classes",
+    )
+)

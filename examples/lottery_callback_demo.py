@@ -1,6 +1,6 @@
 """A short demo of `LotteryCallback` on MNIST-1D, offline (about a minute).
 
-    python -m tf_lottery.cli.demo
+    python examples/lottery_callback_demo.py
 
 Trains an MLP with iterative magnitude pruning inside one `model.fit` (5
 rounds, 20% of the surviving weights per round, output layer at half rate,

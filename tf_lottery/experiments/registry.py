@@ -1,0 +1,102 @@
+"""The registry of experiment kinds: `config.experiment` name -> how to run it.
+
+A kind is registered once, by the module that implements it
+(`tf_lottery/experiments/kinds/<module>.py` calls `register`); the command
+line and `run` look kinds up here, so an unknown name is answered with every
+registered kind. Modules under `kinds/` are imported on the first lookup.
+
+Example:
+
+```python
+from tf_lottery.experiments import registry
+
+kind = registry.get("lottery")
+config = kind.defaults()
+config.run.levels = 2
+summary = registry.run(config, "/tmp/runs")
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import ml_collections
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One experiment kind.
+
+    Attributes:
+        name: str. The value of `config.experiment`.
+        run: `run(config, workdir, log) -> dict`. Runs (or resumes) every
+            replicate; returns at least `root`, `rows`, `table`, `elapsed_s`.
+        defaults: `defaults() -> ConfigDict`. Every option of the kind with
+            its default (the runner's groups plus the kind's own).
+        validate: `validate(config)`. Raises ValueError naming a bad option.
+        summary: str. One line for `--help` and error messages.
+    """
+
+    name: str
+    run: Callable[..., dict]
+    defaults: Callable[[], ml_collections.ConfigDict]
+    validate: Callable[[ml_collections.ConfigDict], None]
+    summary: str
+
+
+_KINDS: dict[str, Kind] = {}
+_LOADED = False
+
+
+def register(kind: Kind) -> Kind:
+    """Adds `kind`; a second kind with the same name is refused."""
+    existing = _KINDS.get(kind.name)
+    if existing is not None and existing is not kind:
+        raise ValueError(
+            f"Experiment kind {kind.name!r} is registered twice ({existing.run} and {kind.run})."
+        )
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def _load() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    from tf_lottery.experiments import kinds
+
+    for module in pkgutil.iter_modules(kinds.__path__):
+        importlib.import_module(f"{kinds.__name__}.{module.name}")
+    _LOADED = True
+
+
+def names() -> tuple[str, ...]:
+    """Every registered kind, sorted."""
+    _load()
+    return tuple(sorted(_KINDS))
+
+
+def get(name) -> Kind:
+    """The kind called `name`; an unknown name's error lists every kind."""
+    _load()
+    if name not in _KINDS:
+        raise ValueError(
+            f"Invalid value for `config.experiment`: expected one of {names()}. Received: experiment={name!r}."
+        )
+    return _KINDS[name]
+
+
+def validate(config: ml_collections.ConfigDict) -> Kind:
+    """Checks `config` with its kind's validation; returns the kind."""
+    kind = get(config.get("experiment"))
+    kind.validate(config)
+    return kind
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Validates `config` and runs (or resumes) it under `workdir`."""
+    return validate(config).run(config, workdir, log=log)

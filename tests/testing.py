@@ -8,28 +8,28 @@ import pytest
 
 
 class TestCase:
-    """Base class: a fresh Keras session and fixed seeds for every test."""
+    """Base class: a fresh Keras session and fixed seeds for every test.
+
+    It also checks that the test left op determinism off: only the command
+    line may switch it on (it is process-wide, and while it is on Keras
+    silently compiles without XLA even when asked for `jit_compile=True`).
+    """
 
     @pytest.fixture(autouse=True)
     def _fresh_session(self):
-        _reset_op_determinism()
         keras.backend.clear_session()
         keras.utils.set_random_seed(1234)
         yield
         keras.backend.clear_session()
-        _reset_op_determinism()
+        assert not op_determinism_enabled(), "the test left TensorFlow op determinism switched on"
 
 
-def _reset_op_determinism():
-    """Undoes `enable_op_determinism()` left on by an in-process experiment run.
-
-    It is process-wide, and while it is on Keras silently compiles without
-    XLA even when asked for `jit_compile=True`.
-    """
+def op_determinism_enabled() -> bool:
+    """Whether `tf.config.experimental.enable_op_determinism()` is in effect."""
+    # TF 2.21 has no public getter; tests may read TF internals, the package may not.
     from tensorflow.python.framework import config
 
-    if config.is_op_determinism_enabled():
-        config.disable_op_determinism()
+    return bool(config.is_op_determinism_enabled())
 
 
 def mlp(input_dim: int = 40, hidden=(64, 32), classes: int = 10, name=None) -> keras.Model:

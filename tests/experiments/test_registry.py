@@ -44,7 +44,9 @@ def test_the_shared_schema_refuses_an_unknown_kind_too():
 def test_a_name_is_registered_once():
     kind = registry.get("lottery")
     assert registry.register(kind) is kind  # the same kind again is harmless
-    other = registry.Kind("lottery", run=lambda *a, **k: {}, defaults=schema.defaults, validate=print, summary="")
+    other = registry.Kind(
+        "lottery", run=lambda *a, **k: {}, defaults=schema.defaults, validate=print, summary=""
+    )
     with pytest.raises(ValueError, match="registered twice"):
         registry.register(other)
     assert registry.get("lottery") is kind

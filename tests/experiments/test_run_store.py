@@ -1,13 +1,16 @@
-"""The run store: layout, identity checks and atomic training states."""
+"""The run store: layout, identity checks, atomic training states, local and on ram:// (gfile)."""
 
 import json
 import os
+import uuid
 
 import numpy as np
 import pytest
 
-from tf_lottery.experiments import run_store, schema
+from tf_lottery.experiments import plots, results, run_store, schema
 from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.utils import atomic_io
 
 
 def _config():
@@ -68,3 +71,90 @@ def test_metrics_file_marks_a_level_done(tmp_path):
 def test_workdir_is_required():
     with pytest.raises(ValueError, match=r"Invalid value for argument `workdir`: expected a directory"):
         run_store.RunStore("", _config())
+
+
+def test_a_level_finished_twice_keeps_the_first_metrics(tmp_path):
+    directory = str(tmp_path / "round_1")
+    os.makedirs(directory)
+    assert run_store.write_metrics(directory, {"level": 1, "by": "first"}) is True
+    assert run_store.write_metrics(directory, {"level": 1, "by": "second"}) is False
+    assert run_store.read_metrics(directory)["by"] == "first"
+    assert os.listdir(directory) == ["metrics.json"]
+
+
+@pytest.fixture
+def ram_workdir():
+    return f"ram://run_store_test_{uuid.uuid4().hex}/runs"
+
+
+def test_the_store_works_on_a_gfile_workdir(ram_workdir):
+    store = run_store.RunStore(ram_workdir, _config())
+    assert store.root == f"{ram_workdir}/lottery/{store.hash}"
+    store.initialize()
+    assert atomic_io.isdir(store.results_dir)
+    assert atomic_io.read_json(f"{store.root}/hparams.json") == {
+        "format": run_store.STORE_FORMAT,
+        "hparams": {"train.lr": 0.01},
+    }
+    assert atomic_io.read_json(f"{store.root}/config.json")["train"]["lr"] == 0.01
+    store.initialize()  # resuming the same run is fine
+
+    directory = store.level_dir(0, 1)
+    atomic_io.makedirs(directory)
+    assert not run_store.is_done(directory)
+    assert run_store.write_metrics(directory, {"level": 1}) is True
+    assert run_store.write_metrics(directory, {"level": 1, "by": "late"}) is False
+    assert run_store.is_done(directory) and run_store.read_metrics(directory) == {"level": 1}
+
+    snapshot = Snapshot(
+        model_values=[np.arange(4, dtype=np.float32), np.array([True, False])],
+        optimizer_values=[np.array(3, np.int64)],
+        step=5,
+    )
+    run_store.save_state(store.rewind_path(0), snapshot, {"position": 5})
+    loaded, info = run_store.load_state(store.rewind_path(0))
+    assert loaded.step == 5 and info == {"step": 5, "position": 5}
+    for a, b in zip(
+        snapshot.model_values + snapshot.optimizer_values, loaded.model_values + loaded.optimizer_values
+    ):
+        assert a.dtype == b.dtype and np.array_equal(a, b)
+    assert not [n for _, _, files in atomic_io.walk(store.root) for n in files if n.endswith(".tmp")]
+
+
+def test_a_gfile_directory_holding_another_run_is_refused(ram_workdir):
+    store = run_store.RunStore(ram_workdir, _config())
+    store.initialize()
+    other = {"format": run_store.STORE_FORMAT, "hparams": {"train.lr": 0.5}}
+    atomic_io.write_json(f"{store.root}/hparams.json", other)
+    with pytest.raises(ValueError, match=r"holds a run with other options"):
+        store.initialize()
+
+
+def test_tickets_results_and_plots_are_written_to_a_gfile_workdir(ram_workdir):
+    ticket = Ticket(
+        masks=[np.array([[True, False], [False, True]])],
+        mask_names=["dense/kernel"],
+        weights=[np.ones((2, 2), np.float32)],
+        weight_names=["dense/kernel"],
+        metadata={"level": 1},
+    )
+    atomic_io.makedirs(ram_workdir)
+    ticket.save(f"{ram_workdir}/end.npz")
+    loaded = Ticket.load(f"{ram_workdir}/end.npz")
+    assert np.array_equal(loaded.masks[0], ticket.masks[0]) and loaded.metadata == {"level": 1}
+    with pytest.raises(FileNotFoundError, match="no ticket file at"):
+        Ticket.load(f"{ram_workdir}/none.npz")
+
+    rows = [
+        {field: None for field in results.FIELDS}
+        | {"experiment": "lottery", "branch": "ticket", "replicate": 0, "level": level}
+        | {"percent_remaining": 100.0 * 0.8**level, "sparsity": 1 - 0.8**level}
+        | {"early_stop_step": 10, "early_stop_test_accuracy": 0.9, "final_test_accuracy": 0.91}
+        for level in range(2)
+    ]
+    directory = f"{ram_workdir}/results"
+    files = results.write(directory, rows)
+    assert atomic_io.read_json(files["json"])["rows"] == rows
+    assert atomic_io.read_text(files["csv"]).startswith("experiment,branch,")
+    for path in plots.plot_all(rows, directory):
+        assert atomic_io.read_bytes(path).startswith(b"\x89PNG")

@@ -273,6 +273,19 @@ class TestLotteryCallback(TestCase):
         with pytest.raises(ValueError, match=message):
             tfl.LotteryCallback(**kwargs)
 
+    def test_numpy_ints_are_accepted_and_kept_as_python_ints(self):
+        lottery = tfl.LotteryCallback(
+            rounds=np.int64(3), pruning_rate=np.float32(0.2), epochs_per_round=np.int32(2), seed=np.int64(7)
+        )
+        config = lottery.get_config()
+        assert (config["rounds"], config["epochs_per_round"], config["seed"]) == (3, 2, 7)
+        assert all(type(config[key]) is int for key in ("rounds", "epochs_per_round", "seed"))
+
+    @pytest.mark.parametrize("seed, expected", [("0", "an int"), (1.0, "an int"), (-1, "an int >= 0")])
+    def test_a_seed_is_a_non_negative_int(self, seed, expected):
+        with pytest.raises(ValueError, match=rf"`seed`: expected {expected}\. Received: seed={seed!r}\."):
+            tfl.LotteryCallback(rounds=2, pruning_rate=0.2, seed=seed)
+
     def test_bad_use_in_fit(self):
         with pytest.raises(ValueError, match=r"fit\(epochs=5\) is not a multiple of rounds=2"):
             _fit(_model(), [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=5)

@@ -90,7 +90,11 @@ class TestLayerSparsities(TestCase):
 
     def test_errors_name_the_argument(self):
         model = tfl.prunable(mlp())
-        with pytest.raises(ValueError, match="Invalid value for argument `distribution`"):
+        with pytest.raises(
+            ValueError,
+            match=r"Invalid value for argument `distribution`: expected one of \('uniform', 'erdos_renyi', "
+            r"'erdos_renyi_kernel', 'er', 'erk'\)\. Received: distribution='gaussian'\.",
+        ):
             sd.layer_sparsities(model, 0.9, "gaussian")
         with pytest.raises(ValueError, match="`dense`: 'conv9' matches no pruned layer"):
             sd.layer_sparsities(model, 0.9, dense=["conv9"])

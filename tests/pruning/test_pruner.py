@@ -150,6 +150,18 @@ class TestPrune(TestCase):
         # Random pruning is not magnitude pruning.
         assert any(b[m].min() < b[~m].max() for b, m in zip(before, masks))
 
+    def test_numpy_seeds_and_rounds_are_accepted(self):
+        wrappers = tfl.prune_wrappers(_model())
+        for a, b in zip(
+            tfl.scoring.RandomScorer(np.int64(3))(wrappers), tfl.scoring.RandomScorer(3)(wrappers)
+        ):
+            np.testing.assert_array_equal(a, b)
+        assert tfl.rate_per_round(0.9, np.int64(5)) == tfl.rate_per_round(0.9, 5)
+        with pytest.raises(ValueError, match=r"`seed`: expected an int >= 0\. Received: seed=-1\."):
+            tfl.scoring.RandomScorer(-1)
+        with pytest.raises(ValueError, match=r"`rounds`: expected an int >= 1\. Received: rounds=True\."):
+            tfl.rate_per_round(0.9, True)
+
     def test_taylor_scorer_scores_weight_times_gradient(self):
         model = _model()
         compile_classifier(model)

@@ -201,6 +201,20 @@ class TestDynamicSparseTraining(TestCase):
             DynamicSparseTraining("set", delta_t=0)
         with pytest.raises(ValueError, match=r"`drop_fraction`: expected a float in \(0, 1\]"):
             DynamicSparseTraining("set", drop_fraction=0.0)
+        with pytest.raises(ValueError, match=r"`seed`: expected an int >= 0\. Received: seed=-1\."):
+            DynamicSparseTraining("set", seed=-1)
+        with pytest.raises(ValueError, match=r"`t_end`: expected an int >= 1\. Received: t_end=0\."):
+            DynamicSparseTraining("set", t_end=0)
+        with pytest.raises(ValueError, match=r"`t_end`: expected an int >= 1\. Received: t_end=0\."):
+            drop_grow.cosine_drop_fraction(0, 0)
+
+    def test_numpy_scalars_are_accepted_and_kept_as_python_numbers(self):
+        callback = DynamicSparseTraining(
+            "set", batch_size=np.int64(16), delta_t=np.int32(5), t_end=np.float32(0.5), seed=np.int64(2)
+        )
+        config = callback.get_config()
+        assert (config["batch_size"], config["delta_t"], config["t_end"], config["seed"]) == (16, 5, 0.5, 2)
+        assert [type(config[k]) for k in ("batch_size", "delta_t", "t_end", "seed")] == [int, int, float, int]
 
     def test_model_without_wrappers_is_refused(self):
         model = compile_classifier(mlp())

@@ -7,7 +7,9 @@ optimizer step it runs `variable.assign(variable.constraint(variable))` inside
 the compiled train step (also under `jit_compile`, `steps_per_execution` and
 `tf.distribute`). Binding the mask at `_direct_assign` therefore makes pruned
 positions exactly `+0.0` after *every* write with one masking op per step and
-no per-batch Python. The optimizer's own update writes the underlying
+no per-batch Python. That hook is private Keras, so it lives in
+`tf_lottery._keras_compat` (`mask_writes`); this module keeps the checks and
+the constraint. The optimizer's own update writes the underlying
 `tf.Variable` directly; the trigger constraint below routes the result back
 through the masked assignment before the step ends.
 """
@@ -15,26 +17,8 @@ through the masked assignment before the step ends.
 from __future__ import annotations
 
 import keras
-from keras import ops
 
-_MASKED_CLASSES: dict[type, type] = {}
-
-
-def _masked_class(base: type) -> type:
-    """A subclass of the backend variable class whose writes are masked."""
-    if base in _MASKED_CLASSES:
-        return _MASKED_CLASSES[base]
-
-    class MaskedVariable(base):
-        def _direct_assign(self, value):
-            mask = self._tf_lottery_mask
-            value = ops.convert_to_tensor(value, dtype=self.dtype)
-            super()._direct_assign(ops.where(mask, value, ops.zeros_like(value)))
-
-    MaskedVariable.__name__ = f"Masked{base.__name__}"
-    MaskedVariable.__qualname__ = MaskedVariable.__name__
-    _MASKED_CLASSES[base] = MaskedVariable
-    return MaskedVariable
+from tf_lottery import _keras_compat
 
 
 class MaskAfterUpdate(keras.constraints.Constraint):
@@ -74,23 +58,12 @@ def bind_mask(variable: keras.Variable, mask: keras.Variable) -> None:
             f"{tuple(variable.shape)}. Received shape {tuple(mask.shape)}."
         )
     if not is_masked(variable):
-        variable.__class__ = _masked_class(type(variable))
         variable.constraint = MaskAfterUpdate(variable.constraint)
-    variable._tf_lottery_mask = mask
-    if variable._value is not None:
+    _keras_compat.mask_writes(variable, mask)
+    if _keras_compat.is_initialized(variable):
         variable.assign(variable.value)
 
 
 def is_masked(variable: keras.Variable) -> bool:
     """Whether `bind_mask` has been applied to `variable`."""
-    return type(variable) in _MASKED_CLASSES.values()
-
-
-def unbind_mask(variable: keras.Variable) -> None:
-    """Restores `variable` to a plain Keras variable (its value is kept)."""
-    if not is_masked(variable):
-        return
-    variable.__class__ = type(variable).__mro__[1]
-    inner = variable.constraint.inner if isinstance(variable.constraint, MaskAfterUpdate) else None
-    variable.constraint = inner
-    del variable._tf_lottery_mask
+    return _keras_compat.has_masked_writes(variable)

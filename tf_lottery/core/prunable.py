@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.prunable_layers import is_prunable_layer
 from tf_lottery.core.walk import clone_layer, is_graph_model, prune_wrappers
 from tf_lottery.core.wrapper import PruneWrapper
@@ -97,7 +98,7 @@ def _check_strategy_scope(model) -> None:
     current = tf.distribute.get_strategy()
     for variable in variables:
         value = variable.value
-        owner = getattr(value, "_distribute_strategy", None)
+        owner = _keras_compat.variable_distribute_strategy(value)
         if owner is None and not tf.distribute.has_strategy():
             continue
         if owner is not current:
@@ -137,7 +138,7 @@ class _Wrapper:
             result = PruneWrapper(clone_layer(layer))
         else:
             result = clone_layer(layer)
-            if result._layers:
+            if _keras_compat.child_layers(result):
                 self.wrap_in_place(result)
         self.done[id(layer)] = result
         return result
@@ -153,17 +154,15 @@ class _Wrapper:
             result = PruneWrapper(layer)
         else:
             result = layer
-            if layer._layers:
+            if _keras_compat.child_layers(layer):
                 self.wrap_in_place(layer)
         self.done[id(layer)] = result
         return result
 
     def wrap_in_place(self, container):
         """Replaces the sub-layer attributes of `container` by their wrappers."""
-        tracker = container._tracker
-        for name, value in list(vars(container).items()):
-            if name.startswith("__") or name in ("_layers", "_tracker"):
-                continue
+        tracker = _keras_compat.layer_tracker(container)
+        for name, value in _keras_compat.instance_attributes(container):
             if isinstance(value, keras.layers.Layer):
                 new = self.replacement(value)
                 if new is not value:
@@ -189,5 +188,4 @@ class _Wrapper:
         # Keeps the sub-layer's position in the tracking order (and so the
         # order of `model.weights`), and works on an already-built container
         # whose tracker is locked.
-        if tracker.is_in_store("layers", old) and not tracker.is_in_store("layers", new):
-            tracker.replace_tracked_value("layers", old, new)
+        _keras_compat.replace_tracked_layer(tracker, old, new)

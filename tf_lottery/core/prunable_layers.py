@@ -42,10 +42,10 @@ _CONV_TYPES = (
 
 def _attention_kernels(layer: keras.layers.MultiHeadAttention) -> list:
     return [
-        layer._query_dense.kernel,
-        layer._key_dense.kernel,
-        layer._value_dense.kernel,
-        layer._output_dense.kernel,
+        layer.query_dense.kernel,
+        layer.key_dense.kernel,
+        layer.value_dense.kernel,
+        layer.output_dense.kernel,
     ]
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import keras
-from keras.src.models.functional import Functional
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.wrapper import PruneWrapper
 
 
 def is_graph_model(layer) -> bool:
     """True for Sequential and functional models (whose graph can be cloned)."""
-    return isinstance(layer, (keras.Sequential, Functional))
+    return isinstance(layer, keras.Sequential) or _keras_compat.is_functional(layer)
 
 
 def iter_layers(layer: keras.layers.Layer):
@@ -21,7 +21,7 @@ def iter_layers(layer: keras.layers.Layer):
     seen = set()
 
     def visit(current):
-        for child in current._layers:
+        for child in _keras_compat.child_layers(current):
             if id(child) in seen:
                 continue
             seen.add(id(child))

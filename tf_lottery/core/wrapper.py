@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from tf_lottery import _keras_compat
 from tf_lottery.core import masked_variable
 from tf_lottery.core.prunable_layers import is_prunable_layer, prunable_weights
 
@@ -99,11 +100,8 @@ class PruneWrapper(keras.layers.Wrapper):
         if not self._masks:
             # A layer wrapped before it was built gets its masks here, right
             # after its first call built it.
-            self._tracker.unlock()
-            try:
+            with _keras_compat.unlocked_tracker(self):
                 self._create_masks()
-            finally:
-                self._tracker.lock()
         return outputs
 
     def get_build_config(self):

@@ -108,8 +108,20 @@ class ArrayPipeline:
             x = (x - tf.constant(self.mean, tf.float32)) / tf.constant(self.std, tf.float32)
         return x
 
-    def train_batches(self, epoch: int, batch_size: int, seed: int, skip: int = 0) -> tf.data.Dataset:
-        """The batches of training epoch `epoch` (drop remainder), from batch `skip` on."""
+    def train_batches(
+        self, epoch: int, batch_size: int, seed: int, skip: int = 0, extra: np.ndarray | None = None
+    ) -> tf.data.Dataset:
+        """The batches of training epoch `epoch` (drop remainder), from batch `skip` on.
+
+        With `extra` (one row per training example, e.g. a teacher's cached
+        logits), each batch is `((x, extra rows of its examples), y)`.
+        """
+        if extra is not None and len(extra) != self.num_train:
+            raise ValueError(
+                f"Invalid value for argument `extra`: expected one row per training example "
+                f"({self.num_train}). Received: an array of shape {np.shape(extra)}."
+            )
+        rows = None if extra is None else tf.constant(extra)
         order = np.random.default_rng([int(seed), int(epoch)]).permutation(self.num_train)
         steps = self.steps_per_epoch(batch_size)
         indices = order[: steps * batch_size].reshape(steps, batch_size)
@@ -121,6 +133,8 @@ class ArrayPipeline:
             if self.augment:
                 x = random_flip(x, tf.stack([base, 2 * batch_index]))
                 x = pad_and_crop(x, tf.stack([base, 2 * batch_index + 1]))
+            if rows is not None:
+                return (x, tf.gather(rows, index)), y
             return x, y
 
         dataset = tf.data.Dataset.from_tensor_slices(indices).enumerate().skip(int(skip))

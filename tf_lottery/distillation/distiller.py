@@ -3,20 +3,11 @@
 from __future__ import annotations
 
 import keras
-from keras.src.losses.loss import unscale_loss_for_distribution
 
+from tf_lottery import _keras_compat
 from tf_lottery.distillation.losses import SoftLabelKL
 from tf_lottery.distillation.teacher_logits import split_cached_inputs
-
-
-def _check_number(name: str, value, low: float, high: float | None, low_inclusive: bool, expected: str):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if ok:
-        ok = (value >= low if low_inclusive else value > low) and (high is None or value <= high)
-    if not ok:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected {expected}. Received: {name}={value!r}."
-        )
+from tf_lottery.utils import validation
 
 
 def _output_shape(model: keras.Model):
@@ -112,8 +103,8 @@ class KDDistiller(keras.distillation.Distiller):
                     f"Invalid value for argument `{argument}`: expected a keras.Model. "
                     f"Received: {argument}={model!r} of type {type(model).__name__}."
                 )
-        _check_number("kd_weight", kd_weight, 0.0, 1.0, True, "a float in [0, 1]")
-        _check_number("temperature", temperature, 0.0, None, False, "a float > 0")
+        kd_weight = validation.check_fraction("kd_weight", kd_weight, high_inclusive=True)
+        temperature = validation.check_positive_number("temperature", temperature)
         teacher_shape, student_shape = _output_shape(teacher), _output_shape(student)
         if teacher_shape is not None and student_shape is not None and teacher_shape != student_shape:
             raise ValueError(
@@ -209,11 +200,12 @@ class KDDistiller(keras.distillation.Distiller):
 
         total_loss = self.kd_weight * distillation_loss + (1.0 - self.kd_weight) * label_loss
         for extra in self.student.losses:
-            total_loss = total_loss + self._aggregate_additional_loss(extra)
+            total_loss = total_loss + _keras_compat.aggregate_additional_loss(self, extra)
 
-        self.student_loss_tracker.update_state(unscale_loss_for_distribution(label_loss))
-        self.distillation_loss_tracker.update_state(unscale_loss_for_distribution(distillation_loss))
-        self.total_loss_tracker.update_state(unscale_loss_for_distribution(total_loss))
+        unscale = _keras_compat.unscale_loss_for_distribution
+        self.student_loss_tracker.update_state(unscale(label_loss))
+        self.distillation_loss_tracker.update_state(unscale(distillation_loss))
+        self.total_loss_tracker.update_state(unscale(total_loss))
         return total_loss
 
     def get_config(self) -> dict:

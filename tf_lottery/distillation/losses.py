@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import keras
-from keras.src.losses.loss import scale_loss_for_distribution
+
+from tf_lottery import _keras_compat
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -53,7 +54,7 @@ class SoftLabelKL(keras.distillation.DistillationLoss):
         log_teacher = keras.ops.log_softmax(teacher_outputs * inverse, axis=-1)
         log_student = keras.ops.log_softmax(student_outputs * inverse, axis=-1)
         per_example = keras.ops.sum(keras.ops.exp(log_teacher) * (log_teacher - log_student), axis=-1)
-        return scale_loss_for_distribution(keras.ops.mean(per_example)) * self.temperature**2
+        return _keras_compat.scale_loss_for_distribution(keras.ops.mean(per_example)) * self.temperature**2
 
     def get_config(self) -> dict:
         return {"temperature": self.temperature}

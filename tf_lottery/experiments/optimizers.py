@@ -12,6 +12,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_lottery import _keras_compat
 from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery.rewind import RewindPoint
 
@@ -92,7 +93,11 @@ def _coupled(base: type) -> type:
             self.coupled_weight_decay = float(coupled_weight_decay)
 
         def apply(self, grads, trainable_variables=None):
-            variables = trainable_variables if trainable_variables is not None else self._trainable_variables
+            variables = (
+                trainable_variables
+                if trainable_variables is not None
+                else _keras_compat.optimizer_trainable_variables(self)
+            )
             grads = [
                 g if g is None else tf.convert_to_tensor(g) + self.coupled_weight_decay * v.value
                 for g, v in zip(grads, variables)

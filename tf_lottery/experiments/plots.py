@@ -8,6 +8,7 @@ paper.
 
 from __future__ import annotations
 
+import io
 import os
 import textwrap
 
@@ -77,8 +78,9 @@ def plot_all(rows: list[dict], directory: str, title: str = "") -> list[str]:
             axis.legend(fontsize=8)
         figure.tight_layout()
         path = os.path.join(directory, filename)
-        with atomic_io.atomic_open(path, "wb") as handle:
-            figure.savefig(handle, format="png")
+        image = io.BytesIO()
+        figure.savefig(image, format="png")
         plt.close(figure)
+        atomic_io.write_bytes(path, image.getvalue())
         paths.append(path)
     return paths

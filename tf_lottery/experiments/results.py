@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 import os
 
@@ -67,14 +66,13 @@ def collect(store, levels: int, replicates: int, branches: list[str]) -> list[di
 
 def write(directory: str, rows: list[dict]) -> dict:
     """Writes `rounds.csv` and `rounds.json` (rows and per-round aggregates)."""
-    os.makedirs(directory, exist_ok=True)
+    atomic_io.makedirs(directory)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     csv_path = os.path.join(directory, "rounds.csv")
-    with atomic_io.atomic_open(csv_path, "w") as handle:
-        handle.write(buffer.getvalue())
+    atomic_io.write_text(csv_path, buffer.getvalue())
     json_path = os.path.join(directory, "rounds.json")
     atomic_io.write_json(json_path, {"rows": rows, "summary": aggregate(rows)})
     return {"csv": csv_path, "json": json_path}
@@ -168,8 +166,3 @@ def table(rows: list[dict], branches: list[str], title: str = "") -> str:
     for cells in lines:
         out.append("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
     return "\n".join(out)
-
-
-def load_json(directory: str) -> dict:
-    with open(os.path.join(directory, "rounds.json")) as handle:
-        return json.load(handle)

@@ -18,7 +18,9 @@
 
 Every file is written atomically (`tf_lottery.utils.atomic_io`), so a run killed
 at any moment leaves complete files only, and `metrics.json` marks a level
-finished.
+finished. `workdir` is a local directory or any `tf.io.gfile` path
+(`gs://bucket/runs`, `ram://runs`); processes that share one finish a level
+once: the first `metrics.json` written is kept.
 """
 
 from __future__ import annotations
@@ -76,14 +78,13 @@ class RunStore:
         Also removes the temporary files of writes that a killed run left
         unfinished (complete artifacts are never temporary files).
         """
-        if os.path.isdir(self.root):
+        if atomic_io.isdir(self.root):
             atomic_io.remove_temporaries(self.root)
-        os.makedirs(self.results_dir, exist_ok=True)
+        atomic_io.makedirs(self.results_dir)
         hparams = {"format": STORE_FORMAT, "hparams": config_hash.hparams(self.config)}
         path = os.path.join(self.root, "hparams.json")
-        if os.path.exists(path):
-            with open(path) as handle:
-                stored = json.load(handle)
+        if atomic_io.exists(path):
+            stored = atomic_io.read_json(path)
             if stored != json.loads(json.dumps(hparams)):
                 raise ValueError(
                     f"The run directory '{self.root}' holds a run with other options "
@@ -97,16 +98,24 @@ class RunStore:
 
 def is_done(level_dir: str) -> bool:
     """Whether the level in `level_dir` finished (its metrics.json exists)."""
-    return os.path.isfile(os.path.join(level_dir, "metrics.json"))
+    return atomic_io.isfile(os.path.join(level_dir, "metrics.json"))
 
 
 def read_metrics(level_dir: str) -> dict:
-    with open(os.path.join(level_dir, "metrics.json")) as handle:
-        return json.load(handle)
+    return atomic_io.read_json(os.path.join(level_dir, "metrics.json"))
 
 
-def write_metrics(level_dir: str, metrics: dict) -> None:
-    atomic_io.write_json(os.path.join(level_dir, "metrics.json"), metrics)
+def write_metrics(level_dir: str, metrics: dict) -> bool:
+    """Marks the level in `level_dir` done with `metrics`; the first finished result wins.
+
+    When another process sharing the workdir finished the same level first,
+    its metrics.json is kept and this one is discarded: both trained the same
+    level from the same stored start, and readers never see it change.
+
+    Returns:
+        Whether this process wrote metrics.json.
+    """
+    return atomic_io.write_json(os.path.join(level_dir, "metrics.json"), metrics, overwrite=False)
 
 
 def save_state(path: str, snapshot: Snapshot, info: dict | None = None) -> None:
@@ -119,8 +128,8 @@ def save_state(path: str, snapshot: Snapshot, info: dict | None = None) -> None:
 
 def load_state(path: str) -> tuple[Snapshot, dict]:
     """Reads what `save_state` wrote: `(snapshot, info)`."""
-    with np.load(path, allow_pickle=False) as archive:
-        info = atomic_io.array_json(archive["info"])
-        model = [archive[k] for k in sorted(k for k in archive.files if k.startswith("m"))]
-        optimizer = [archive[k] for k in sorted(k for k in archive.files if k.startswith("o"))]
+    archive = atomic_io.load_npz(path)
+    info = atomic_io.array_json(archive["info"])
+    model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
+    optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
     return Snapshot(model_values=model, optimizer_values=optimizer, step=int(info["step"])), info

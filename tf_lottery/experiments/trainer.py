@@ -7,6 +7,15 @@ chunk with `model.fit`; chunks end at every evaluation, checkpoint and at the
 rewind step. A checkpoint holds all model and optimizer values, the data
 position and the evaluations so far, so a restarted level continues with the
 exact batches, weights and optimizer state it stopped with.
+
+The model may live in any `tf.distribute` strategy's scope (see
+`strategy.py`); batch sizes are global, and Keras splits each batch across
+the replicas. Under `MultiWorkerMirroredStrategy`, Keras 3.15's `fit()` and
+`evaluate()` fail for every model (`Trainer._maybe_symbolic_build` passes a
+whole input batch to `strategy.reduce`, which the collective all-reduce
+cannot convert; keras-team/keras#20585), so `_MultiWorkerLoop` runs the
+model's own `train_step` and `test_step` with `strategy.run` over a
+distributed dataset instead: the same step, loss and metrics as `fit()`.
 """
 
 from __future__ import annotations
@@ -14,13 +23,16 @@ from __future__ import annotations
 import math
 import os
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_lottery.experiments import run_store
+from tf_lottery.experiments.strategy import is_multi_worker
 from tf_lottery.lottery.rewind import Snapshot
 from tf_lottery.utils import failpoints
 
@@ -79,10 +91,82 @@ def train_stream(data, plan: LevelPlan, start: int, stop: int):
     return dataset
 
 
-def _evaluate(model: keras.Model, dataset, prefix: str) -> dict:
+class _KerasLoop:
+    """One pass of `fit` or `evaluate` over a dataset."""
+
+    def __init__(self, model: keras.Model):
+        self.model = model
+
+    def fit(self, dataset) -> float:
+        history = self.model.fit(
+            dataset, epochs=1, verbose=0, shuffle=False, callbacks=failpoints.fit_callbacks()
+        )
+        return float(history.history["loss"][-1])
+
+    def evaluate(self, dataset) -> dict:
+        return self.model.evaluate(dataset, verbose=0, return_dict=True)
+
+
+class _MultiWorkerLoop:
+    """`_KerasLoop` for `MultiWorkerMirroredStrategy`, where `fit()` fails.
+
+    Every worker runs the same calls: each step's global batch is split
+    across all replicas of all workers (`AutoShardPolicy.DATA`), gradients
+    are all-reduced by the optimizer, and metrics are summed across workers
+    when read, so every worker returns the same numbers.
+    """
+
+    def __init__(self, model: keras.Model):
+        # Weak, so that `_MULTI_WORKER_LOOPS` lets the model go.
+        self._model = weakref.ref(model)
+        self.strategy = model.distribute_strategy
+        self._train_step = tf.function(
+            lambda batch: self.strategy.run(self.model.train_step, args=(batch,)), reduce_retracing=True
+        )
+        self._test_step = tf.function(
+            lambda batch: self.strategy.run(self.model.test_step, args=(batch,)), reduce_retracing=True
+        )
+
+    @property
+    def model(self) -> keras.Model:
+        return self._model()
+
+    def _distribute(self, dataset):
+        options = tf.data.Options()
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+        return self.strategy.experimental_distribute_dataset(dataset.with_options(options))
+
+    def fit(self, dataset) -> float:
+        callbacks = keras.callbacks.CallbackList(failpoints.fit_callbacks(), model=self.model)
+        self.model.reset_metrics()
+        for step, batch in enumerate(self._distribute(dataset)):
+            self._train_step(batch)
+            callbacks.on_train_batch_end(step)
+        return float(self.model.get_metrics_result()["loss"])
+
+    def evaluate(self, dataset) -> dict:
+        self.model.reset_metrics()
+        for batch in self._distribute(dataset):
+            self._test_step(batch)
+        return self.model.get_metrics_result()
+
+
+# One loop per model, so that every level reuses its traced steps.
+_MULTI_WORKER_LOOPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _loop(model: keras.Model):
+    if not is_multi_worker(model.distribute_strategy):
+        return _KerasLoop(model)
+    if model not in _MULTI_WORKER_LOOPS:
+        _MULTI_WORKER_LOOPS[model] = _MultiWorkerLoop(model)
+    return _MULTI_WORKER_LOOPS[model]
+
+
+def _evaluate(loop, dataset, prefix: str) -> dict:
     if dataset is None:
         return {}
-    logs = model.evaluate(dataset, verbose=0, return_dict=True)
+    logs = loop.evaluate(dataset)
     return {f"{prefix}_{key}": float(value) for key, value in logs.items()}
 
 
@@ -115,17 +199,11 @@ def train_level(
         on_rewind(position)
     validation = data.eval_batches("validation")
     test = data.eval_batches("test")
+    loop = _loop(model)
     began = time.time()
     while position < plan.end:
         stop = _next_stop(position, plan)
-        history = model.fit(
-            train_stream(data, plan, position, stop),
-            epochs=1,
-            verbose=0,
-            shuffle=False,
-            callbacks=failpoints.fit_callbacks(),
-        )
-        loss = float(history.history["loss"][-1])
+        loss = loop.fit(train_stream(data, plan, position, stop))
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"Training diverged in '{level_dir}' (loss={loss} before data step {stop}). "
@@ -139,9 +217,9 @@ def train_level(
             total = sum(n for _, n in losses)
             record = {"step": position, "train_loss": sum(v * n for v, n in losses) / total}
             losses = []
-            record.update(_evaluate(model, validation, "val"))
+            record.update(_evaluate(loop, validation, "val"))
             if plan.eval_test or position == plan.end:
-                record.update(_evaluate(model, test, "test"))
+                record.update(_evaluate(loop, test, "test"))
             evals.append(record)
             if progress is not None:
                 progress(record)

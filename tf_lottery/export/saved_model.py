@@ -27,8 +27,8 @@ from typing import NamedTuple
 import keras
 import numpy as np
 import tensorflow as tf
-from keras.src.utils.naming import to_snake_case
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.prunable_layers import is_prunable_layer, prunable_weights
 from tf_lottery.core.report import LayerSparsity, SparsityReport, sparsity_report
 from tf_lottery.core.strip import strip
@@ -268,10 +268,8 @@ def _input_specs(model: keras.Model, input_signature) -> list[tf.TensorSpec]:
             names = [names[0] or "inputs"]
         names = [name or f"input_{i}" for i, name in enumerate(names)]
         return [tf.TensorSpec(x.shape, x.dtype, name=name) for x, name in zip(model.inputs, names)]
-    from keras.src.export.export_utils import get_input_signature
-
     try:
-        specs = keras.tree.flatten(get_input_signature(model))
+        specs = keras.tree.flatten(_keras_compat.input_signature(model))
     except (ValueError, TypeError) as error:
         raise ValueError(
             f"Cannot infer the inputs of '{model.name}' ({type(model).__name__}). Pass "
@@ -286,11 +284,13 @@ def _given_names(tensors) -> list[str]:
     """Names of the layers producing `tensors`, `None` where Keras made the name up."""
     names = []
     for tensor in tensors:
-        layer = tensor._keras_history.operation
+        layer = _keras_compat.keras_history_operation(tensor)
         if isinstance(layer, PruneWrapper):
             layer = layer.layer
         # `clone_model` names an unnamed `Input` after its tensor, `keras_tensor_<n>`.
-        auto = re.fullmatch(rf"({to_snake_case(type(layer).__name__)}|keras_tensor)(_\d+)?", layer.name)
+        auto = re.fullmatch(
+            rf"({_keras_compat.to_snake_case(type(layer).__name__)}|keras_tensor)(_\d+)?", layer.name
+        )
         names.append(None if auto else layer.name)
     return names
 

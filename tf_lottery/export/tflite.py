@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_lottery.export.saved_model import export_saved_model
-from tf_lottery.utils import atomic_io
+from tf_lottery.utils import atomic_io, validation
 
 
 def export_tflite(
@@ -115,11 +115,7 @@ def tflite_runner(model: str | bytes, signature: str = "serving_default") -> Cal
         warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
         interpreter = Interpreter(**source)
     signatures = interpreter.get_signature_list()
-    if signature not in signatures:
-        raise ValueError(
-            f"Invalid value for argument `signature`: expected one of {sorted(signatures)}. "
-            f"Received: signature={signature!r}."
-        )
+    validation.check_choice("signature", signature, sorted(signatures))
     runner = interpreter.get_signature_runner(signature)
     details = runner.get_input_details()
 

@@ -35,6 +35,7 @@ from collections.abc import Mapping, Sequence
 import keras
 import numpy as np
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.walk import model_variables, pruning_target
 
 
@@ -124,7 +125,11 @@ def error_rate(model, data, batch_size: int = 1000) -> float:
 
 def _batch_norm_layers(model) -> list:
     target = pruning_target(model)
-    return [layer for layer in target._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    return [
+        layer
+        for layer in _keras_compat.flatten_layers(target)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
 
 
 def recompute_batch_statistics(model, data, batch_size: int = 1000) -> int:

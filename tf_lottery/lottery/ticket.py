@@ -1,7 +1,8 @@
 """`Ticket`: the masks and rewind weights of a found subnetwork, on disk.
 
 A ticket file is a NumPy `.npz` archive read with `allow_pickle=False`:
-loading one never executes code from the file. It is written atomically.
+loading one never executes code from the file. It is written atomically, to
+a local path or any `tf.io.gfile` path (`gs://...`).
 """
 
 from __future__ import annotations
@@ -152,7 +153,7 @@ class Ticket:
     # -- files ----------------------------------------------------------------
 
     def save(self, path: str) -> None:
-        """Writes the ticket to `path` (an `.npz` file) atomically."""
+        """Writes the ticket to `path` (an `.npz` file, local or `gs://...`) atomically."""
         if not isinstance(path, (str, os.PathLike)):
             raise ValueError(
                 f"Invalid value for argument `path`: expected a file path. Received: path={path!r}."
@@ -175,19 +176,19 @@ class Ticket:
     def load(cls, path: str) -> Ticket:
         """Reads a ticket written by `save` (never unpickles anything)."""
         path = os.fspath(path)
-        if not os.path.isfile(path):
+        if not atomic_io.isfile(path):
             raise FileNotFoundError(f"Invalid value for argument `path`: no ticket file at '{path}'.")
         try:
-            with np.load(path, allow_pickle=False) as archive:
-                header = atomic_io.array_json(archive["header"])
-                if header.get("format") != _FORMAT:
-                    raise ValueError(f"unknown format {header.get('format')!r}")
-                n_masks = len(header["mask_names"])
-                masks = [archive[f"mask_{i:05d}"] for i in range(n_masks)]
-                weight_names = header["weight_names"]
-                weights = None
-                if weight_names is not None:
-                    weights = [archive[f"weight_{i:05d}"] for i in range(len(weight_names))]
+            archive = atomic_io.load_npz(path)
+            header = atomic_io.array_json(archive["header"])
+            if header.get("format") != _FORMAT:
+                raise ValueError(f"unknown format {header.get('format')!r}")
+            n_masks = len(header["mask_names"])
+            masks = [archive[f"mask_{i:05d}"] for i in range(n_masks)]
+            weight_names = header["weight_names"]
+            weights = None
+            if weight_names is not None:
+                weights = [archive[f"weight_{i:05d}"] for i in range(len(weight_names))]
         except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as error:
             raise ValueError(
                 f"'{path}' is not a readable tf_lottery ticket (corrupted, "

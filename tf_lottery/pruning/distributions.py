@@ -54,6 +54,7 @@ import numpy as np
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import scoring
+from tf_lottery.utils import validation
 
 DISTRIBUTIONS = ("uniform", "erdos_renyi", "erdos_renyi_kernel")
 _ALIASES = {"er": "erdos_renyi", "erk": "erdos_renyi_kernel"}
@@ -61,13 +62,8 @@ _ALIASES = {"er": "erdos_renyi", "erk": "erdos_renyi_kernel"}
 
 def canonical_distribution(name: str) -> str:
     """`"erk"` -> `"erdos_renyi_kernel"`, `"er"` -> `"erdos_renyi"`; checks the name."""
-    resolved = _ALIASES.get(name, name) if isinstance(name, str) else name
-    if resolved not in DISTRIBUTIONS:
-        raise ValueError(
-            f"Invalid value for argument `distribution`: expected one of {DISTRIBUTIONS} "
-            f"(or 'er', 'erk'). Received: distribution={name!r}."
-        )
-    return resolved
+    validation.check_choice("distribution", name, DISTRIBUTIONS + tuple(_ALIASES))
+    return _ALIASES.get(name, name)
 
 
 def _raw_density(shape: Sequence[int], distribution: str) -> float:
@@ -105,7 +101,7 @@ def densities(
     # [0.2109..., 0.0570..., 0.7575...]
     ```
     """
-    pruning._check_fraction("sparsity", sparsity)
+    validation.check_fraction("sparsity", sparsity)
     distribution = canonical_distribution(distribution)
     sizes = [int(np.prod(s)) for s in shapes]
     forced = [False] * len(sizes) if dense is None else [bool(d) for d in dense]
@@ -211,21 +207,6 @@ def layer_sparsities(
         # Clipped below 1: `tfl.prune` takes sparsities in [0, 1).
         result[glob.escape(wrapper.layer.name)] = min(max(1.0 - sum(kept) / sum(sizes), 0.0), 1.0 - 1e-12)
     return result
-
-
-def uniform(model, sparsity: float, *, dense: Sequence[str] | None = None) -> dict[str, float]:
-    """Every layer at `sparsity` (layers in `dense` dense, the rest sparser). See `layer_sparsities`."""
-    return layer_sparsities(model, sparsity, "uniform", dense=dense)
-
-
-def erdos_renyi(model, sparsity: float, *, dense: Sequence[str] | None = None) -> dict[str, float]:
-    """Erdos-Renyi: density proportional to `(n_in + n_out) / (n_in * n_out)`. See `layer_sparsities`."""
-    return layer_sparsities(model, sparsity, "erdos_renyi", dense=dense)
-
-
-def erdos_renyi_kernel(model, sparsity: float, *, dense: Sequence[str] | None = None) -> dict[str, float]:
-    """ERK: density proportional to `sum(shape) / prod(shape)`. See `layer_sparsities`."""
-    return layer_sparsities(model, sparsity, "erdos_renyi_kernel", dense=dense)
 
 
 def prune_to_distribution(

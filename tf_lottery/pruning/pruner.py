@@ -20,6 +20,7 @@ import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning import scoring
+from tf_lottery.utils import validation
 
 SCOPES = ("global", "layer")
 
@@ -37,19 +38,9 @@ def exact_count(rate: float, n: int) -> int:
 
 def rate_per_round(target_sparsity: float, rounds: int) -> float:
     """The per-round rate that reaches `target_sparsity` after `rounds` rounds."""
-    _check_fraction("target_sparsity", target_sparsity)
-    if not isinstance(rounds, int) or rounds < 1:
-        raise ValueError(
-            f"Invalid value for argument `rounds`: expected an int >= 1. Received: rounds={rounds!r}."
-        )
+    validation.check_fraction("target_sparsity", target_sparsity)
+    rounds = validation.check_int("rounds", rounds, minimum=1)
     return 1.0 - (1.0 - target_sparsity) ** (1.0 / rounds)
-
-
-def _check_fraction(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected a float in [0, 1). Received: {name}={value!r}."
-        )
 
 
 def select_lowest(scores: list, alive: list, k: int) -> list:
@@ -143,11 +134,8 @@ def prune(
         )
     by_target = target_sparsity is not None
     amount = target_sparsity if by_target else rate
-    _check_fraction("target_sparsity" if by_target else "rate", amount)
-    if scope not in SCOPES:
-        raise ValueError(
-            f"Invalid value for argument `scope`: expected one of {SCOPES}. Received: scope={scope!r}."
-        )
+    validation.check_fraction("target_sparsity" if by_target else "rate", amount)
+    validation.check_choice("scope", scope, SCOPES)
     score_fn = scoring.get(scorer)
     wrappers = prune_wrappers(model)
     if not wrappers:
@@ -215,7 +203,7 @@ def _layer_override(wrapper, layer_rates: Mapping[str, float]):
 
 def _groups(wrappers, tensors, amount, scope, layer_rates) -> list[_Group]:
     for pattern, value in layer_rates.items():
-        _check_fraction(f"layer_rates[{pattern!r}]", value)
+        validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         if not any(_layer_override(wr, {pattern: value}) for wr in wrappers):
             names = sorted(wr.layer.name for wr in wrappers)
             raise ValueError(

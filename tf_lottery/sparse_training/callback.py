@@ -38,6 +38,7 @@ import tensorflow as tf
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
 from tf_lottery.sparse_training import drop_grow, optimizer_slots
+from tf_lottery.utils import validation
 
 METHODS = ("rigl", "set")
 
@@ -64,7 +65,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             counted from the optimizer's step when it starts). Defaults to
             `0.75`.
         loss: Loss for the gradient. Defaults to the compiled loss.
-        seed: int. Seeds the SET growth and the gradient batches drawn from
+        seed: int >= 0. Seeds the SET growth and the gradient batches drawn from
             arrays (per update step, so a resumed run draws the same).
             Defaults to `0`.
         verbose: int. `1` prints one line per update. Defaults to `0`.
@@ -106,10 +107,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         verbose: int = 0,
     ):
         super().__init__()
-        if method not in METHODS:
-            raise ValueError(
-                f"Invalid value for argument `method`: expected one of {METHODS}. Received: method={method!r}."
-            )
+        validation.check_choice("method", method, METHODS)
         if method == "rigl" and data is None:
             raise ValueError(
                 "Invalid value for argument `data`: RigL grows weights by the dense gradient on a "
@@ -125,30 +123,25 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             raise ValueError(
                 f"Invalid value for argument `data`: expected a tuple (x, y). Received a tuple of {len(data)}."
             )
-        _check_int("batch_size", batch_size, 1)
-        _check_int("delta_t", delta_t, 1)
-        _check_int("seed", seed, 0)
-        if (
-            isinstance(drop_fraction, bool)
-            or not isinstance(drop_fraction, (int, float))
-            or not 0 < drop_fraction <= 1
-        ):
-            raise ValueError(
-                "Invalid value for argument `drop_fraction`: expected a float in (0, 1]. "
-                f"Received: drop_fraction={drop_fraction!r}."
-            )
-        if isinstance(t_end, float):
+        batch_size = validation.check_int("batch_size", batch_size, minimum=1)
+        delta_t = validation.check_int("delta_t", delta_t, minimum=1)
+        seed = validation.check_seed("seed", seed)
+        drop_fraction = validation.check_fraction(
+            "drop_fraction", drop_fraction, low_inclusive=False, high_inclusive=True
+        )
+        if isinstance(t_end, (float, np.floating)):
             if not 0.0 < t_end <= 1.0:
                 raise ValueError(
                     "Invalid value for argument `t_end`: a float is a fraction of training, expected in "
                     f"(0, 1]. Received: t_end={t_end!r}."
                 )
+            t_end = float(t_end)
         else:
-            _check_int("t_end", t_end, 1)
+            t_end = validation.check_int("t_end", t_end, minimum=1)
         self.method = method
         self.data = data
         self.batch_size = batch_size
-        self.drop_fraction = float(drop_fraction)
+        self.drop_fraction = drop_fraction
         self.delta_t = delta_t
         self.t_end = t_end
         self.loss = loss
@@ -292,10 +285,3 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                 f"(drop fraction {fraction:.3f})"
             )
         return record
-
-
-def _check_int(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(
-            f"Invalid value for argument `{name}`: expected an int >= {low}. Received: {name}={value!r}."
-        )

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tf_lottery.utils import validation
+
 
 def cosine_drop_fraction(step: int, t_end: int, alpha: float = 0.3) -> float:
     """`alpha / 2 * (1 + cos(pi * step / t_end))`, and 0 from `t_end` on.
@@ -35,10 +37,7 @@ def cosine_drop_fraction(step: int, t_end: int, alpha: float = 0.3) -> float:
     Reference:
         Evci et al., ICML 2020, arXiv:1911.11134, equation (1).
     """
-    if t_end <= 0:
-        raise ValueError(
-            f"Invalid value for argument `t_end`: expected an int > 0. Received: t_end={t_end!r}."
-        )
+    validation.check_int("t_end", t_end, minimum=1)
     if step >= t_end:
         return 0.0
     return alpha / 2.0 * (1.0 + math.cos(math.pi * step / t_end))

@@ -1,16 +1,47 @@
-"""Writing files so that a crash never leaves a half-written one behind."""
+"""Files that are whole or absent, on local disk and on any `tf.io.gfile` path.
+
+Every write goes to a temporary file beside its target (`.<name>.<random>.tmp`)
+and is then renamed onto it, so a reader, or a run resumed after a crash, sees
+the old content or the complete new one, never a half-written file. Local
+paths use the OS (the data and the directory are fsync'ed; the file gets the
+permissions `open()` would give it). Other paths (`gs://`, `ram://`, ...) use
+`tf.io.gfile`; on an object store an object appears complete or not at all.
+
+`overwrite=False` makes a write "first finished wins": when the target
+already exists at the moment of the rename, the new temporary file is
+discarded and the write returns `False`. Locally this is atomic (a hard link
+cannot replace a file); through `tf.io.gfile` it is atomic between threads of
+one process, but between processes the existence check and the rename are two
+steps, and two writers finishing within that window can both rename.
+
+The readers (`exists`, `read_json`, `load_npz`, ...) take the same paths, so
+code that uses only this module runs unchanged on a shared `gs://` workdir.
+Errors of `tf.io.gfile` are raised as the matching `OSError`
+(`FileNotFoundError`, `PermissionError`, ...), as on local disk.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import json
 import os
+import posixpath
+import re
+import secrets
 import tempfile
+import threading
 
 import numpy as np
+import tensorflow as tf
 
 from tf_lottery.utils import failpoints
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Serialises check-then-rename of `overwrite=False` writes through gfile, so
+# threads of one process never both win.
+_GFILE_RENAME_LOCK = threading.Lock()
 
 
 def _current_umask() -> int:
@@ -22,14 +53,45 @@ def _current_umask() -> int:
 _UMASK = _current_umask()
 
 
-@contextlib.contextmanager
-def atomic_open(path: str, mode: str = "wb"):
-    """Opens a temporary file beside `path`; renames it onto `path` on success.
+def is_local(path: str | os.PathLike) -> bool:
+    """Whether `path` is a local file name (not a `scheme://` URL)."""
+    return not _SCHEME.match(os.fspath(path))
 
-    The data is flushed and fsync'ed before the rename, and the directory
-    after it, so `path` holds either the old content or the complete new one.
-    On any error the temporary file is removed and `path` is left untouched.
-    """
+
+@contextlib.contextmanager
+def _os_errors(path: str):
+    """Raises the errors of `tf.io.gfile` as the `OSError` local disk would raise."""
+    try:
+        yield
+    except tf.errors.OpError as error:
+        kinds = {
+            tf.errors.NotFoundError: (FileNotFoundError, errno.ENOENT),
+            tf.errors.AlreadyExistsError: (FileExistsError, errno.EEXIST),
+            tf.errors.PermissionDeniedError: (PermissionError, errno.EACCES),
+        }
+        kind, code = kinds.get(type(error), (OSError, errno.EIO))
+        raise kind(code, error.message or os.strerror(code), path) from error
+
+
+class _Outcome:
+    written = False
+
+
+@contextlib.contextmanager
+def _staged(path: str, mode: str, overwrite: bool):
+    """Yields `(handle, outcome)`; on success renames the temporary file onto `path`."""
+    path = os.fspath(path)
+    outcome = _Outcome()
+    if is_local(path):
+        staged = _staged_local(path, mode, overwrite, outcome)
+    else:
+        staged = _staged_gfile(path, mode, overwrite, outcome)
+    with staged as handle:
+        yield handle, outcome
+
+
+@contextlib.contextmanager
+def _staged_local(path: str, mode: str, overwrite: bool, outcome: _Outcome):
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise FileNotFoundError(
@@ -44,7 +106,7 @@ def atomic_open(path: str, mode: str = "wb"):
             handle.flush()
             failpoints.reach("atomic_write", os.path.basename(path))
             os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        outcome.written = _place_local(tmp, path, overwrite)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -52,20 +114,57 @@ def atomic_open(path: str, mode: str = "wb"):
     _fsync_directory(directory)
 
 
-def remove_temporaries(root: str) -> int:
-    """Deletes the temporary files that killed writes left under `root`.
+def _place_local(tmp: str, path: str, overwrite: bool) -> bool:
+    if overwrite:
+        os.replace(tmp, path)
+        return True
+    try:
+        os.link(tmp, path)  # never replaces an existing file: first finished wins
+    except FileExistsError:
+        os.unlink(tmp)
+        return False
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # No hard links on this filesystem (some FUSE and SMB mounts): check,
+        # then rename; two writers can still race in between.
+        if os.path.exists(path):
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, path)
+        return True
+    os.unlink(tmp)
+    return True
 
-    They are never read (an artifact is only its renamed, complete file);
-    returns how many were removed.
-    """
-    removed = 0
-    for directory, _, files in os.walk(root):
-        for name in files:
-            if name.startswith(".") and name.endswith(".tmp"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(directory, name))
-                    removed += 1
-    return removed
+
+@contextlib.contextmanager
+def _staged_gfile(path: str, mode: str, overwrite: bool, outcome: _Outcome):
+    directory, name = posixpath.split(path)
+    tmp = posixpath.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    try:
+        with _os_errors(path):
+            with tf.io.gfile.GFile(tmp, mode) as handle:
+                yield handle
+                handle.flush()
+                failpoints.reach("atomic_write", name)
+            outcome.written = _place_gfile(tmp, path, overwrite)
+    except BaseException:
+        with contextlib.suppress(tf.errors.OpError):
+            tf.io.gfile.remove(tmp)
+        raise
+
+
+def _place_gfile(tmp: str, path: str, overwrite: bool) -> bool:
+    if overwrite:
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+        return True
+    with _GFILE_RENAME_LOCK:
+        try:
+            tf.io.gfile.rename(tmp, path, overwrite=False)
+        except tf.errors.AlreadyExistsError:
+            tf.io.gfile.remove(tmp)
+            return False
+    return True
 
 
 def _fsync_directory(directory: str) -> None:
@@ -77,17 +176,163 @@ def _fsync_directory(directory: str) -> None:
             os.close(fd)
 
 
-def write_json(path: str, data) -> None:
-    with atomic_open(path, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
+@contextlib.contextmanager
+def atomic_open(path: str, mode: str = "wb"):
+    """Opens a temporary file beside `path`; renames it onto `path` on success.
+
+    Locally the data is flushed and fsync'ed before the rename, and the
+    directory after it, so `path` holds either the old content or the complete
+    new one. On any error the temporary file is removed and `path` is left
+    untouched. Local writes need `path`'s directory to exist.
+
+    Args:
+        path: str. A local path or any `tf.io.gfile` path (`gs://...`).
+        mode: str. `"wb"` or `"w"`. Defaults to `"wb"`.
+    """
+    with _staged(path, mode, overwrite=True) as (handle, _):
+        yield handle
 
 
-def write_npz(path: str, arrays: dict) -> None:
-    """Writes arrays (no object arrays: loadable with `allow_pickle=False`)."""
+def write_bytes(path: str, data: bytes, *, overwrite: bool = True) -> bool:
+    """Writes `data` to `path` atomically.
+
+    Args:
+        path: str. A local path or any `tf.io.gfile` path.
+        data: bytes. The whole content.
+        overwrite: bool. Replace an existing `path`. With `False`, an existing
+            `path` is kept and this write is discarded (first finished wins).
+            Defaults to `True`.
+
+    Returns:
+        Whether this call wrote `path` (always `True` with `overwrite=True`).
+    """
+    with _staged(path, "wb", overwrite) as (handle, outcome):
+        handle.write(data)
+    return outcome.written
+
+
+def write_text(path: str, text: str, *, overwrite: bool = True) -> bool:
+    """Writes `text` (UTF-8) to `path` atomically; see `write_bytes`."""
+    return write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
+
+
+def write_json(path: str, data, *, overwrite: bool = True) -> bool:
+    """Writes `data` as indented, key-sorted JSON atomically; see `write_bytes`."""
+    return write_text(path, json.dumps(data, indent=2, sort_keys=True), overwrite=overwrite)
+
+
+def write_npz(path: str, arrays: dict, *, overwrite: bool = True) -> bool:
+    """Writes arrays (no object arrays: loadable with `allow_pickle=False`); see `write_bytes`."""
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    with atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
+    return write_bytes(path, buffer.getvalue(), overwrite=overwrite)
+
+
+# -- reading and listing -------------------------------------------------------
+
+
+def exists(path: str) -> bool:
+    path = os.fspath(path)
+    return os.path.exists(path) if is_local(path) else tf.io.gfile.exists(path)
+
+
+def isdir(path: str) -> bool:
+    path = os.fspath(path)
+    return os.path.isdir(path) if is_local(path) else tf.io.gfile.isdir(path)
+
+
+def isfile(path: str) -> bool:
+    path = os.fspath(path)
+    if is_local(path):
+        return os.path.isfile(path)
+    return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+
+
+def makedirs(path: str) -> None:
+    """Creates `path` and its parents; an existing directory is fine."""
+    path = os.fspath(path)
+    if is_local(path):
+        os.makedirs(path, exist_ok=True)
+    else:
+        with _os_errors(path):
+            tf.io.gfile.makedirs(path)
+
+
+def listdir(path: str) -> list[str]:
+    """Names of the entries of directory `path`, sorted."""
+    path = os.fspath(path)
+    if is_local(path):
+        return sorted(os.listdir(path))
+    with _os_errors(path):
+        return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
+def walk(root: str):
+    """Like `os.walk(root)`: yields `(directory, subdirectory names, file names)`."""
+    root = os.fspath(root)
+    if is_local(root):
+        yield from os.walk(root)
+    else:
+        for directory, subdirectories, files in tf.io.gfile.walk(root):
+            yield directory, [d.rstrip("/") for d in subdirectories], files
+
+
+def read_bytes(path: str) -> bytes:
+    path = os.fspath(path)
+    if is_local(path):
+        with open(path, "rb") as handle:
+            return handle.read()
+    with _os_errors(path), tf.io.gfile.GFile(path, "rb") as handle:
+        return handle.read()
+
+
+def read_text(path: str) -> str:
+    return read_bytes(path).decode("utf-8")
+
+
+def read_json(path: str):
+    return json.loads(read_text(path))
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    """Every array of the `.npz` file `path`, read with `allow_pickle=False`.
+
+    Raises:
+        ValueError: `path` is not an `.npz` archive, or holds object arrays.
+        zipfile.BadZipFile, EOFError: `path` is truncated or damaged.
+    """
+    path = os.fspath(path)
+    source = path if is_local(path) else io.BytesIO(read_bytes(path))
+    archive = np.load(source, allow_pickle=False)
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise ValueError(f"'{path}' is not an .npz archive (it holds a single array).")
+    with archive:
+        return {key: archive[key] for key in archive.files}
+
+
+def remove_temporaries(root: str) -> int:
+    """Deletes the temporary files that killed writes left under `root`.
+
+    They are never read (an artifact is only its renamed, complete file);
+    returns how many were removed. A write in progress in another process
+    under `root` loses its temporary file too (and fails), so call this only
+    where no other process is writing.
+    """
+    root = os.fspath(root)
+    removed = 0
+    for directory, _, files in walk(root):
+        for name in files:
+            if name.startswith(".") and name.endswith(".tmp"):
+                path = os.path.join(directory, name)
+                if is_local(path):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                        removed += 1
+                else:
+                    with contextlib.suppress(tf.errors.NotFoundError):
+                        tf.io.gfile.remove(path)
+                        removed += 1
+    return removed
 
 
 def json_array(data) -> np.ndarray:

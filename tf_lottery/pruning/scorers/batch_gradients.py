@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.walk import model_variables
 
 
@@ -24,19 +25,19 @@ def loss_fn(model, loss=None):
     number of replicas inside `tf.distribute`; that is undone here, so the
     value is the mean over the replica's own batch in every case.
     """
-    from keras.src.losses.loss import unscale_loss_for_distribution
-
     if loss is not None:
         function = keras.losses.get(loss)
         if isinstance(function, keras.losses.Loss):
-            return lambda x, y, y_pred, training: unscale_loss_for_distribution(function(y, y_pred))
+            return lambda x, y, y_pred, training: _keras_compat.unscale_loss_for_distribution(
+                function(y, y_pred)
+            )
         return lambda x, y, y_pred, training: tf.reduce_mean(function(y, y_pred))
-    if getattr(model, "_compile_loss", None) is None:
+    if not _keras_compat.has_compiled_loss(model):
         raise ValueError(
             f"Model '{model.name}' has no loss: compile it first or pass `loss=` (for example "
             "`keras.losses.SparseCategoricalCrossentropy(from_logits=True)`)."
         )
-    return lambda x, y, y_pred, training: unscale_loss_for_distribution(
+    return lambda x, y, y_pred, training: _keras_compat.unscale_loss_for_distribution(
         model.compute_loss(x=x, y=y, y_pred=y_pred, training=training)
     )
 

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
+from tf_lottery.utils import validation
 
 
 class GraSPScorer:
@@ -42,16 +43,12 @@ class GraSPScorer:
     """
 
     def __init__(self, model, x, y, loss=None, temperature: float = 200.0, training: bool = True):
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ValueError(
-                f"Invalid value for argument `temperature`: expected a number > 0. Received: temperature={temperature!r}."
-            )
         self.model = model
         self.x = x
         self.y = y
         self.loss = loss
-        self.temperature = float(temperature)
-        self.training = training
+        self.temperature = validation.check_positive_number("temperature", temperature)
+        self.training = validation.check_bool("training", training)
 
     def __call__(self, wrappers) -> list[np.ndarray]:
         weights = [w for wr in wrappers for w in wr.pruned_weights]

@@ -1,12 +1,9 @@
 """`SNIPScorer`: connection sensitivity |dL/dw * w| on a batch, at initialization.
 
-SNIP differentiates the loss with respect to a multiplicative mask `c` on
-every weight, at `c = 1`: `dL/dc = dL/dw * w`. Its magnitude is the
-connection sensitivity; the weights with the smallest are pruned, in one
-shot, before training. (SNIP's normalisation by the sum of all scores does
-not change the ranking and is left out.) It is the first-order Taylor score
-of `tfl.scoring.TaylorScorer`, computed here in training mode, as in the
-paper, and with an all-reduced gradient under `tf.distribute`.
+SNIP's score is the first-order Taylor score of `TaylorScorer`
+(`tf_lottery.pruning.scorers.taylor`, also `tfl.scoring.TaylorScorer`),
+computed in training mode as in the paper; this name is kept for users who
+know the method as SNIP. Prune once, before training, to the target sparsity.
 
 Example:
 
@@ -23,14 +20,11 @@ Reference:
 
 from __future__ import annotations
 
-import keras
-import numpy as np
-
-from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
+from tf_lottery.pruning.scorers.taylor import TaylorScorer
 
 
-class SNIPScorer:
-    """|dL/dw * w| on one batch: higher is kept.
+class SNIPScorer(TaylorScorer):
+    """|dL/dw * w| on one batch, in training mode: higher is kept.
 
     Args:
         model: The model being pruned (compiled, or pass `loss`).
@@ -42,13 +36,4 @@ class SNIPScorer:
     """
 
     def __init__(self, model, x, y, loss=None, training: bool = True):
-        self.model = model
-        self.x = x
-        self.y = y
-        self.loss = loss
-        self.training = training
-
-    def __call__(self, wrappers) -> list[np.ndarray]:
-        weights = [w for wr in wrappers for w in wr.pruned_weights]
-        grads = BatchGradients(self.model, weights, loss=self.loss, training=self.training)(self.x, self.y)
-        return [np.abs(g * keras.ops.convert_to_numpy(w.value)) for g, w in zip(grads, weights)]
+        super().__init__(model, x, y, loss=loss, training=training)

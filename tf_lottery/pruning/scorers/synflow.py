@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from tf_lottery.core.walk import model_variables, pruning_target
 from tf_lottery.pruning import pruner as pruning
+from tf_lottery.utils import validation
 
 
 class SynFlowScorer:
@@ -130,11 +131,8 @@ def synflow_prune(
     synflow_prune(model, 0.99, iterations=100)
     ```
     """
-    pruning._check_fraction("target_sparsity", target_sparsity)
-    if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
-        raise ValueError(
-            f"Invalid value for argument `iterations`: expected an int >= 1. Received: iterations={iterations!r}."
-        )
+    validation.check_fraction("target_sparsity", target_sparsity)
+    iterations = validation.check_int("iterations", iterations, minimum=1)
     scorer = SynFlowScorer(model, input_shape)
     result = {}
     for k in range(1, iterations + 1):

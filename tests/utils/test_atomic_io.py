@@ -1,0 +1,174 @@
+"""Atomic files on local disk and on `tf.io.gfile` paths (ram://): whole or absent, first finished wins."""
+
+from __future__ import annotations
+
+import errno
+import os
+import threading
+import uuid
+
+import numpy as np
+import pytest
+
+from tf_lottery.utils import atomic_io
+
+
+@pytest.fixture(params=["local", "ram"])
+def root(request, tmp_path):
+    if request.param == "local":
+        return str(tmp_path)
+    path = f"ram://atomic_io_test_{uuid.uuid4().hex}"
+    atomic_io.makedirs(path)
+    return path
+
+
+def _temporaries(root):
+    return [
+        os.path.join(directory, name)
+        for directory, _, files in atomic_io.walk(root)
+        for name in files
+        if name.endswith(".tmp")
+    ]
+
+
+def test_only_scheme_urls_are_not_local():
+    assert atomic_io.is_local("/tmp/runs") and atomic_io.is_local("runs/a.json")
+    assert not atomic_io.is_local("ram://runs") and not atomic_io.is_local("gs://bucket/runs")
+
+
+def test_json_text_and_bytes_round_trip_and_leave_no_temporaries(root):
+    atomic_io.makedirs(os.path.join(root, "a", "b"))
+    json_path = os.path.join(root, "a", "b", "data.json")
+    assert atomic_io.write_json(json_path, {"b": [1, 2.5], "a": "x"}) is True
+    assert atomic_io.read_json(json_path) == {"a": "x", "b": [1, 2.5]}
+    assert atomic_io.read_text(json_path).startswith('{\n  "a": "x"')  # indented, keys sorted
+    atomic_io.write_text(os.path.join(root, "a", "note.txt"), "héllo")
+    assert atomic_io.read_text(os.path.join(root, "a", "note.txt")) == "héllo"
+    atomic_io.write_bytes(os.path.join(root, "blob"), b"\x00\x01")
+    assert atomic_io.read_bytes(os.path.join(root, "blob")) == b"\x00\x01"
+    assert atomic_io.listdir(root) == ["a", "blob"]
+    assert atomic_io.listdir(os.path.join(root, "a")) == ["b", "note.txt"]
+    assert atomic_io.isdir(os.path.join(root, "a")) and not atomic_io.isfile(os.path.join(root, "a"))
+    assert atomic_io.isfile(json_path) and atomic_io.exists(json_path) and not atomic_io.isdir(json_path)
+    assert not atomic_io.exists(os.path.join(root, "missing.json"))
+    assert _temporaries(root) == []
+
+
+def test_npz_round_trip_is_exact(root):
+    arrays = {
+        "w": np.arange(6, dtype=np.float32).reshape(2, 3),
+        "m": np.array([True, False]),
+        "s": np.int64(7),
+    }
+    path = os.path.join(root, "state.npz")
+    atomic_io.write_npz(path, arrays)
+    loaded = atomic_io.load_npz(path)
+    assert sorted(loaded) == ["m", "s", "w"]
+    for key, value in arrays.items():
+        assert loaded[key].dtype == np.asarray(value).dtype and np.array_equal(loaded[key], value)
+
+
+def test_load_npz_never_unpickles(root):
+    path = os.path.join(root, "evil.npz")
+    atomic_io.write_npz(path, {"header": np.array([{"format": "x"}], dtype=object)})
+    with pytest.raises(ValueError, match="allow_pickle"):
+        atomic_io.load_npz(path)
+
+
+@pytest.mark.parametrize("mode", ["w", "wb"])
+def test_atomic_open_writes_text_and_bytes(root, mode):
+    path = os.path.join(root, "out")
+    with atomic_io.atomic_open(path, mode) as handle:
+        handle.write("abc" if mode == "w" else b"abc")
+    assert atomic_io.read_bytes(path) == b"abc"
+
+
+def test_an_error_mid_write_keeps_the_old_file_and_leaves_no_temporary(root):
+    path = os.path.join(root, "data.json")
+    atomic_io.write_json(path, {"v": 1})
+    with pytest.raises(RuntimeError, match="crash"):
+        with atomic_io.atomic_open(path, "w") as handle:
+            handle.write('{"v": ')
+            raise RuntimeError("crash")
+    assert atomic_io.read_json(path) == {"v": 1}
+    assert _temporaries(root) == []
+
+
+def test_missing_files_raise_file_not_found(root):
+    with pytest.raises(FileNotFoundError):
+        atomic_io.read_json(os.path.join(root, "missing.json"))
+    with pytest.raises(FileNotFoundError):
+        atomic_io.load_npz(os.path.join(root, "missing.npz"))
+
+
+def test_remove_temporaries_removes_only_temporary_files(root):
+    atomic_io.makedirs(os.path.join(root, "level"))
+    keep = [os.path.join(root, "a.json"), os.path.join(root, "level", "end.npz")]
+    for path in keep:
+        atomic_io.write_bytes(path, b"whole")
+    for path in (
+        os.path.join(root, ".a.json.k2j4x8.tmp"),
+        os.path.join(root, "level", ".end.npz.q1w2e3.tmp"),
+    ):
+        atomic_io.write_bytes(path, b"half")  # what a killed write leaves
+    assert atomic_io.remove_temporaries(root) == 2
+    assert _temporaries(root) == []
+    assert all(atomic_io.read_bytes(path) == b"whole" for path in keep)
+    assert atomic_io.remove_temporaries(os.path.join(root, "no_such_dir")) == 0
+
+
+def test_without_overwrite_the_first_write_wins(root):
+    path = os.path.join(root, "metrics.json")
+    assert atomic_io.write_json(path, {"by": "first"}, overwrite=False) is True
+    assert atomic_io.write_json(path, {"by": "second"}, overwrite=False) is False
+    assert atomic_io.write_npz(path, {"x": np.zeros(2)}, overwrite=False) is False
+    assert atomic_io.read_json(path) == {"by": "first"}
+    assert _temporaries(root) == []
+    assert atomic_io.write_json(path, {"by": "third"}) is True  # overwrite=True replaces
+    assert atomic_io.read_json(path) == {"by": "third"}
+
+
+def test_without_overwrite_a_local_file_gets_ordinary_permissions(tmp_path):
+    path = str(tmp_path / "first.json")
+    atomic_io.write_json(path, {}, overwrite=False)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~atomic_io._UMASK
+
+
+def test_without_hard_links_the_first_write_still_wins(tmp_path, monkeypatch):
+    def no_links(src, dst):
+        raise OSError(errno.EPERM, "Operation not permitted", dst)
+
+    monkeypatch.setattr(os, "link", no_links)
+    path = str(tmp_path / "metrics.json")
+    assert atomic_io.write_json(path, {"by": "first"}, overwrite=False) is True
+    assert atomic_io.write_json(path, {"by": "second"}, overwrite=False) is False
+    assert atomic_io.read_json(path) == {"by": "first"}
+    assert os.listdir(tmp_path) == ["metrics.json"]
+
+
+def _race(path: str, contents: dict) -> dict:
+    """Writes each content to `path` from its own thread, all released at once."""
+    barrier = threading.Barrier(len(contents))
+    won = {}
+
+    def writer(name):
+        barrier.wait()
+        won[name] = atomic_io.write_bytes(path, contents[name], overwrite=False)
+
+    threads = [threading.Thread(target=writer, args=(name,)) for name in contents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return won
+
+
+def test_concurrent_writers_exactly_one_wins_and_the_file_is_whole(root):
+    contents = {"a": b"\x01" * (1 << 20), "b": b"\x02" * (1 << 20)}
+    for attempt in range(10):
+        path = os.path.join(root, f"level_{attempt}.bin")
+        won = _race(path, contents)
+        assert sorted(won.values()) == [False, True]
+        winner = "a" if won["a"] else "b"
+        assert atomic_io.read_bytes(path) == contents[winner]
+    assert _temporaries(root) == []

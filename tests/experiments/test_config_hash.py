@@ -86,7 +86,8 @@ def test_model_builder_defaults_and_spellings_are_canonical():
         (
             "experiment",
             "lotery",
-            r"Invalid value for `config.experiment`: expected one of \('lottery', 'oneshot'\). "
+            r"Invalid value for `config.experiment`: expected one of \('instability', 'kd_rewind', "
+            r"'kd_ticket', 'lottery', 'oneshot', 'transfer'\). "
             r"Received: experiment='lotery'",
         ),
         ("train.optimizer", "rmsprop", r"`config.train.optimizer`.*Received: train.optimizer='rmsprop'"),

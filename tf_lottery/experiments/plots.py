@@ -28,6 +28,9 @@ _PLOTS = {
 }
 _LABELS = {
     "ticket": "winning ticket (IMP)",
+    "rewind": "IMP, rewound to an early point",
+    "kd_ticket": "KD ticket",
+    "kd_rewind": "KD rewinding",
     "reinit": "random reinit",
     "random_layerwise": "random pruning (layer-wise)",
     "random_global": "random pruning (global)",
@@ -36,9 +39,9 @@ _LABELS = {
 }
 
 
-def plot_all(rows: list[dict], directory: str, title: str = "") -> list[str]:
+def plot_all(rows: list[dict], directory: str, title: str = "", main: str = "ticket") -> list[str]:
     """Writes accuracy.png, early_stop.png and final_accuracy.png; returns their paths."""
-    summary = results.aggregate(rows)
+    summary = results.aggregate(rows, main)
     branches = list(dict.fromkeys(entry["branch"] for entry in summary))
     paths = []
     for filename, (field, ylabel, scale) in _PLOTS.items():

@@ -92,15 +92,13 @@ def _stats(values) -> dict | None:
     }
 
 
-def aggregate(rows: list[dict]) -> list[dict]:
+def aggregate(rows: list[dict], main: str = "ticket") -> list[dict]:
     """Mean, std, min and max over replicates for every (branch, level)."""
     groups: dict = {}
     for row in rows:
         groups.setdefault((row["branch"], row["level"]), []).append(row)
     summary = []
-    for (branch, level), members in sorted(
-        groups.items(), key=lambda item: (item[0][0] != "ticket", item[0])
-    ):
+    for (branch, level), members in sorted(groups.items(), key=lambda item: (item[0][0] != main, item[0])):
         entry = {"branch": branch, "level": level}
         for field in (
             "percent_remaining",
@@ -123,22 +121,22 @@ def _cell(stats: dict | None, digits: int = 4, percent: bool = False) -> str:
     return text
 
 
-def table(rows: list[dict], branches: list[str], title: str = "") -> str:
+def table(rows: list[dict], branches: list[str], title: str = "", main: str = "ticket") -> str:
     """A per-round table: the ticket's test accuracy beside each control's.
 
     Accuracies are test accuracies (in %) at the early-stopping iteration
     (lowest validation loss), mean ± std over replicates, as in Frankle &
     Carbin (2019), Figure 3; `end` is the accuracy at the end of training.
     """
-    summary = {(e["branch"], e["level"]): e for e in aggregate(rows)}
+    summary = {(e["branch"], e["level"]): e for e in aggregate(rows, main)}
     levels = sorted({row["level"] for row in rows})
     replicates = len({row["replicate"] for row in rows})
-    header = ["round", "remaining", "ticket (es)", "es step", "ticket (end)"] + [
+    header = ["round", "remaining", f"{main} (es)", "es step", f"{main} (end)"] + [
         f"{b} (es)" for b in branches
     ]
     lines = []
     for level in levels:
-        ticket = summary.get(("ticket", level), {})
+        ticket = summary.get((main, level), {})
         cells = [
             str(level),
             f"{ticket['percent_remaining']['mean']:.1f}%" if ticket else "-",

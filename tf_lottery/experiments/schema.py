@@ -100,6 +100,10 @@ def defaults() -> ml_collections.ConfigDict:
     # Levels 0 (dense) .. `levels` are trained.
     config.run.levels = 10
     config.run.replicates = 1
+    # Which replicates this process runs: comma-separated indices and ranges
+    # ("0,2", "3-5"; '' = all). Processes (or machines) sharing one workdir
+    # each run their part; the results cover every finished level.
+    config.run.only_replicates = ""
     # Comma-separated controls run as branches on every level, from
     # schema.BRANCHES.
     config.run.branches = "reinit"
@@ -121,6 +125,25 @@ def defaults() -> ml_collections.ConfigDict:
 def csv_list(value: str) -> list[str]:
     """`"a, b,c"` -> `["a", "b", "c"]` ('' -> [])."""
     return [item.strip() for item in str(value).split(",") if item.strip()]
+
+
+def parse_replicates(value: str, replicates: int, argument: str = "run.only_replicates") -> list[int] | None:
+    """`"0,2-3"` -> `[0, 2, 3]` (each below `replicates`); '' -> None (all)."""
+    chosen = []
+    for item in csv_list(value):
+        low, sep, high = item.partition("-")
+        try:
+            first, last = int(low), int(high if sep else low)
+        except ValueError:
+            first, last = -1, -1
+        if not 0 <= first <= last < replicates:
+            raise ValueError(
+                f"Invalid value for `config.{argument}`: expected comma-separated replicate indices "
+                f"or ranges in [0, {replicates}) (config.run.replicates={replicates}), e.g. '0,2' or "
+                f"'1-3'. Received: only_replicates={value!r}."
+            )
+        chosen.extend(range(first, last + 1))
+    return sorted(set(chosen)) if chosen else None
 
 
 def parse_rates(value: str, argument: str = "pruning.layer_rates") -> dict[str, float]:
@@ -249,6 +272,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, "run.replicates", 1, integer=True)
     _number(config, "run.steps_per_execution", 1, integer=True)
     _choice(config, "run.strategy", STRATEGIES)
+    parse_replicates(config.run.only_replicates, int(config.run.replicates))
     for branch in csv_list(config.run.branches):
         if branch not in BRANCHES:
             raise ValueError(

@@ -34,7 +34,7 @@ import tensorflow as tf
 from tf_lottery.experiments import run_store
 from tf_lottery.experiments.strategy import is_multi_worker
 from tf_lottery.lottery.rewind import Snapshot
-from tf_lottery.utils import failpoints
+from tf_lottery.utils import atomic_io, failpoints
 
 CHECKPOINT = "checkpoint.npz"
 
@@ -177,10 +177,19 @@ def train_level(
     level_dir: str,
     on_rewind: Callable[[int], None] | None = None,
     progress: Callable[[dict], None] | None = None,
+    fit_model: keras.Model | None = None,
+    train_data=None,
 ) -> dict:
     """Trains `model` (already set to the level's start) through `plan`.
 
     If `level_dir` holds a checkpoint, training resumes from it instead.
+
+    Args:
+        fit_model: Optional model that trains `model` in its steps (e.g. a
+            `KDDistiller` whose student is `model`, sharing its optimizer).
+            Evaluations and checkpoints are of `model`. Defaults to `model`.
+        train_data: Optional pipeline for the training batches (e.g. one
+            that carries a teacher's cached logits). Defaults to `data`.
 
     Returns:
         A dict with `evals` (one dict per evaluation: `step`, `train_loss`,
@@ -189,7 +198,7 @@ def train_level(
     """
     checkpoint = os.path.join(level_dir, CHECKPOINT)
     position, evals, elapsed, losses = plan.start, [], 0.0, []
-    if os.path.exists(checkpoint):
+    if atomic_io.exists(checkpoint):
         snapshot, info = run_store.load_state(checkpoint)
         snapshot.restore_weights(model)
         snapshot.restore_optimizer(model)
@@ -200,10 +209,11 @@ def train_level(
     validation = data.eval_batches("validation")
     test = data.eval_batches("test")
     loop = _loop(model)
+    fit_loop = loop if fit_model is None else _loop(fit_model)
     began = time.time()
     while position < plan.end:
         stop = _next_stop(position, plan)
-        loss = loop.fit(train_stream(data, plan, position, stop))
+        loss = fit_loop.fit(train_stream(train_data or data, plan, position, stop))
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"Training diverged in '{level_dir}' (loss={loss} before data step {stop}). "

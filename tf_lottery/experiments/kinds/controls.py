@@ -81,7 +81,7 @@ def start_branch(replicate, name: str, level: int) -> None:
     ticket_masks = replicate.level_masks(level)
     source = replicate.source_level(level)
     seed = derive_seed(replicate.seed, level, sum(map(ord, name)))
-    point = replicate.rewind_snapshot()
+    point = replicate.restart_point()
     if name == "reinit":
         set_masks(model, ticket_masks)
         rewind.reset_for_retrain(model, "reinit", point, seed=seed)

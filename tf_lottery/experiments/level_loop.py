@@ -1,0 +1,469 @@
+"""The one level loop: every IMP-shaped experiment kind runs through it.
+
+A replicate (one seed) trains level 0, the dense network, from data step 0
+to the end of training and records the rewind point on the way. Level
+k >= 1 of a *line* prunes the network that the line's level k-1 trained
+(the dense network for k = 1; for `experiment="oneshot"` the main line
+prunes level 0's network to IMP level k's sparsity), resets it with
+`tf_lottery.lottery.rewind.reset_for_retrain`, and trains to the end, as
+open_lth does. After each level the configured controls train as branches
+on the main line's mask (`kinds/controls.py`).
+
+What a kind plugs in (see `Line`): the main line and any further lines
+(arms with their own IMP, e.g. the KD kinds' baselines), where each line
+restarts (the rewind point or initialisation), and whether it retrains on
+the soft labels of the replicate's dense network (knowledge distillation,
+Ma et al. 2021). The loop, the store, resuming and the results are the same
+for every kind.
+
+Every level is one directory of the run store, written atomically and
+resumed from its last checkpoint; its start is recomputed from the stored
+files and checked against the stored `start.npz`, so a run resumed with
+changed code or options stops instead of mixing results. Several processes
+(or machines, on a shared `tf.io.gfile` workdir) can run one experiment: a
+level's `metrics.json` is written once (the first finished result wins) and
+`config.run.only_replicates` splits the replicates between them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import ml_collections
+import numpy as np
+
+from tf_lottery.core.prunable import prunable
+from tf_lottery.core.report import sparsity_report
+from tf_lottery.core.strip import strip
+from tf_lottery.distillation.distiller import KDDistiller
+from tf_lottery.distillation.teacher_logits import INPUTS_KEY, TEACHER_LOGITS_KEY
+from tf_lottery.experiments import plots, results, run_store, schema, trainer
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.optimizers import build_optimizer, to_steps
+from tf_lottery.experiments.schema import csv_list, parse_rates
+from tf_lottery.experiments.strategy import make_strategy, steps_per_execution
+from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
+from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.models import build_model
+from tf_lottery.pruning.pruner import prune
+from tf_lottery.utils import atomic_io, failpoints
+
+
+@dataclass(frozen=True)
+class Line:
+    """One IMP sequence of a replicate, as a kind plugs it into the loop.
+
+    Attributes:
+        name: str. Its name in results (`"ticket"` for the lottery kinds'
+            main line; an arm's name otherwise, also its branch directory).
+        from_init: bool. Levels >= 1 restart from initialisation (step 0)
+            instead of the rewind point `config.pruning.rewind_to`.
+        distil: bool. Levels >= 1 retrain on the soft labels of the
+            replicate's dense network (level 0) with `KDDistiller`
+            (`config.kd.weight`, `config.kd.temperature`).
+    """
+
+    name: str
+    from_init: bool = False
+    distil: bool = False
+
+
+class _TeacherLogitsData:
+    """A pipeline whose training batches carry the teacher's cached logits."""
+
+    def __init__(self, data, logits: np.ndarray):
+        self._data, self._logits = data, logits
+
+    def __getattr__(self, name):
+        return getattr(self._data, name)
+
+    def train_batches(self, epoch: int, batch_size: int, seed: int, skip: int = 0):
+        batches = self._data.train_batches(epoch, batch_size, seed, skip=skip, extra=self._logits)
+        return batches.map(lambda xt, y: ({INPUTS_KEY: xt[0], TEACHER_LOGITS_KEY: xt[1]}, y))
+
+
+def _exclusion(patterns: list[str]):
+    return lambda layer: any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)
+
+
+class Replicate:
+    """One replicate (one seed) of an experiment: a model and its levels.
+
+    Args:
+        config: ConfigDict. A validated experiment config.
+        store: RunStore. Where the levels are written.
+        replicate: int. Replicate index; its seed is `config.seed + replicate`.
+        data: A data pipeline (see `tf_lottery.data.registry`).
+        log: Callable taking a str, for progress lines.
+        main: Line. The main line (directories `round_<k>`). Defaults to
+            the lottery ticket, restarting from the rewind point.
+        arms: Further lines with their own IMP (directories
+            `branch_<name>/round_<k>`), sharing level 0.
+    """
+
+    def __init__(
+        self, config, store, replicate: int, data, log=print, main: Line | None = None, arms: tuple = ()
+    ):
+        self.config = config
+        self.main = main or Line("ticket")
+        self.arms = {arm.name: arm for arm in arms}
+        self.store = store
+        self.replicate = replicate
+        self.data = data
+        self.log = log
+        self.seed = int(config.seed) + int(replicate)
+        train = config.train
+        self.steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
+        self.total_steps = to_steps(train.training_steps, self.steps_per_epoch)
+        self.rewind_step = to_steps(config.pruning.rewind_to, self.steps_per_epoch)
+        if self.total_steps < 1:
+            raise ValueError(
+                f"Invalid value for `config.train.training_steps`: expected at least one step. "
+                f"Received: training_steps={train.training_steps!r}."
+            )
+        if self.rewind_step >= self.total_steps:
+            raise ValueError(
+                f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
+                f"{self.rewind_step}, not before the end of training (step {self.total_steps})."
+            )
+        self.layer_rates = parse_rates(config.pruning.layer_rates)
+        self.strategy = make_strategy(config.run.strategy)
+        keras.utils.set_random_seed(self.seed)
+        model_options = {k: v for k, v in config.model.items() if k != "name"}
+        exclude = csv_list(config.pruning.exclude)
+        with self.strategy.scope():
+            base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
+            self.model = prunable(base, exclude=_exclusion(exclude) if exclude else None)
+            self.model.compile(
+                optimizer=build_optimizer(train, self.steps_per_epoch),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                metrics=["accuracy"],
+                steps_per_execution=steps_per_execution(
+                    config.run.strategy, int(config.run.steps_per_execution)
+                ),
+            )
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.initial = Snapshot.capture(self.model, 0)
+        self._rewind = None
+        self._teacher = None
+        self._distiller = None
+        self._teacher_data = None
+
+    # -- stored states ------------------------------------------------------
+
+    def level_dir(self, level: int, branch: str | None = None) -> str:
+        return self.store.level_dir(self.replicate, level, branch)
+
+    def source_level(self, level: int) -> int:
+        """The level whose trained network level `level` is pruned from."""
+        return 0 if self.config.experiment == "oneshot" else level - 1
+
+    def rewind_snapshot(self) -> Snapshot:
+        if self._rewind is None:
+            path = self.store.rewind_path(self.replicate)
+            if not atomic_io.exists(path):
+                raise FileNotFoundError(
+                    f"The rewind point '{path}' is missing: level 0 of this replicate must run first."
+                )
+            self._rewind, _ = run_store.load_state(path)
+        return self._rewind
+
+    def line(self, branch: str | None) -> Line | None:
+        """The line of `branch` (None: the main line); None for a control branch."""
+        return self.main if branch is None else self.arms.get(branch)
+
+    def restart_point(self, line: Line | None = None) -> Snapshot:
+        """Where levels >= 1 of `line` (default: the main line and its controls) restart."""
+        return self.initial if (line or self.main).from_init else self.rewind_snapshot()
+
+    def restart_step(self, line: Line | None = None) -> int:
+        return 0 if (line or self.main).from_init else self.rewind_step
+
+    def _save_rewind(self, step: int) -> None:
+        self._rewind = Snapshot.capture(self.model, step)
+        run_store.save_state(self.store.rewind_path(self.replicate), self._rewind)
+
+    def load_end(self, level: int, branch: str | None = None) -> None:
+        """Sets the model's masks and weights to the end of a finished level."""
+        Ticket.load(os.path.join(self.level_dir(level, branch), "end.npz")).apply(self.model)
+
+    def final_state(self, level: int) -> Snapshot:
+        snapshot, _ = run_store.load_state(os.path.join(self.level_dir(level), trainer.CHECKPOINT))
+        return snapshot
+
+    def level_masks(self, level: int) -> list:
+        """The ticket masks of main-run level `level` (from its start file)."""
+        return Ticket.load(os.path.join(self.level_dir(level), "start.npz")).masks
+
+    # -- level starts -------------------------------------------------------
+
+    def _start_main(self, level: int) -> None:
+        model = self.model
+        if level == 0:
+            controls.set_masks(model, controls.dense_masks(model))
+            reset_for_retrain(model, "rewind", self.initial)
+            return
+        config = self.config.pruning
+        source = self.source_level(level)
+        self.load_end(source)
+        if self.config.experiment == "oneshot":
+            controls.set_masks(model, controls.dense_masks(model))
+            target = 1.0 - (1.0 - config.rate) ** level
+            rates = {p: 1.0 - (1.0 - r) ** level for p, r in self.layer_rates.items()}
+            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates)
+        else:
+            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+        failpoints.reach("after_prune")
+        reset_for_retrain(
+            model,
+            config.retrain,
+            self.restart_point(),
+            # The weights are the loaded end of `source`; its optimizer state is in the checkpoint.
+            trained=self.final_state(source) if config.retrain == "finetune" else None,
+            seed=controls.derive_seed(self.seed, level, 1),
+        )
+
+    def _start_arm(self, arm: str, level: int) -> None:
+        """An arm's level: its own previous level (the dense network at 1), pruned and restarted."""
+        line = self.arms[arm]
+        self.load_end(level - 1, arm if level > 1 else None)
+        config = self.config.pruning
+        prune(self.model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+        failpoints.reach("after_prune")
+        reset_for_retrain(self.model, "rewind", self.restart_point(line))
+
+    # -- distillation -------------------------------------------------------
+
+    def teacher(self) -> keras.Model:
+        """The replicate's trained dense network (level 0), frozen: the KD lines' teacher."""
+        if self._teacher is None:
+            self.load_end(0)
+            with self.strategy.scope():
+                teacher = strip(self.model)
+            teacher.trainable = False
+            self._teacher = teacher
+        return self._teacher
+
+    def _fitting(self, line: Line | None):
+        """`(model to fit, training data)` of a line: the distiller for KD lines, else defaults."""
+        if line is None or not line.distil:
+            return None, None
+        if self._distiller is None:
+            kd = self.config.kd
+            with self.strategy.scope():
+                distiller = KDDistiller(self.teacher(), self.model, float(kd.weight), float(kd.temperature))
+                # The student's own optimizer: its state is what checkpoints and rewinds hold.
+                distiller.compile(
+                    optimizer=self.model.optimizer,
+                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                    steps_per_execution=self.model.steps_per_execution,
+                )
+            self._distiller = distiller
+            if kd.cache_teacher_logits and not getattr(self.data, "augment", True):
+                # Same inputs every epoch: the teacher's logits are computed once.
+                logits = self.teacher().predict(self.data.eval_batches("train"), verbose=0)
+                self._teacher_data = _TeacherLogitsData(self.data, np.asarray(logits, np.float32))
+        return self._distiller, self._teacher_data
+
+    # -- running ------------------------------------------------------------
+
+    def _plan(self, level: int, line: Line | None) -> trainer.LevelPlan:
+        run, train = self.config.run, self.config.train
+        return trainer.LevelPlan(
+            start=0 if level == 0 else self.restart_step(line),
+            end=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            batch_size=int(train.batch_size),
+            seed=self.seed,
+            eval_every=max(1, to_steps(train.eval_every, self.steps_per_epoch)),
+            checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
+            rewind_step=self.rewind_step if level == 0 else None,
+            eval_test=bool(train.eval_test),
+        )
+
+    def run_level(self, level: int, branch: str | None = None) -> dict:
+        """Trains one level (of the main run, or of a control branch) unless it is done."""
+        directory = self.level_dir(level, branch)
+        if run_store.is_done(directory):
+            return run_store.read_metrics(directory)
+        atomic_io.makedirs(directory)
+        line = self.line(branch)
+        fit_model, fit_data = self._fitting(line) if level > 0 else (None, None)
+        if branch is None:
+            self._start_main(level)
+        elif line is not None:
+            self._start_arm(branch, level)
+        else:
+            controls.start_branch(self, branch, level)
+        self._check_start(directory, level, branch)
+        report = sparsity_report(self.model)
+        plan = self._plan(level, line)
+        rewind = self._save_rewind if level == 0 and branch is None else None
+        verbose = int(self.config.run.verbose)
+        label = self.main.name if branch is None else branch
+        name = f"replicate {self.replicate} {label} round {level}"
+        began, last = time.time(), [time.time()]
+
+        def progress(record):
+            if verbose >= 2 or (verbose and time.time() - last[0] > 60):
+                last[0] = time.time()
+                metrics = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "step")
+                self.log(f"  {name}: step {record['step']}/{plan.end} {metrics}")
+
+        result = trainer.train_level(
+            self.model,
+            self.data,
+            plan,
+            directory,
+            on_rewind=rewind,
+            progress=progress,
+            fit_model=fit_model,
+            train_data=fit_data,
+        )
+        Ticket.from_model(
+            self.model,
+            weights=Snapshot.capture(self.model, plan.end).model_values,
+            metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "end"},
+        ).save(os.path.join(directory, "end.npz"))
+        metrics = {
+            "experiment": self.config.experiment,
+            "branch": label,
+            "replicate": self.replicate,
+            "level": level,
+            "sparsity": report.sparsity,
+            "percent_remaining": report.percent_remaining,
+            "alive": report.alive,
+            "total": report.total,
+            "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
+            "start_step": plan.start,
+            "end_step": plan.end,
+            "evals": result["evals"],
+            "elapsed_s": result["elapsed_s"],
+            **trainer.summarize(result["evals"]),
+        }
+        if not run_store.write_metrics(directory, metrics):
+            # Another process finished this level first; its result is the level's.
+            return run_store.read_metrics(directory)
+        if verbose:
+            final, early = metrics["final"], metrics["early_stop"]
+            accuracy = final.get("test_accuracy", float("nan"))
+            early_accuracy = early.get("test_accuracy", float("nan"))
+            self.log(
+                f"[{name:>34}] {report.percent_remaining:6.2f}% remaining  test acc {accuracy:.4f} "
+                f"(early stop {early_accuracy:.4f} at step {early.get('step')})  {time.time() - began:.1f} s"
+            )
+        return metrics
+
+    def _check_start(self, directory: str, level: int, branch: str | None) -> None:
+        path = os.path.join(directory, "start.npz")
+        state = Snapshot.capture(self.model, 0)
+        if atomic_io.exists(path):
+            stored = Ticket.load(path)
+            masks = controls.get_masks(self.model)
+            same = len(stored.masks) == len(masks) and all(
+                np.array_equal(a, b) for a, b in zip(stored.masks, masks)
+            )
+            same = same and all(np.array_equal(a, b) for a, b in zip(stored.weights, state.model_values))
+            if not same:
+                raise ValueError(
+                    f"The stored start of '{directory}' differs from the one this code computes from the "
+                    "stored files: the run was made by another version of tf_lottery or other options. "
+                    "Use another `--workdir` or remove this run directory."
+                )
+            return
+        Ticket.from_model(
+            self.model,
+            weights=state.model_values,
+            metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "start"},
+        ).save(path)
+
+    def run(self, levels: int, branches: list[str]) -> None:
+        """Runs levels 0..`levels`; after each pruned level, the arms and the control branches."""
+        for level in range(levels + 1):
+            self.run_level(level)
+            if level >= 1:
+                for branch in [*self.arms, *branches]:
+                    self.run_level(level, branch)
+
+
+def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
+    directories = [store.level_dir(replicate, k) for k in range(levels + 1)]
+    directories += [store.level_dir(replicate, k, b) for b in branches for k in range(1, levels + 1)]
+    return all(run_store.is_done(d) for d in directories)
+
+
+def selected_replicates(config: ml_collections.ConfigDict) -> list[int]:
+    """The replicates this process runs: `config.run.only_replicates`, or all of them."""
+    replicates = int(config.run.replicates)
+    chosen = schema.parse_replicates(config.run.only_replicates, replicates)
+    return chosen if chosen is not None else list(range(replicates))
+
+
+def run_levels(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    log: Callable[[str], None] = print,
+    *,
+    main: Line | None = None,
+    arms: tuple = (),
+    title: str = "",
+) -> dict:
+    """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
+
+    Finished levels are read back, not retrained; an unfinished level
+    resumes from its last checkpoint. The results (`results/rounds.csv`,
+    `results/rounds.json`, the plots and the table) cover every level that
+    has finished in the store, whichever process ran it.
+
+    Args:
+        config: ConfigDict. A validated experiment config.
+        workdir: str. Root directory of the run store (local or any
+            `tf.io.gfile` path).
+        log: Callable taking a str. Defaults to `print`.
+        main: Line. The main line. Defaults to `Line("ticket")`.
+        arms: Lines with their own IMP, run beside the main line.
+        title: str. What the run is, for the log and the table.
+
+    Returns:
+        A dict with `root` (the run directory), `hash`, `rows`, `table`,
+        `files` (paths of the CSV, JSON and plots) and `elapsed_s`.
+    """
+    from tf_lottery.data.registry import load_dataset
+
+    main = main or Line("ticket")
+    began = time.time()
+    store = run_store.RunStore(workdir, config)
+    store.initialize()
+    controls_ = schema.csv_list(config.run.branches)
+    branches = [arm.name for arm in arms] + controls_
+    levels, replicates = int(config.run.levels), int(config.run.replicates)
+    if config.run.verbose:
+        log(f"{title}\nRun directory: {store.root}")
+    data = None
+    for replicate in selected_replicates(config):
+        if _done(store, replicate, levels, branches):
+            continue
+        if data is None:
+            data = load_dataset(config.dataset)
+        Replicate(config, store, replicate, data, log=log, main=main, arms=arms).run(levels, controls_)
+    rows = results.collect(store, levels, replicates, branches)
+    files = results.write(store.results_dir, rows)
+    if config.run.plots and rows:
+        files["plots"] = plots.plot_all(rows, store.results_dir, title=title, main=main.name)
+    text = results.table(rows, branches, title=title, main=main.name)
+    if config.run.verbose:
+        log(text)
+        log(f"Results: {store.results_dir}")
+    return {
+        "root": store.root,
+        "hash": store.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        "elapsed_s": time.time() - began,
+    }

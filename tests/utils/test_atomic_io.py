@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import threading
+import time
 import uuid
 
 import numpy as np
@@ -172,3 +173,43 @@ def test_concurrent_writers_exactly_one_wins_and_the_file_is_whole(root):
         winner = "a" if won["a"] else "b"
         assert atomic_io.read_bytes(path) == contents[winner]
     assert _temporaries(root) == []
+
+
+def test_remove_temporaries_keeps_writes_in_progress(tmp_path):
+    """A temporary file names its writer: a live process's is kept, a dead one's or a stale one's goes."""
+    import subprocess
+    import sys
+
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(finished.stdout)
+    host = atomic_io._HOST
+    other = "0" * 8 if host != "0" * 8 else "1" * 8
+    names = {
+        f".end.npz.{host}-{os.getpid()}-abc.tmp": True,  # this process, writing: kept
+        f".end.npz.{host}-{dead_pid}-abc.tmp": False,  # killed writer on this machine
+        f".end.npz.{other}-1-abc.tmp": True,  # another machine, recent
+        f".old.npz.{other}-1-abc.tmp": False,  # another machine, older than STALE_AFTER_S
+        ".legacy.json.x1y2.tmp": False,  # no writer recorded
+    }
+    for name in names:
+        (tmp_path / name).write_bytes(b"partial")
+    stale = time.time() - atomic_io.STALE_AFTER_S - 60
+    os.utime(tmp_path / f".old.npz.{other}-1-abc.tmp", (stale, stale))
+    assert atomic_io.remove_temporaries(str(tmp_path)) == 3
+    assert {p.name for p in tmp_path.iterdir()} == {n for n, kept in names.items() if kept}
+
+
+def test_a_write_names_this_process_in_its_temporary_file(tmp_path, monkeypatch):
+    seen = []
+    real = os.replace
+
+    def spy(src, dst):
+        seen.append(os.path.basename(src))
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    atomic_io.write_json(str(tmp_path / "metrics.json"), {"a": 1})
+    (name,) = seen
+    assert name.startswith(f".metrics.json.{atomic_io._HOST}-{os.getpid()}-") and name.endswith(".tmp")

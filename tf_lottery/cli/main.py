@@ -43,13 +43,21 @@ def set_process_switches(config) -> None:
 
     `config.run.deterministic` turns on TensorFlow's op determinism, so a
     resumed run is bit-identical to an uninterrupted one (it also makes
-    Keras compile without XLA). Library functions never change global state.
+    Keras compile without XLA); `config.run.strategy` `multi_worker` and
+    `tpu` connect to the cluster before any op runs. Library functions never
+    change global state.
     """
     run = config.get("run", {})
     if run.get("deterministic", False):
         import tensorflow as tf
 
         tf.config.experimental.enable_op_determinism()
+    if run.get("strategy") in ("multi_worker", "tpu"):
+        # Both must exist before TensorFlow runs its first op (data loading does),
+        # and a missing TPU should fail before the run store is written.
+        from tf_lottery.experiments.strategy import make_strategy
+
+        make_strategy(run.strategy)
 
 
 def main(argv) -> None:

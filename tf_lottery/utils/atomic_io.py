@@ -1,6 +1,7 @@
 """Files that are whole or absent, on local disk and on any `tf.io.gfile` path.
 
-Every write goes to a temporary file beside its target (`.<name>.<random>.tmp`)
+Every write goes to a temporary file beside its target
+(`.<name>.<host>-<pid>-<random>.tmp`, naming its writer)
 and is then renamed onto it, so a reader, or a run resumed after a crash, sees
 the old content or the complete new one, never a half-written file. Local
 paths use the OS (the data and the directory are fsync'ed; the file gets the
@@ -24,14 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import io
 import json
 import os
 import posixpath
 import re
 import secrets
+import socket
 import tempfile
 import threading
+import time
 
 import numpy as np
 import tensorflow as tf
@@ -39,6 +43,11 @@ import tensorflow as tf
 from tf_lottery.utils import failpoints
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+# Who writes a temporary file: this machine (a short hash of its name) and process.
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_WRITER = re.compile(r"\.(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[^.]*\.tmp$")
+# A temporary file of another machine is taken as abandoned after this long.
+STALE_AFTER_S = 3600.0
 # Serialises check-then-rename of `overwrite=False` writes through gfile, so
 # threads of one process never both win.
 _GFILE_RENAME_LOCK = threading.Lock()
@@ -97,7 +106,7 @@ def _staged_local(path: str, mode: str, overwrite: bool, outcome: _Outcome):
         raise FileNotFoundError(
             f"Cannot write '{path}': the directory '{directory}' does not exist. Create it first."
         )
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{_owner()}-", suffix=".tmp", dir=directory)
     # mkstemp creates the file 0600; give it the permissions open() would.
     os.chmod(tmp, 0o666 & ~_UMASK)
     try:
@@ -140,7 +149,7 @@ def _place_local(tmp: str, path: str, overwrite: bool) -> bool:
 @contextlib.contextmanager
 def _staged_gfile(path: str, mode: str, overwrite: bool, outcome: _Outcome):
     directory, name = posixpath.split(path)
-    tmp = posixpath.join(directory, f".{name}.{secrets.token_hex(4)}.tmp")
+    tmp = posixpath.join(directory, f".{name}.{_owner()}-{secrets.token_hex(4)}.tmp")
     try:
         with _os_errors(path):
             with tf.io.gfile.GFile(tmp, mode) as handle:
@@ -310,13 +319,43 @@ def load_npz(path: str) -> dict[str, np.ndarray]:
         return {key: archive[key] for key in archive.files}
 
 
+def _owner() -> str:
+    return f"{_HOST}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _abandoned(path: str, name: str) -> bool:
+    """Whether the temporary file `name` belongs to no write in progress."""
+    writer = _WRITER.search(name)
+    if writer is None:
+        return True  # not written by this module's current naming
+    if writer["host"] == _HOST:
+        return not _alive(int(writer["pid"]))
+    # Another machine's write: its process cannot be asked; go by age.
+    try:
+        mtime = os.stat(path).st_mtime if is_local(path) else tf.io.gfile.stat(path).mtime_nsec / 1e9
+    except (OSError, tf.errors.OpError):
+        return False
+    return time.time() - mtime > STALE_AFTER_S
+
+
 def remove_temporaries(root: str) -> int:
     """Deletes the temporary files that killed writes left under `root`.
 
     They are never read (an artifact is only its renamed, complete file);
-    returns how many were removed. A write in progress in another process
-    under `root` loses its temporary file too (and fails), so call this only
-    where no other process is writing.
+    returns how many were removed. A temporary file names its writer: one of
+    a process of this machine that is still running (a write in progress,
+    e.g. another process sharing the workdir) is kept; one of another machine
+    is removed once older than `STALE_AFTER_S`.
     """
     root = os.fspath(root)
     removed = 0
@@ -324,6 +363,8 @@ def remove_temporaries(root: str) -> int:
         for name in files:
             if name.startswith(".") and name.endswith(".tmp"):
                 path = os.path.join(directory, name)
+                if not _abandoned(path, name):
+                    continue
                 if is_local(path):
                     with contextlib.suppress(FileNotFoundError):
                         os.unlink(path)

@@ -18,21 +18,32 @@ import pytest
 import tf_lottery as tfl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FLAGS = (
-    "--config=configs/default.py:smoke",
-    "--config.run.steps_per_execution=5",
-    "--config.run.checkpoint_every=1ep",
-)
+# Each kind's smoke run, made small enough to be killed and rerun several times.
+KINDS = {
+    "lottery": (
+        "--config=configs/default.py:smoke",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
+    "kd_ticket": (
+        "--config=configs/kd_mnist1d_mlp.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.run.levels=2",
+        "--config.kd.arms=ticket,kd_rewind",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
+}
 
 pytestmark = pytest.mark.slow
 
 
-def _run(workdir, failpoint=None):
+def _run(workdir, kind, failpoint=None):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     env.pop("TF_LOTTERY_FAILPOINT", None)
     if failpoint:
         env["TF_LOTTERY_FAILPOINT"] = failpoint
-    command = [sys.executable, "-m", "tf_lottery.main", f"--workdir={workdir}", *FLAGS]
+    command = [sys.executable, "-m", "tf_lottery.main", f"--workdir={workdir}", *KINDS[kind]]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
@@ -74,35 +85,49 @@ def _assert_complete(workdir):
                 json.load(handle)
 
 
-@pytest.fixture(scope="module")
+_REFERENCES = {}
+
+
+@pytest.fixture
 def reference(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("reference")
-    result = _run(workdir)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return _state(workdir)
+    def get(kind):
+        if kind not in _REFERENCES:
+            workdir = tmp_path_factory.mktemp(f"reference_{kind}")
+            result = _run(workdir, kind)
+            assert result.returncode == 0, result.stderr[-3000:]
+            _REFERENCES[kind] = _state(workdir)
+        return _REFERENCES[kind]
+
+    return get
 
 
 @pytest.mark.parametrize(
-    "failpoint",
+    "kind, failpoint",
     [
-        "train_batch:30",  # mid-epoch of level 1 (21 fit calls a level with 5 steps per call)
-        "after_prune:2",  # level 2 pruned, not yet rewound
-        "atomic_write/end.npz:2",  # while level 1's final ticket is written
-        "atomic_write/checkpoint.npz:5",  # while a mid-level checkpoint is written
+        ("lottery", "train_batch:30"),  # mid-epoch of level 1 (21 fit calls a level with 5 steps per call)
+        ("lottery", "after_prune:2"),  # level 2 pruned, not yet rewound
+        ("lottery", "atomic_write/end.npz:2"),  # while level 1's final ticket is written
+        ("lottery", "atomic_write/checkpoint.npz:5"),  # while a mid-level checkpoint is written
+        ("kd_ticket", "train_batch:6"),  # mid-way through the distilled level 1 (4 fit batches a level)
+        ("kd_ticket", "after_prune:3"),  # the kd_rewind arm's level 1 pruned, not yet rewound
+        ("kd_ticket", "atomic_write/metrics.json:4"),  # between levels: level 1's last metrics written
     ],
 )
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, failpoint):
-    killed = _run(tmp_path, failpoint)
+def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):
+    reference = reference(kind)
+    killed = _run(tmp_path, kind, failpoint)
     assert killed.returncode == -9, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
     _assert_complete(tmp_path)
+    # A level is finished once its metrics.json (written last) exists.
     finished = {
         rel: os.stat(path).st_mtime_ns
         for rel, path in _artifacts(tmp_path).items()
         if rel.endswith(("metrics.json", "end.npz"))
+        and os.path.exists(os.path.join(os.path.dirname(path), "metrics.json"))
     }
     assert 0 < len(finished) < len([k for k in reference if k.endswith("metrics.json")]) * 2
 
-    resumed = _run(tmp_path)
+    resumed = _run(tmp_path, kind)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     after = _artifacts(tmp_path)
     assert not [rel for rel in after if os.path.basename(rel).endswith(".tmp")]

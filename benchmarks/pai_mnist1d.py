@@ -96,7 +96,7 @@ def run(method: str, seed: int, args, arrays, out: str) -> None:
                 )
             began[0] = time.time()
 
-        common.imp(net, x, y, None, None, args.epochs, seed, max(LEVELS), on_level=on_level)
+        common.imp(net, x, y, args.epochs, seed, max(LEVELS), on_level=on_level)
         return
     levels = (0,) if method == "dense" else LEVELS
     for level in levels:

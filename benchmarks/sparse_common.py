@@ -62,28 +62,37 @@ def accuracy(net, x, y) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == y))
 
 
-def imp(net, x, y, x_test, y_test, epochs, seed, levels, rate=0.2, last_target=None, on_level=None):
-    """Global IMP with rewinding to initialization (weights and optimizer).
+class _LevelHook(keras.callbacks.Callback):
+    """Calls `on_level(level, model)` when a level's training ends, before it is pruned."""
+
+    def __init__(self, on_level):
+        super().__init__()
+        self.on_level, self.level = on_level, 0
+
+    def on_train_end(self, logs=None):
+        self.on_level(self.level, self.model)
+        self.level += 1
+
+
+def imp(net, x, y, epochs, seed, levels, rate=0.2, last_target=None, on_level=None):
+    """Global IMP with rewinding to initialization (weights and optimizer), by `tfl.LotteryCallback`.
 
     Level 0 trains the dense network; level l prunes `rate` of the survivors
-    (the last level prunes to `last_target` exactly, if given) and trains
-    from the rewound initialization. `on_level(level, net)` sees every
-    trained level.
+    and trains from the rewound initialization; with `last_target`, the rate
+    is `tfl.rate_per_round(last_target, levels)` and the last level lands on
+    it exactly. `on_level(level, net)` sees every trained level. One `fit`
+    per level, each with the same seeded shuffle (`train`).
     """
-    start = tfl.Snapshot.capture(net, 0)
-    train(net, x, y, epochs, seed)
-    if on_level is not None:
-        on_level(0, net)
-    for level in range(1, levels + 1):
-        if level == levels and last_target is not None:
-            tfl.prune(net, target_sparsity=last_target)
-        else:
-            tfl.prune(net, rate)
-        start.restore_weights(net)
-        start.restore_optimizer(net)
-        train(net, x, y, epochs, seed)
-        if on_level is not None:
-            on_level(level, net)
+    if last_target is not None:
+        lottery = tfl.LotteryCallback(
+            levels + 1, target_sparsity=last_target, one_round_per_fit=True, verbose=0
+        )
+    else:
+        lottery = tfl.LotteryCallback(levels + 1, rate, one_round_per_fit=True, verbose=0)
+    # The hook comes first: Keras calls callbacks in order, so it sees each level before it is pruned.
+    callbacks = ([_LevelHook(on_level)] if on_level is not None else []) + [lottery]
+    for _ in range(levels + 1):
+        train(net, x, y, epochs, seed, callbacks=callbacks)
 
 
 def write(out: str, name: str, record: dict) -> None:

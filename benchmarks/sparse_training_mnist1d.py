@@ -47,8 +47,7 @@ def run(method: str, seed: int, args, arrays) -> dict:
     if method == "imp":
         common.compile_model(net, args.steps_per_execution)
         levels = 10
-        rate = tfl.rate_per_round(args.sparsity, levels)
-        common.imp(net, x, y, x_test, y_test, args.epochs, seed, levels, rate=rate, last_target=args.sparsity)
+        common.imp(net, x, y, args.epochs, seed, levels, last_target=args.sparsity)
     else:
         if method != "dense":
             kind, dist = method.split("_")

@@ -305,9 +305,3 @@ def mask_writes(variable: keras.Variable, mask: keras.Variable) -> None:
 def has_masked_writes(variable: keras.Variable) -> bool:
     """Whether `mask_writes` has been applied to `variable`."""
     return type(variable) in _MASKED_CLASSES.values()
-
-
-def unmask_writes(variable: keras.Variable) -> None:
-    """Gives `variable` back its plain Keras class (its value is kept)."""
-    variable.__class__ = type(variable).__mro__[1]
-    del variable._tf_lottery_mask

@@ -119,3 +119,60 @@ class RoundStartProbe(keras.callbacks.Callback):
                     "iterations": int(self.model.optimizer.iterations.numpy()),
                 }
             )
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` TCP ports on 127.0.0.1 that were free a moment ago."""
+    import socket
+
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sockets.append(sock)
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def run_workers(commands: list[list[str]], cwd: str, timeout_s: float) -> list[str]:
+    """Runs one process per command as the workers of a 127.0.0.1 cluster; returns their outputs.
+
+    Worker `i` gets a `TF_CONFIG` naming every worker and itself as task `i`,
+    no GPU, and `cwd` on its `PYTHONPATH`. Fails naming the first worker
+    that did not exit 0; kills the others on a timeout.
+    """
+    import json
+    import os
+    import subprocess
+
+    ports = free_ports(len(commands))
+    cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
+    processes = []
+    for index, command in enumerate(commands):
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            PYTHONPATH=cwd + os.pathsep + os.environ.get("PYTHONPATH", ""),
+            TF_CPP_MIN_LOG_LEVEL="2",
+            CUDA_VISIBLE_DEVICES="",
+        )
+        env.pop("TF_LOTTERY_FAILPOINT", None)
+        processes.append(
+            subprocess.Popen(
+                command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+        )
+    outputs = []
+    try:
+        for process in processes:
+            outputs.append(process.communicate(timeout=timeout_s)[0])
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+    for index, (process, output) in enumerate(zip(processes, outputs)):
+        assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+    return outputs

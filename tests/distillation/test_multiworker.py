@@ -6,11 +6,8 @@ own `TF_CONFIG`; each worker writes its student's masks and weights to an
 `.npz` file that the test compares.
 """
 
-import json
 import os
 import pathlib
-import socket
-import subprocess
 import sys
 
 import numpy as np
@@ -21,59 +18,17 @@ WORKERS = 2
 TIMEOUT_S = 300
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _tf_config(ports: list[int], index: int) -> str:
-    return json.dumps(
-        {
-            "cluster": {"worker": [f"127.0.0.1:{port}" for port in ports]},
-            "task": {"type": "worker", "index": index},
-        }
-    )
-
-
 def test_two_workers_end_one_kd_pruning_round_with_identical_masks(tmp_path):
-    ports = _free_ports(WORKERS)
-    processes = []
-    for index in range(WORKERS):
-        env = dict(os.environ)
-        env.update(
-            TF_CONFIG=_tf_config(ports, index),
-            PYTHONPATH=ROOT + os.pathsep + env.get("PYTHONPATH", ""),
-            TF_CPP_MIN_LOG_LEVEL="2",
-            CUDA_VISIBLE_DEVICES="",
-        )
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, os.path.abspath(__file__), str(tmp_path / f"worker{index}.npz")],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-            )
-        )
-    outputs = []
-    try:
-        for process in processes:
-            outputs.append(process.communicate(timeout=TIMEOUT_S)[0])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-    for index, (process, output) in enumerate(zip(processes, outputs)):
-        assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+    from tests.testing import run_workers
+
+    run_workers(
+        [
+            [sys.executable, os.path.abspath(__file__), str(tmp_path / f"worker{i}.npz")]
+            for i in range(WORKERS)
+        ],
+        cwd=ROOT,
+        timeout_s=TIMEOUT_S,
+    )
 
     results = [np.load(tmp_path / f"worker{index}.npz") for index in range(WORKERS)]
     assert results[0].files == results[1].files

@@ -14,7 +14,6 @@ losses within 1e-6 and the same accuracies (measured).
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 
@@ -24,8 +23,10 @@ import pytest
 from tests.testing import (
     TestCase,
     compile_classifier,
+    free_ports,
     mlp,
     pruned_weights_are_zero,
+    run_workers,
     toy_data,
     two_replica_strategy,
 )
@@ -117,7 +118,7 @@ class TestStrategyChoice(TestCase):
             "from tf_lottery.experiments.strategy import make_strategy\n"
             "make_strategy('multi_worker')\n"
         )
-        cluster = {"worker": [f"127.0.0.1:{_free_ports(1)[0]}"]}
+        cluster = {"worker": [f"127.0.0.1:{free_ports(1)[0]}"]}
         env = dict(
             os.environ,
             TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}),
@@ -193,67 +194,18 @@ class TestMirroredRunner(TestCase):
         _assert_same_run(one["root"], two["root"])
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sock.bind(("127.0.0.1", 0))
-            sockets.append(sock)
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-# MultiWorkerMirroredStrategy must exist before the process runs any op, so
-# the worker makes it first and then runs the command line.
-WORKER = """
-import sys
-from tf_lottery.experiments.strategy import make_strategy
-make_strategy("multi_worker")
-from tf_lottery.cli.main import run
-sys.argv = ["tf_lottery"] + sys.argv[1:]
-run()
-"""
-
-
 @pytest.mark.slow
 class TestMultiWorkerRunner(TestCase):
     def test_two_workers_finish_smoke_imp_with_identical_masks(self, tmp_path):
-        ports = _free_ports(WORKERS)
         flags = [f"--config={ROOT}/configs/default.py:smoke", "--config.run.strategy=multi_worker"]
         flags += [f"--config.{key}={value}" for key, value in OVERRIDES.items()]
-        processes = []
-        for index in range(WORKERS):
-            cluster = {"worker": [f"127.0.0.1:{port}" for port in ports]}
-            env = dict(
-                os.environ,
-                TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
-                PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-                TF_CPP_MIN_LOG_LEVEL="2",
-                CUDA_VISIBLE_DEVICES="",
-            )
-            processes.append(
-                subprocess.Popen(
-                    [sys.executable, "-c", WORKER, *flags, f"--workdir={tmp_path / f'worker{index}'}"],
-                    cwd=ROOT,
-                    env=env,
-                    stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT,
-                    text=True,
-                )
-            )
-        outputs = []
-        try:
-            for process in processes:
-                outputs.append(process.communicate(timeout=TIMEOUT_S)[0])
-        finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.kill()
-        for index, (process, output) in enumerate(zip(processes, outputs)):
-            assert process.returncode == 0, f"worker {index} failed:\n{output[-4000:]}"
+        # The command line makes the strategy before any TensorFlow op, as TF requires.
+        command = [sys.executable, "-m", "tf_lottery.main", *flags]
+        run_workers(
+            [[*command, f"--workdir={tmp_path / f'worker{i}'}"] for i in range(WORKERS)],
+            cwd=ROOT,
+            timeout_s=TIMEOUT_S,
+        )
 
         config = _smoke_config("multi_worker")
         roots = [str(tmp_path / f"worker{index}" / "lottery") for index in range(WORKERS)]

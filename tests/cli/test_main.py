@@ -57,12 +57,37 @@ def test_smoke_config_end_to_end_writes_store_csv_and_plots(tmp_path):
     "flag, message",
     [
         ("--config.train.epochs=3", "Unknown config key `config.train.epochs`"),
+        (
+            "--config.experiment=instabilty",
+            "expected one of ('instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', 'transfer'). "
+            "Received: experiment='instabilty'",
+        ),
+        ("--config.run.only_replicates=1", "`config.run.only_replicates`: expected comma-separated"),
+        ("--threads=-1", "Invalid value for --threads: expected an int >= 0. Received: -1."),
     ],
 )
 def test_bad_flags_are_named_without_a_traceback(tmp_path, flag, message):
     result = _run(tmp_path, flag)
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
+    assert not os.listdir(tmp_path)  # refused before anything is written
+
+
+def test_the_console_script_and_the_module_are_one_command():
+    from tf_lottery.cli import main as cli
+
+    setup = (pathlib.Path(ROOT) / "setup.py").read_text()
+    assert '"tf_lottery=tf_lottery.cli.main:run"' in setup
+    module = subprocess.run(
+        [sys.executable, "-m", "tf_lottery.main", "--helpfull"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    for flag in ("--config", "--workdir", "--threads"):
+        assert flag in module.stdout
+    assert callable(cli.run)
 
 
 def test_tfds_config_without_data_says_how_to_prepare_it(tmp_path):

@@ -24,8 +24,6 @@ FLAGS = (
     "--config.run.plots=False",
 )
 
-pytestmark = pytest.mark.slow
-
 
 def _command(workdir, *extra):
     return [sys.executable, "-m", "tf_lottery.main", f"--workdir={workdir}", *FLAGS, *extra]
@@ -82,6 +80,7 @@ def reference(tmp_path_factory):
     return _state(workdir)
 
 
+@pytest.mark.slow
 def test_two_processes_split_the_replicates_of_one_workdir(tmp_path, reference):
     outputs = _run_together(
         _command(tmp_path, "--config.run.only_replicates=0"),
@@ -97,8 +96,44 @@ def test_two_processes_split_the_replicates_of_one_workdir(tmp_path, reference):
     assert {rel: os.stat(os.path.join(tmp_path, rel)).st_mtime_ns for rel in reference} == stamps
 
 
+@pytest.mark.slow
 def test_two_processes_racing_on_the_same_levels_agree(tmp_path, reference):
     _run_together(_command(tmp_path), _command(tmp_path))
     _assert_same(_state(tmp_path), reference)
     leftovers = [name for _, _, files in os.walk(tmp_path) for name in files if name.endswith(".tmp")]
     assert not leftovers
+
+
+class TestGfileWorkdir:
+    def test_a_run_lives_entirely_on_a_tf_io_gfile_path(self, tmp_path, monkeypatch):
+        """`ram://` stands for gs:// here: nothing is written locally, and a rerun reads everything back."""
+        import uuid
+
+        from tf_lottery.experiments import registry
+        from tf_lottery.experiments.default_config import get_config
+        from tf_lottery.utils import atomic_io
+
+        monkeypatch.chdir(tmp_path)
+        config = get_config("smoke")
+        config.run.levels = 1
+        config.train.training_steps = "1ep"
+        config.run.verbose = 0
+        workdir = f"ram://{uuid.uuid4().hex}/runs"
+        first = registry.run(config, workdir)
+        assert first["root"].startswith(workdir)
+        assert [(r["branch"], r["level"]) for r in first["rows"]] == [
+            ("ticket", 0),
+            ("ticket", 1),
+            ("reinit", 1),
+        ]
+        for name in (
+            "hparams.json",
+            "replicate_0/rewind.npz",
+            "replicate_0/round_1/end.npz",
+            "results/rounds.csv",
+        ):
+            assert atomic_io.exists(f"{first['root']}/{name}"), name
+        assert atomic_io.exists(f"{first['root']}/results/accuracy.png")
+        assert list(tmp_path.iterdir()) == []  # no local `ram:` folder
+        again = registry.run(config, workdir)
+        assert again["rows"] == first["rows"]

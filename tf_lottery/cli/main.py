@@ -35,7 +35,12 @@ _CONFIG = config_flags.DEFINE_config_file(
     lock_config=False,
     accept_new_attributes=True,
 )
-_WORKDIR = flags.DEFINE_string("workdir", DEFAULT_WORKDIR, "Root directory of the run store.")
+_WORKDIR = flags.DEFINE_string(
+    "workdir", DEFAULT_WORKDIR, "Root directory of the run store (a local path or any tf.io.gfile path)."
+)
+_THREADS = flags.DEFINE_integer(
+    "threads", 0, "TensorFlow's intra- and inter-op thread pools (0: TensorFlow's default, every core)."
+)
 
 
 def set_process_switches(config) -> None:
@@ -44,9 +49,18 @@ def set_process_switches(config) -> None:
     `config.run.deterministic` turns on TensorFlow's op determinism, so a
     resumed run is bit-identical to an uninterrupted one (it also makes
     Keras compile without XLA); `config.run.strategy` `multi_worker` and
-    `tpu` connect to the cluster before any op runs. Library functions never
-    change global state.
+    `tpu` connect to the cluster before any op runs; `--threads` sizes
+    TensorFlow's thread pools. Library functions never change global state.
     """
+    if _THREADS.value < 0:
+        raise app.UsageError(
+            f"Invalid value for --threads: expected an int >= 0. Received: {_THREADS.value}."
+        )
+    if _THREADS.value:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(_THREADS.value)
+        tf.config.threading.set_inter_op_parallelism_threads(_THREADS.value)
     run = config.get("run", {})
     if run.get("deterministic", False):
         import tensorflow as tf

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import warnings
@@ -348,7 +347,7 @@ class LotteryCallback(keras.callbacks.Callback):
     def _capture(self, step: int) -> None:
         self.snapshot = rewind.Snapshot.capture(self.model, step)
         if self.state_dir is not None:
-            os.makedirs(self.state_dir, exist_ok=True)
+            atomic_io.makedirs(self.state_dir)
             arrays = {f"m{i:05d}": v for i, v in enumerate(self.snapshot.model_values)}
             arrays.update({f"o{i:05d}": v for i, v in enumerate(self.snapshot.optimizer_values)})
             arrays["step"] = np.asarray(step)
@@ -407,7 +406,7 @@ class LotteryCallback(keras.callbacks.Callback):
     def _save_state(self) -> None:
         if self.state_dir is None:
             return
-        os.makedirs(self.state_dir, exist_ok=True)
+        atomic_io.makedirs(self.state_dir)
         atomic_io.write_json(
             os.path.join(self.state_dir, "lottery_state.json"),
             {"rounds_completed": len(self.history), "round": self._round, "history": self.history},
@@ -417,21 +416,18 @@ class LotteryCallback(keras.callbacks.Callback):
         """Reloads the rewind point and history after a restart at `epoch`."""
         point_path = os.path.join(self.state_dir, "rewind_point.npz")
         state_path = os.path.join(self.state_dir, "lottery_state.json")
-        if self.snapshot is None and os.path.exists(point_path):
-            with np.load(point_path, allow_pickle=False) as archive:
-                model_keys = sorted(k for k in archive.files if k.startswith("m"))
-                opt_keys = sorted(k for k in archive.files if k.startswith("o"))
-                self.snapshot = rewind.Snapshot(
-                    model_values=[archive[k] for k in model_keys],
-                    optimizer_values=[archive[k] for k in opt_keys],
-                    step=int(archive["step"]),
-                )
+        if self.snapshot is None and atomic_io.exists(point_path):
+            archive = atomic_io.load_npz(point_path)
+            self.snapshot = rewind.Snapshot(
+                model_values=[archive[k] for k in sorted(k for k in archive if k.startswith("m"))],
+                optimizer_values=[archive[k] for k in sorted(k for k in archive if k.startswith("o"))],
+                step=int(archive["step"]),
+            )
         if epoch == 0:
             return
         history = []
-        if os.path.exists(state_path):
-            with open(state_path) as handle:
-                history = json.load(handle)["history"]
+        if atomic_io.exists(state_path):
+            history = atomic_io.read_json(state_path)["history"]
         expected = epoch // self._epochs_per_round
         self._round_epoch = epoch % self._epochs_per_round
         self._step = epoch * (self._steps_per_epoch or 0)

@@ -9,7 +9,9 @@ distance; for the dense network, the IMP subnetwork and a randomly pruned one.
 Expected (measured, docs/RESULTS.md): the dense and the IMP networks are
 stable already at k = 0 (test barriers below 1%), as the paper found for
 LeNet; the randomly pruned subnetwork is the least stable. About 5 minutes
-on 2 CPU cores; `:smoke` about 30 seconds.
+on 2 CPU cores; `:smoke` about 20 seconds. The lines (IMP rewinding to each
+k) run through the level loop; the table and the plot are written to
+`results/instability.json` and `results/instability.png` of the run directory.
 
     python -m tf_lottery.main --config=configs/instability_mnist1d.py --workdir=/tmp/runs
 """

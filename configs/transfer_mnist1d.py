@@ -9,7 +9,9 @@ same input shape exists offline, so A and B split MNIST-1D's classes.)
 Expected (measured, docs/RESULTS.md): the transferred ticket beats random
 tickets at high sparsity (about 80% vs 75% test accuracy at 95% sparsity);
 at low sparsity all are within about 1.5 points. About 8 minutes on 2 CPU
-cores; `:smoke` under a minute.
+cores; `:smoke` under a minute. IMP on each task runs through the level loop
+(the target task in the run directory's `target/`); the rows are written to
+`results/transfer.json` of the run directory.
 
     python -m tf_lottery.main --config=configs/transfer_mnist1d.py --workdir=/tmp/runs
 """

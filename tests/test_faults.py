@@ -1,10 +1,12 @@
 """Kill a run with SIGKILL at chosen points, restart it, and check nothing is lost.
 
 Each case arms one failpoint (`tf_lottery/utils/failpoints.py`): mid-epoch, between
-pruning and rewinding, and while a ticket or a checkpoint is being written.
-The killed run must leave only complete artifacts; the restarted run must
-finish, recompute nothing already finished, and end with exactly the masks,
-weights and metrics of an uninterrupted run with the same seed.
+pruning and rewinding, between levels or analyses, and while a ticket, a
+checkpoint or an analysis is being written. The killed run must leave only
+complete artifacts; the restarted run must finish, recompute nothing already
+finished (levels, analyses, trainings at their end), and end with exactly the
+masks, weights, training states, metrics and analyses of an uninterrupted run
+with the same seed.
 """
 
 import json
@@ -15,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-import tf_lottery as tfl
+from tf_lottery.utils import atomic_io
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Each kind's smoke run, made small enough to be killed and rerun several times.
@@ -33,7 +35,25 @@ KINDS = {
         "--config.run.steps_per_execution=5",
         "--config.run.checkpoint_every=1ep",
     ),
+    # 10 data steps an epoch, 30 a level; lines restart at steps 0 and 10.
+    "instability": (
+        "--config=configs/instability_mnist1d.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.instability.rewind_points=0it,10it",
+        "--config.instability.points=3",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
+    # Source task 6 data steps an epoch (18 a level), target task 3 (9 a level).
+    "transfer": (
+        "--config=configs/transfer_mnist1d.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.run.steps_per_execution=2",
+        "--config.run.checkpoint_every=1ep",
+    ),
 }
+# The analyses a kind stores beside its levels (one JSON file each, written last).
+ANALYSES = ("instability.json", "transfer.json")
 
 pytestmark = pytest.mark.slow
 
@@ -55,19 +75,51 @@ def _artifacts(workdir):
     return found
 
 
+def _without_wall_time(data):
+    if isinstance(data, dict):
+        data = {k: v for k, v in data.items() if k != "elapsed_s"}
+    return data
+
+
+def _stored(rel):
+    """Whether `rel` is a stored result (the summaries under `results/` are rebuilt by each run)."""
+    return "results" not in rel.split(os.sep)
+
+
 def _state(workdir):
-    """Masks, weights and metrics (minus wall times) of every finished level."""
+    """Masks, weights, training states, metrics and analyses (minus wall times) of a run."""
     state = {}
     for rel, path in _artifacts(workdir).items():
-        if rel.endswith("end.npz"):
-            ticket = tfl.Ticket.load(path)
-            state[rel] = (ticket.masks, ticket.weights)
-        elif rel.endswith("metrics.json"):
+        if not _stored(rel) or os.path.basename(rel).startswith("."):
+            continue
+        if rel.endswith(".npz"):
+            with np.load(path, allow_pickle=False) as archive:
+                state[rel] = {
+                    key: _without_wall_time(atomic_io.array_json(archive[key]))
+                    if key in ("info", "header")
+                    else archive[key]
+                    for key in archive.files
+                }
+        elif rel.endswith(".json"):
             with open(path) as handle:
-                metrics = json.load(handle)
-            metrics.pop("elapsed_s")
-            state[rel] = metrics
+                state[rel] = _without_wall_time(json.load(handle))
     return state
+
+
+def _finished(workdir, reference):
+    """`{rel: mtime}` of what a run finished: levels, analyses and trainings at their end."""
+    found = {}
+    for rel, path in _artifacts(workdir).items():
+        name = os.path.basename(rel)
+        done = os.path.exists(os.path.join(os.path.dirname(path), "metrics.json"))
+        if name in ("metrics.json", "end.npz") and done or name in ANALYSES and _stored(rel):
+            found[rel] = os.stat(path).st_mtime_ns
+        elif name == "checkpoint.npz" and rel in reference:
+            with np.load(path, allow_pickle=False) as archive:
+                position = atomic_io.array_json(archive["info"])["position"]
+            if position == reference[rel]["info"]["position"]:
+                found[rel] = os.stat(path).st_mtime_ns
+    return found
 
 
 def _assert_complete(workdir):
@@ -111,6 +163,19 @@ def reference(tmp_path_factory):
         ("kd_ticket", "train_batch:6"),  # mid-way through the distilled level 1 (4 fit batches a level)
         ("kd_ticket", "after_prune:3"),  # the kd_rewind arm's level 1 pruned, not yet rewound
         ("kd_ticket", "atomic_write/metrics.json:4"),  # between levels: level 1's last metrics written
+        # 6 fit calls a level (4 for the line from step 10): level 0, then per level the lines 0it, 10it.
+        ("instability", "train_batch:9"),  # level 1 of line 0it, after its first checkpoint
+        ("instability", "atomic_write/metrics.json:3"),  # between levels: line 10it's level 1 finishing
+        ("instability", "atomic_write/end.npz:4"),  # while level 2 of line 0it's final ticket is written
+        # Then 6 copies of 6 fit calls from step 0: dense, dense, imp, imp, ...
+        ("instability", "train_batch:41"),  # the first IMP copy from step 0, after its first checkpoint
+        ("instability", "atomic_write/instability.json:2"),  # the first analysis stored, the second written
+        # 9 fit calls a source level (27), 6 a target level (18), then 6 a target-task training.
+        ("transfer", "train_batch:14"),  # level 1 on the source task, after its first checkpoint
+        ("transfer", "atomic_write/metrics.json:2"),  # between levels: source level 1 finishing
+        ("transfer", "atomic_write/end.npz:5"),  # while level 1 on the target task's ticket is written
+        ("transfer", "train_batch:48"),  # the transferred level-1 ticket, after its first checkpoint
+        ("transfer", "atomic_write/transfer.json:2"),  # level 1's analysis stored, level 2's written
     ],
 )
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):
@@ -118,14 +183,9 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kin
     killed = _run(tmp_path, kind, failpoint)
     assert killed.returncode == -9, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
     _assert_complete(tmp_path)
-    # A level is finished once its metrics.json (written last) exists.
-    finished = {
-        rel: os.stat(path).st_mtime_ns
-        for rel, path in _artifacts(tmp_path).items()
-        if rel.endswith(("metrics.json", "end.npz"))
-        and os.path.exists(os.path.join(os.path.dirname(path), "metrics.json"))
-    }
-    assert 0 < len(finished) < len([k for k in reference if k.endswith("metrics.json")]) * 2
+    finished = _finished(tmp_path, reference)
+    done = [rel for rel in finished if not rel.endswith("checkpoint.npz")]
+    assert 0 < len(done) < len(_finished_markers(reference))
 
     resumed = _run(tmp_path, kind)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
@@ -136,8 +196,23 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kin
     state = _state(tmp_path)
     assert sorted(state) == sorted(reference)
     for key, expected in reference.items():
-        if key.endswith("metrics.json"):
-            assert state[key] == expected, key
+        if isinstance(expected, dict) and key.endswith(".npz"):
+            assert sorted(state[key]) == sorted(expected), key
+            for name, value in expected.items():
+                if isinstance(value, np.ndarray):
+                    np.testing.assert_array_equal(value, state[key][name], err_msg=f"{key}:{name}")
+                else:
+                    assert state[key][name] == value, f"{key}:{name}"
         else:
-            for a, b in zip(expected[0] + expected[1], state[key][0] + state[key][1]):
-                np.testing.assert_array_equal(a, b, err_msg=key)
+            assert state[key] == expected, key
+
+
+def _finished_markers(state):
+    """What marks a level or an analysis finished in a state (`_state`)."""
+    return [
+        rel
+        for rel in state
+        if os.path.basename(rel) == "metrics.json"
+        or os.path.basename(rel) == "end.npz"
+        or os.path.basename(rel) in ANALYSES
+    ]

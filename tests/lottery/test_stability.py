@@ -11,6 +11,7 @@ import pytest
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, mlp, toy_data
 from tf_lottery.core.walk import model_variables
+from tf_lottery.experiments import run_store
 from tf_lottery.experiments.kinds import instability
 from tf_lottery.lottery import stability
 
@@ -108,6 +109,17 @@ class TestLinearPath(TestCase):
             stability.linear_path(model, values, values, {"train": (x, y)}, points=1)
 
 
+def _files(root):
+    """`{path: mtime}` of every stored file of a run but its summaries (rewritten by each run)."""
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if os.path.relpath(path, root).startswith("replicate_"):
+                found[path] = os.stat(path).st_mtime_ns
+    return found
+
+
 class TestInstabilityExperiment(TestCase):
     def test_small_run_writes_barriers_distances_and_a_plot(self, tmp_path):
         config = instability.defaults()
@@ -133,11 +145,39 @@ class TestInstabilityExperiment(TestCase):
         assert rows[1]["sparsity"] == pytest.approx(0.2, abs=1e-3) and rows[1]["pruning_l2_distance"] > 0
         assert rows[2]["sparsity"] == rows[1]["sparsity"] and "random" in summary["table"]
         assert os.path.exists(summary["files"]["plot"])
+
+        # Each rewind point is a line of the level loop, restarting from level 0's state there.
+        replicate = os.path.join(summary["root"], "replicate_0")
+        late = os.path.join(replicate, "branch_rewind_4it")
+        start = tfl.Ticket.load(os.path.join(late, "round_1", "start.npz"))
+        point, _ = run_store.load_state(os.path.join(replicate, "rewind_4.npz"))
+        assert point.step == 4 and int(point.optimizer_values[0]) == 4
+        np.testing.assert_array_equal(start.weights[0], point.model_values[0] * start.masks[0])
+        # The IMP row's subnetwork is the line's last level; its copies train from the point to the end.
+        imp_a, _ = run_store.load_state(
+            os.path.join(replicate, "instability_rewind_4it", "round_1", "imp_1", "checkpoint.npz")
+        )
+        assert imp_a.step == 16 and int(imp_a.optimizer_values[0]) == 16
+        pruned = ~start.masks[0].astype(bool)
+        assert pruned.any() and not imp_a.model_values[0][pruned].any()
+
+        stored = _files(summary["root"])
         again = instability.run_instability(config, str(tmp_path), log=lines.append)
-        assert again["rows"] == rows  # the finished replicate is read back
+        assert again["rows"] == rows  # every analysis is read back
+        assert _files(summary["root"]) == stored  # nothing stored is rewritten or added
 
     def test_unknown_keys_are_refused(self, tmp_path):
         config = instability.defaults()
         config.instability.pionts = 3
         with pytest.raises(ValueError, match="Unknown config key `config.instability.pionts`"):
+            instability.run_instability(config, str(tmp_path))
+
+    def test_bad_rewind_points_and_controls_are_refused(self, tmp_path):
+        config = instability.defaults()
+        config.instability.rewind_points = "0it,5x"
+        with pytest.raises(ValueError, match=r"`config.instability.rewind_points`: expected comma-separated"):
+            instability.run_instability(config, str(tmp_path))
+        config = instability.defaults()
+        config.run.branches = "reinit"
+        with pytest.raises(ValueError, match=r"`config.run.branches`: expected ''"):
             instability.run_instability(config, str(tmp_path))

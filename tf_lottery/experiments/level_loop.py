@@ -10,11 +10,17 @@ open_lth does. After each level the configured controls train as branches
 on the main line's mask (`kinds/controls.py`).
 
 What a kind plugs in (see `Line`): the main line and any further lines
-(arms with their own IMP, e.g. the KD kinds' baselines), where each line
-restarts (the rewind point or initialisation), and whether it retrains on
-the soft labels of the replicate's dense network (knowledge distillation,
-Ma et al. 2021). The loop, the store, resuming and the results are the same
-for every kind.
+(arms with their own IMP, e.g. the KD kinds' baselines, or the
+`instability` kind's one line per rewind point), where each line restarts
+(the rewind point, a point of its own, or initialisation; level 0 records
+every line's point), whether it retrains on the soft labels of the
+replicate's dense network (knowledge distillation, Ma et al. 2021), and the
+data (`run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
+The loop, the store, resuming and the results are the same for every kind.
+What a kind measures on the trained lines (copies trained from a restart
+point, training on another task) goes through `Replicate.train_from`, which
+trains and resumes as a level does, and `read_or_compute`, which stores each
+finished analysis once.
 
 Every level is one directory of the run store, written atomically and
 resumed from its last checkpoint; its start is recomputed from the stored
@@ -28,6 +34,7 @@ level's `metrics.json` is written once (the first finished result wins) and
 from __future__ import annotations
 
 import fnmatch
+import json
 import os
 import time
 from collections.abc import Callable
@@ -47,7 +54,7 @@ from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
 from tf_lottery.experiments.schema import csv_list, parse_rates
 from tf_lottery.experiments.strategy import make_strategy, steps_per_execution
-from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
+from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
 from tf_lottery.pruning.pruner import prune
@@ -66,11 +73,24 @@ class Line:
         distil: bool. Levels >= 1 retrain on the soft labels of the
             replicate's dense network (level 0) with `KDDistiller`
             (`config.kd.weight`, `config.kd.temperature`).
+        restart: str or None. Levels >= 1 restart from this point of level
+            0's training ('<N>it' or '<N>ep', weights and optimizer) instead
+            of `config.pruning.rewind_to`. Not with `from_init`.
     """
 
     name: str
     from_init: bool = False
     distil: bool = False
+    restart: str | None = None
+
+    def __post_init__(self):
+        if self.restart is not None:
+            RewindPoint.parse(self.restart)
+            if self.from_init:
+                raise ValueError(
+                    f"Invalid arguments for line {self.name!r}: `from_init=True` restarts at "
+                    f"initialisation, `restart` elsewhere; pass one. Received: restart={self.restart!r}."
+                )
 
 
 class _TeacherLogitsData:
@@ -91,6 +111,31 @@ def _exclusion(patterns: list[str]):
     return lambda layer: any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)
 
 
+def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.Model:
+    """The config's model for `data`, initialised from `seed`, wrapped with `prunable`.
+
+    Layers matching `config.pruning.exclude` stay unwrapped. Not compiled.
+    """
+    keras.utils.set_random_seed(int(seed))
+    model_options = {k: v for k, v in config.model.items() if k != "name"}
+    exclude = csv_list(config.pruning.exclude)
+    base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
+    return prunable(base, exclude=_exclusion(exclude) if exclude else None)
+
+
+def read_or_compute(path: str, compute: Callable[[], dict]) -> dict:
+    """The analysis stored at `path`, or `compute()` stored there (the first finished wins).
+
+    A kind's analysis (e.g. the `instability` kind's copies) writes one JSON
+    file when it is finished; a rerun reads it back instead of recomputing.
+    """
+    if not atomic_io.exists(path):
+        result = json.loads(json.dumps(compute()))
+        if atomic_io.write_json(path, result, overwrite=False):
+            return result
+    return atomic_io.read_json(path)
+
+
 class Replicate:
     """One replicate (one seed) of an experiment: a model and its levels.
 
@@ -104,6 +149,10 @@ class Replicate:
             the lottery ticket, restarting from the rewind point.
         arms: Further lines with their own IMP (directories
             `branch_<name>/round_<k>`), sharing level 0.
+
+    Level 0 records the state (weights and optimizer) at the rewind point
+    `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
+    restart point (`rewind_<step>.npz`).
     """
 
     def __init__(
@@ -131,14 +180,19 @@ class Replicate:
                 f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
                 f"{self.rewind_step}, not before the end of training (step {self.total_steps})."
             )
+        for line in (self.main, *self.arms.values()):
+            step = self.restart_step(line)
+            if step >= self.total_steps:
+                raise ValueError(
+                    f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
+                    f"not before the end of training (step {self.total_steps})."
+                )
+        restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
+        self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
         self.layer_rates = parse_rates(config.pruning.layer_rates)
         self.strategy = make_strategy(config.run.strategy)
-        keras.utils.set_random_seed(self.seed)
-        model_options = {k: v for k, v in config.model.items() if k != "name"}
-        exclude = csv_list(config.pruning.exclude)
         with self.strategy.scope():
-            base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
-            self.model = prunable(base, exclude=_exclusion(exclude) if exclude else None)
+            self.model = build_network(config, data, self.seed)
             self.model.compile(
                 optimizer=build_optimizer(train, self.steps_per_epoch),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -149,7 +203,7 @@ class Replicate:
             )
             self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
-        self._rewind = None
+        self._captured = {}
         self._teacher = None
         self._distiller = None
         self._teacher_data = None
@@ -163,15 +217,20 @@ class Replicate:
         """The level whose trained network level `level` is pruned from."""
         return 0 if self.config.experiment == "oneshot" else level - 1
 
-    def rewind_snapshot(self) -> Snapshot:
-        if self._rewind is None:
-            path = self.store.rewind_path(self.replicate)
+    def _capture_path(self, step: int) -> str:
+        return self.store.rewind_path(self.replicate, None if step == self.rewind_step else step)
+
+    def rewind_snapshot(self, step: int | None = None) -> Snapshot:
+        """The state level 0 recorded at data step `step` (default: the rewind point)."""
+        step = self.rewind_step if step is None else step
+        if step not in self._captured:
+            path = self._capture_path(step)
             if not atomic_io.exists(path):
                 raise FileNotFoundError(
                     f"The rewind point '{path}' is missing: level 0 of this replicate must run first."
                 )
-            self._rewind, _ = run_store.load_state(path)
-        return self._rewind
+            self._captured[step], _ = run_store.load_state(path)
+        return self._captured[step]
 
     def line(self, branch: str | None) -> Line | None:
         """The line of `branch` (None: the main line); None for a control branch."""
@@ -179,14 +238,20 @@ class Replicate:
 
     def restart_point(self, line: Line | None = None) -> Snapshot:
         """Where levels >= 1 of `line` (default: the main line and its controls) restart."""
-        return self.initial if (line or self.main).from_init else self.rewind_snapshot()
+        line = line or self.main
+        return self.initial if line.from_init else self.rewind_snapshot(self.restart_step(line))
 
     def restart_step(self, line: Line | None = None) -> int:
-        return 0 if (line or self.main).from_init else self.rewind_step
+        line = line or self.main
+        if line.from_init:
+            return 0
+        if line.restart is None:
+            return self.rewind_step
+        return to_steps(line.restart, self.steps_per_epoch)
 
-    def _save_rewind(self, step: int) -> None:
-        self._rewind = Snapshot.capture(self.model, step)
-        run_store.save_state(self.store.rewind_path(self.replicate), self._rewind)
+    def _capture(self, step: int) -> None:
+        self._captured[step] = Snapshot.capture(self.model, step)
+        run_store.save_state(self._capture_path(step), self._captured[step])
 
     def load_end(self, level: int, branch: str | None = None) -> None:
         """Sets the model's masks and weights to the end of a finished level."""
@@ -196,9 +261,9 @@ class Replicate:
         snapshot, _ = run_store.load_state(os.path.join(self.level_dir(level), trainer.CHECKPOINT))
         return snapshot
 
-    def level_masks(self, level: int) -> list:
-        """The ticket masks of main-run level `level` (from its start file)."""
-        return Ticket.load(os.path.join(self.level_dir(level), "start.npz")).masks
+    def level_masks(self, level: int, branch: str | None = None) -> list:
+        """The ticket masks of level `level` of the main line or of `branch` (its start file)."""
+        return Ticket.load(os.path.join(self.level_dir(level, branch), "start.npz")).masks
 
     # -- level starts -------------------------------------------------------
 
@@ -282,7 +347,7 @@ class Replicate:
             seed=self.seed,
             eval_every=max(1, to_steps(train.eval_every, self.steps_per_epoch)),
             checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
-            rewind_step=self.rewind_step if level == 0 else None,
+            capture_steps=self.capture_steps if level == 0 else (),
             eval_test=bool(train.eval_test),
         )
 
@@ -303,7 +368,7 @@ class Replicate:
         self._check_start(directory, level, branch)
         report = sparsity_report(self.model)
         plan = self._plan(level, line)
-        rewind = self._save_rewind if level == 0 and branch is None else None
+        capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
         label = self.main.name if branch is None else branch
         name = f"replicate {self.replicate} {label} round {level}"
@@ -320,7 +385,7 @@ class Replicate:
             self.data,
             plan,
             directory,
-            on_rewind=rewind,
+            on_capture=capture,
             progress=progress,
             fit_model=fit_model,
             train_data=fit_data,
@@ -382,6 +447,32 @@ class Replicate:
             metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "start"},
         ).save(path)
 
+    def train_from(self, directory: str, start: int, seed: int) -> dict:
+        """Trains the model, as set, from data step `start` to the end with data order `seed`.
+
+        For a kind's analysis beside the levels (e.g. copies of a network
+        with other data orders): trained as a level is, through the trainer,
+        resumed from the checkpoint in `directory`, and evaluated at the end.
+        Once finished, a call restores the trained state without training.
+
+        Returns:
+            The trainer's result: `evals` (the final evaluation) and
+            `elapsed_s`.
+        """
+        run, train = self.config.run, self.config.train
+        atomic_io.makedirs(directory)
+        plan = trainer.LevelPlan(
+            start=start,
+            end=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            batch_size=int(train.batch_size),
+            seed=int(seed),
+            eval_every=self.total_steps,
+            checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
+            eval_test=False,
+        )
+        return trainer.train_level(self.model, self.data, plan, directory)
+
     def run(self, levels: int, branches: list[str]) -> None:
         """Runs levels 0..`levels`; after each pruned level, the arms and the control branches."""
         for level in range(levels + 1):
@@ -412,6 +503,9 @@ def run_levels(
     main: Line | None = None,
     arms: tuple = (),
     title: str = "",
+    load_data: Callable[[], object] | None = None,
+    part: str | None = None,
+    levels: int | None = None,
 ) -> dict:
     """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
 
@@ -428,6 +522,12 @@ def run_levels(
         main: Line. The main line. Defaults to `Line("ticket")`.
         arms: Lines with their own IMP, run beside the main line.
         title: str. What the run is, for the log and the table.
+        load_data: Callable returning the data pipeline, called once if a
+            replicate has to run. Defaults to
+            `tf_lottery.data.registry.load_dataset(config.dataset)`.
+        part: str or None. Run the replicates in this part of the run
+            directory (see `run_store.RunStore`). Defaults to the run itself.
+        levels: int or None. Levels to run. Defaults to `config.run.levels`.
 
     Returns:
         A dict with `root` (the run directory), `hash`, `rows`, `table`,
@@ -437,11 +537,12 @@ def run_levels(
 
     main = main or Line("ticket")
     began = time.time()
-    store = run_store.RunStore(workdir, config)
+    store = run_store.RunStore(workdir, config, part=part)
     store.initialize()
     controls_ = schema.csv_list(config.run.branches)
     branches = [arm.name for arm in arms] + controls_
-    levels, replicates = int(config.run.levels), int(config.run.replicates)
+    levels = int(config.run.levels) if levels is None else int(levels)
+    replicates = int(config.run.replicates)
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
     data = None
@@ -449,7 +550,7 @@ def run_levels(
         if _done(store, replicate, levels, branches):
             continue
         if data is None:
-            data = load_dataset(config.dataset)
+            data = load_data() if load_data is not None else load_dataset(config.dataset)
         Replicate(config, store, replicate, data, log=log, main=main, arms=arms).run(levels, controls_)
     rows = results.collect(store, levels, replicates, branches)
     files = results.write(store.results_dir, rows)

@@ -6,14 +6,18 @@
     config.json             the full config of the last invocation
     replicate_<r>/
         rewind.npz          the rewind point (model + optimizer values)
+        rewind_<step>.npz   another line's restart point, if a kind has one
         round_<k>/          level k of the main (lottery or oneshot) run
             start.npz       masks + start weights (a `tfl.Ticket` file)
             checkpoint.npz  latest training state (model + optimizer values,
                             position, evaluations); at the end, the final one
             end.npz         masks + trained weights (a `tfl.Ticket` file)
             metrics.json    written last: the level is done
-        branch_<name>/round_<k>/   a control trained on level k's mask
-    results/                rounds.csv, rounds.json, *.png
+        branch_<name>/round_<k>/   a control, or another line's level k
+        <analysis>/         a kind's analysis (e.g. `instability_<line>/`)
+    <part>/                 a second set of replicates on other data (e.g. the
+                            `transfer` kind's target task), laid out the same
+    results/                rounds.csv, rounds.json, *.png, a kind's summary
 ```
 
 Every file is written atomically (`tf_lottery.utils.atomic_io`), so a run killed
@@ -44,23 +48,30 @@ class RunStore:
     Args:
         workdir: str. Root directory of all runs.
         config: ConfigDict. The experiment config.
+        part: str or None. A part of the run with replicates of its own
+            (`<run>/<part>/replicate_<r>/...`, its own `results/`), e.g. the
+            `transfer` kind's target task. Defaults to `None`, the run itself.
     """
 
-    def __init__(self, workdir: str, config: ml_collections.ConfigDict):
+    def __init__(self, workdir: str, config: ml_collections.ConfigDict, part: str | None = None):
         if not workdir:
             raise ValueError(
                 f"Invalid value for argument `workdir`: expected a directory. Received: {workdir!r}."
             )
         self.workdir = workdir
         self.config = config
+        self.part = part
         self.hash = config_hash.config_hash(config)
-        self.root = os.path.join(workdir, config.experiment, self.hash)
+        self.run_root = os.path.join(workdir, config.experiment, self.hash)
+        self.root = os.path.join(self.run_root, part) if part else self.run_root
 
     def replicate_dir(self, replicate: int) -> str:
         return os.path.join(self.root, f"replicate_{replicate}")
 
-    def rewind_path(self, replicate: int) -> str:
-        return os.path.join(self.replicate_dir(replicate), "rewind.npz")
+    def rewind_path(self, replicate: int, step: int | None = None) -> str:
+        """The rewind point (`step=None`), or the state captured at data step `step`."""
+        name = "rewind.npz" if step is None else f"rewind_{int(step)}.npz"
+        return os.path.join(self.replicate_dir(replicate), name)
 
     def level_dir(self, replicate: int, level: int, branch: str | None = None) -> str:
         parent = self.replicate_dir(replicate)
@@ -82,18 +93,18 @@ class RunStore:
             atomic_io.remove_temporaries(self.root)
         atomic_io.makedirs(self.results_dir)
         hparams = {"format": STORE_FORMAT, "hparams": config_hash.hparams(self.config)}
-        path = os.path.join(self.root, "hparams.json")
+        path = os.path.join(self.run_root, "hparams.json")
         if atomic_io.exists(path):
             stored = atomic_io.read_json(path)
             if stored != json.loads(json.dumps(hparams)):
                 raise ValueError(
-                    f"The run directory '{self.root}' holds a run with other options "
+                    f"The run directory '{self.run_root}' holds a run with other options "
                     f"({stored}) than this config ({hparams}): its hash was computed differently. "
                     "Move it away or use another `--workdir`."
                 )
         else:
             atomic_io.write_json(path, hparams)
-        atomic_io.write_json(os.path.join(self.root, "config.json"), self.config.to_dict())
+        atomic_io.write_json(os.path.join(self.run_root, "config.json"), self.config.to_dict())
 
 
 def is_done(level_dir: str) -> bool:

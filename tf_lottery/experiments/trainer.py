@@ -3,8 +3,8 @@
 A level is a range of *data steps* `[start, end)`: data step `s` is batch
 `s % steps_per_epoch` of epoch `s // steps_per_epoch`, whose content depends
 only on the seed (see `tf_lottery.data.pipeline`). Training goes chunk by
-chunk with `model.fit`; chunks end at every evaluation, checkpoint and at the
-rewind step. A checkpoint holds all model and optimizer values, the data
+chunk with `model.fit`; chunks end at every evaluation, checkpoint and at
+each step whose state is captured (rewind points). A checkpoint holds all model and optimizer values, the data
 position and the evaluations so far, so a restarted level continues with the
 exact batches, weights and optimizer state it stopped with.
 
@@ -52,7 +52,8 @@ class LevelPlan:
         eval_every: int. Evaluate at every multiple of this many data steps
             (and at `end`).
         checkpoint_every: int. Checkpoint at every multiple (and at `end`).
-        rewind_step: int or None. Data step at which `on_rewind` is called.
+        capture_steps: tuple of int. Data steps at which `on_capture` is
+            called (the rewind points that level 0 records).
         eval_test: bool. Also evaluate the test set at every evaluation (it
             is always evaluated at `end`).
     """
@@ -64,7 +65,7 @@ class LevelPlan:
     seed: int
     eval_every: int
     checkpoint_every: int
-    rewind_step: int | None = None
+    capture_steps: tuple[int, ...] = ()
     eval_test: bool = True
 
 
@@ -72,8 +73,7 @@ def _next_stop(position: int, plan: LevelPlan) -> int:
     stops = [plan.end]
     for every in (plan.eval_every, plan.checkpoint_every):
         stops.append((position // every + 1) * every)
-    if plan.rewind_step is not None and plan.rewind_step > position:
-        stops.append(plan.rewind_step)
+    stops.extend(step for step in plan.capture_steps if step > position)
     return min(stops)
 
 
@@ -175,7 +175,7 @@ def train_level(
     data,
     plan: LevelPlan,
     level_dir: str,
-    on_rewind: Callable[[int], None] | None = None,
+    on_capture: Callable[[int], None] | None = None,
     progress: Callable[[dict], None] | None = None,
     fit_model: keras.Model | None = None,
     train_data=None,
@@ -185,6 +185,8 @@ def train_level(
     If `level_dir` holds a checkpoint, training resumes from it instead.
 
     Args:
+        on_capture: Optional `f(step)` called when training reaches each of
+            `plan.capture_steps` (before that step's checkpoint).
         fit_model: Optional model that trains `model` in its steps (e.g. a
             `KDDistiller` whose student is `model`, sharing its optimizer).
             Evaluations and checkpoints are of `model`. Defaults to `model`.
@@ -204,8 +206,8 @@ def train_level(
         snapshot.restore_optimizer(model)
         position, evals, elapsed = int(info["position"]), list(info["evals"]), float(info["elapsed_s"])
         losses = [tuple(item) for item in info["pending_losses"]]
-    elif on_rewind is not None and plan.rewind_step == position:
-        on_rewind(position)
+    elif on_capture is not None and position in plan.capture_steps:
+        on_capture(position)
     validation = data.eval_batches("validation")
     test = data.eval_batches("test")
     loop = _loop(model)
@@ -221,8 +223,8 @@ def train_level(
             )
         losses.append((loss, stop - position))
         position = stop
-        if on_rewind is not None and plan.rewind_step == position:
-            on_rewind(position)
+        if on_capture is not None and position in plan.capture_steps:
+            on_capture(position)
         if position % plan.eval_every == 0 or position == plan.end:
             total = sum(n for _, n in losses)
             record = {"step": position, "train_loss": sum(v * n for v, n in losses) / total}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, mlp, pruned_weights_are_zero, toy_data
 from tf_lottery.data.pipeline import ArrayPipeline
+from tf_lottery.experiments import run_store
 from tf_lottery.experiments.kinds import transfer
 
 
@@ -58,6 +61,17 @@ class TestTicketTransfer(TestCase):
         ]
 
 
+def _files(root):
+    """`{path: mtime}` of every stored file of a run but its summaries (rewritten by each run)."""
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            if "replicate_" in os.path.relpath(path, root):
+                found[path] = os.stat(path).st_mtime_ns
+    return found
+
+
 class TestTransferExperiment(TestCase):
     def test_small_run_compares_transferred_random_and_target_tickets(self, tmp_path):
         config = transfer.defaults()
@@ -76,6 +90,32 @@ class TestTransferExperiment(TestCase):
         assert all(0.0 <= r["test_accuracy"] <= 1.0 for r in summary["rows"])
         assert "transferred" in summary["table"]
 
+        # The tickets are the masks of the level loop's IMP on each task's classes.
+        root = summary["root"]
+        source = tfl.Ticket.load(os.path.join(root, "replicate_0", "round_2", "start.npz"))
+        own = tfl.Ticket.load(os.path.join(root, "target", "replicate_0", "round_2", "start.npz"))
+        assert source.masks[-1].shape[-1] == 6 and own.masks[-1].shape[-1] == 4
+        source_metrics = run_store.read_metrics(os.path.join(root, "replicate_0", "round_2"))
+        assert rows[2, "transferred"]["source_test_accuracy"] == source_metrics["final"]["test_accuracy"]
+        dense = run_store.read_metrics(os.path.join(root, "target", "replicate_0", "round_0"))
+        assert rows[0, "dense"]["test_accuracy"] == dense["final"]["test_accuracy"]
+        # The target ticket trains exactly as IMP on B trained its level 2 (both rewind to step 0).
+        own_metrics = run_store.read_metrics(os.path.join(root, "target", "replicate_0", "round_2"))
+        assert rows[2, "target_ticket"]["test_accuracy"] == own_metrics["final"]["test_accuracy"]
+        transferred, _ = run_store.load_state(
+            os.path.join(
+                root, "target", "replicate_0", "transfer", "round_2", "transferred", "checkpoint.npz"
+            )
+        )
+        # The hidden layers' kernels (model values 0 and 2) keep the source ticket's pruned weights at 0.
+        for value, mask in zip(transferred.model_values[:4:2], source.masks[:2]):
+            assert not value[~mask.astype(bool)].any()
+
+        stored = _files(root)
+        again = transfer.run_transfer(config, str(tmp_path), log=lambda line: None)
+        assert again["rows"] == summary["rows"]  # every training is read back
+        assert _files(root) == stored  # nothing stored is rewritten or added
+
     def test_levels_outside_the_run_are_refused(self, tmp_path):
         config = transfer.defaults()
         config.dataset.train_limit = 600
@@ -84,3 +124,19 @@ class TestTransferExperiment(TestCase):
         config.transfer.levels = "5"
         with pytest.raises(ValueError, match=r"`config.transfer.levels`: expected levels in 1..2"):
             transfer.run_transfer(config, str(tmp_path), log=lambda line: None)
+
+    def test_without_target_tickets_only_the_dense_network_trains_on_the_target(self, tmp_path):
+        config = transfer.defaults()
+        config.dataset.train_limit = 600
+        config.train.training_steps = "1ep"
+        config.run.levels = 1
+        config.run.replicates = 1
+        config.transfer.levels = "1"
+        config.transfer.target_tickets = False
+        summary = transfer.run_transfer(config, str(tmp_path), log=lambda line: None)
+        assert {(r["level"], r["branch"]) for r in summary["rows"]} == {
+            (0, "dense"),
+            (1, "transferred"),
+            (1, "random"),
+        }
+        assert not os.path.exists(os.path.join(summary["root"], "target", "replicate_0", "round_1"))

@@ -5,15 +5,18 @@ and the Lottery Ticket Hypothesis"):
 
 1. A parent run trains the dense network from initialization to the end of
    training with data order `seed`, keeping a snapshot (weights and
-   optimizer) at each `k`.
+   optimizer) at each `k`: level 0 of the level loop
+   (`tf_lottery.experiments.level_loop`), whose lines are one IMP per `k`.
 2. Dense instability: from the snapshot at `k`, two copies train to the end
    with two other data orders; the error along the straight line between
    them is evaluated at `points` points (30 in the paper) on the training
    and test sets, giving the error barrier (max on the path minus the mean
    of the end points) and the L2 distance between the copies.
 3. Sparse instability (`run.levels > 0`): IMP with rewinding to `k`
-   (`run.levels` levels at `pruning.rate`) finds a subnetwork; two copies of
-   it train from `k` and are compared the same way. So is the
+   (`run.levels` levels at `pruning.rate`; the line `rewind_<k>` of the
+   level loop, every level trained) finds a subnetwork (the masks of its
+   last level); two copies of it train from `k` and are compared the same
+   way. So is the
    random-pruning control: each layer's IMP mask shuffled (the same
    layer-wise sparsity), from the same weights at `k`.
 4. Stability to pruning (Frankle et al. 2019, "Stabilizing the LTH"): the L2
@@ -23,6 +26,15 @@ and the Lottery Ticket Hypothesis"):
 
 Errors are measured, like the papers, as top-1 classification error; the L2
 distances are over the pruned weights (kernels) present in the subnetwork.
+
+Everything lives in the run store (`run_store.py`): the lines' levels as for
+`lottery` (the first rewind point's line in `replicate_<r>/round_<l>`, the
+others in `replicate_<r>/branch_rewind_<k>/round_<l>`), and per replicate and
+rewind point the copies (`instability_rewind_<k>/dense_<c>/`,
+`.../round_<L>/{imp,random}_<c>/`, trained and resumed by the trainer) and
+the analysis, `instability_rewind_<k>/round_<L>/instability.json` (written
+once; a rerun reads it back). `results/instability.json` and
+`results/instability.png` are built from every finished analysis.
 
 Example:
 
@@ -41,21 +53,28 @@ Reference:
 
 from __future__ import annotations
 
-import json
+import functools
 import os
 import time
 
+import keras
 import ml_collections
 import numpy as np
 
-from tf_lottery.experiments import registry
-from tf_lottery.experiments import support as experiment_support
+from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.experiments import registry, run_store, support
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import (
+    Line,
+    Replicate,
+    read_or_compute,
+    run_levels,
+    selected_replicates,
+)
+from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
-from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.lottery.rewind import RewindPoint, reset_for_retrain
 from tf_lottery.utils import atomic_io
-from tf_lottery.version import __version__
-
-_FORMAT = f"tf_lottery.experiments.kinds.instability/2 {__version__}"
 
 
 def group_defaults() -> ml_collections.ConfigDict:
@@ -81,24 +100,63 @@ def defaults() -> ml_collections.ConfigDict:
     config.pruning.rate = 0.2
     config.pruning.scope = "global"
     config.run.levels = 10
+    config.run.branches = ""
     config.run.steps_per_execution = 20
     config.instability = group_defaults()
     return config
 
 
-def _copies(model, data, config, snapshot, seed, total):
-    """Two copies trained from `snapshot` with data orders of seeds `seed + 1` and `seed + 2`."""
-    batch_size = int(config.train.batch_size)
+def rewind_points(config: ml_collections.ConfigDict) -> list[str]:
+    """The distinct points of `config.instability.rewind_points`, as written ('200it', '2ep')."""
+    points = []
+    for item in str(config.instability.rewind_points).split(","):
+        if not item.strip():
+            continue
+        try:
+            point = str(RewindPoint.parse(item))
+        except ValueError:
+            raise ValueError(
+                "Invalid value for `config.instability.rewind_points`: expected comma-separated "
+                f"'<N>it' or '<N>ep' points, e.g. '0it,200it'. Received: {config.instability.rewind_points!r}."
+            ) from None
+        if point not in points:
+            points.append(point)
+    if not points:
+        raise ValueError(
+            "Invalid value for `config.instability.rewind_points`: expected at least one point. "
+            f"Received: {config.instability.rewind_points!r}."
+        )
+    return points
+
+
+def lines(config: ml_collections.ConfigDict) -> tuple[Line, tuple[Line, ...]]:
+    """`(main line, other lines)`: one IMP line per rewind point, restarting there."""
+    found = [Line(f"rewind_{point}", restart=point) for point in rewind_points(config)]
+    return found[0], tuple(found[1:])
+
+
+def _kernels(model) -> list[np.ndarray]:
+    """Values of the pruned weights (kernels), in mask order."""
+    return [
+        np.array(keras.ops.convert_to_numpy(w.value), copy=True)
+        for wrapper in prune_wrappers(model)
+        for w in wrapper.pruned_weights
+    ]
+
+
+def _copies(replicate: Replicate, masks: list, snapshot, prefix: str) -> list:
+    """Two copies with `masks` trained from `snapshot` with data orders `1000 * seed + {1, 2}`."""
     ends = []
     for copy in (1, 2):
-        snapshot.restore_weights(model)
-        snapshot.restore_optimizer(model)
-        experiment_support.train(model, data, snapshot.step, total, batch_size, 1000 * seed + copy)
-        ends.append(stability.model_values(model))
+        controls.set_masks(replicate.model, masks)
+        reset_for_retrain(replicate.model, "rewind", snapshot)
+        replicate.train_from(f"{prefix}_{copy}", snapshot.step, 1000 * replicate.seed + copy)
+        ends.append(stability.model_values(replicate.model))
     return ends
 
 
-def _measure(model, data, config, ends, masks) -> dict:
+def _measure(replicate: Replicate, ends, masks) -> dict:
+    config, data, model = replicate.config, replicate.data, replicate.model
     datasets = {"train": data.eval_batches("train"), "test": data.eval_batches("test")}
     bn_data = datasets["train"] if config.instability.recompute_batch_statistics else None
     path = stability.linear_path(
@@ -107,7 +165,7 @@ def _measure(model, data, config, ends, masks) -> dict:
     kernels = []
     for values in ends:
         stability.set_model_values(model, values)
-        kernels.append(experiment_support.pruned_values(model))
+        kernels.append(_kernels(model))
     return {
         "path": path,
         "barrier_train": stability.error_barrier(path["train"]),
@@ -118,72 +176,60 @@ def _measure(model, data, config, ends, masks) -> dict:
     }
 
 
-def run_replicate(config, data, replicate: int, log=print) -> list[dict]:
-    """Every rewind point of one replicate (seed `config.seed + replicate`)."""
-    seed = int(config.seed) + replicate
-    batch_size = int(config.train.batch_size)
-    steps_per_epoch = data.steps_per_epoch(batch_size)
-    total = experiment_support.steps(config.train.training_steps, steps_per_epoch)
-    points = sorted(
-        {
-            experiment_support.steps(p.strip(), steps_per_epoch)
-            for p in config.instability.rewind_points.split(",")
-            if p.strip()
-        }
+def analysis_dir(store, replicate: int, line: Line) -> str:
+    return os.path.join(store.replicate_dir(replicate), f"instability_{line.name}")
+
+
+def analysis_path(store, replicate: int, line: Line, levels: int) -> str:
+    """Where the rows of `line`'s rewind point with IMP to `levels` are stored."""
+    return os.path.join(analysis_dir(store, replicate, line), f"round_{levels}", "instability.json")
+
+
+def _analyse(replicate: Replicate, line: Line, levels: int, log) -> dict:
+    """The rows of one rewind point: dense, IMP (the line's level `levels`) and random copies."""
+    began = time.time()
+    k = replicate.restart_step(line)
+    snapshot = replicate.restart_point(line)
+    directory = analysis_dir(replicate.store, replicate.replicate, line)
+    seed, model = replicate.seed, replicate.model
+    dense = _measure(
+        replicate,
+        _copies(replicate, controls.dense_masks(model), snapshot, os.path.join(directory, "dense")),
+        None,
     )
-    if not points or points[-1] >= total:
-        raise ValueError(
-            "Invalid value for `config.instability.rewind_points`: expected points before the end of "
-            f"training (step {total}). Received: {config.instability.rewind_points!r}."
-        )
-    model = experiment_support.build(config, data, seed)
-    snapshots, position = {}, 0
-    for k in points:
-        experiment_support.train(model, data, position, k, batch_size, seed)
-        snapshots[k], position = Snapshot.capture(model, k), k
-    experiment_support.train(model, data, position, total, batch_size, seed)
-    trained = stability.model_values(model)
-    rows = []
-    for k in points:
-        began, first = time.time(), len(rows)
-        dense = _measure(model, data, config, _copies(model, data, config, snapshots[k], seed, total), None)
-        rows.append({"replicate": replicate, "rewind_step": k, "network": "dense", "sparsity": 0.0, **dense})
-        if int(config.run.levels) > 0:
-            imp_masks = experiment_support.imp(
-                model, data, config, snapshots[k], trained, int(config.run.levels), seed
-            )
-            # The random-pruning control: each layer's IMP mask shuffled (same layer-wise sparsity).
-            shuffled = [
-                np.random.default_rng([seed, k, i]).permutation(m.ravel()).reshape(m.shape)
-                for i, m in enumerate(imp_masks)
-            ]
-            for network, masks in (("imp", imp_masks), ("random", shuffled)):
-                experiment_support.set_masks(model, masks)
-                sparse = _measure(
-                    model, data, config, _copies(model, data, config, snapshots[k], seed, total), masks
-                )
-                rows.append(
-                    {
-                        "replicate": replicate,
-                        "rewind_step": k,
-                        "network": network,
-                        "sparsity": 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks),
-                        "pruning_l2_distance": stability.l2_distance(
-                            sparse["kernels_a"], dense["kernels_a"], masks
-                        ),
-                        **sparse,
-                    }
-                )
-            experiment_support.set_masks(model, [np.ones(m.shape, bool) for m in imp_masks])
-        for row in rows[first:]:
-            log(
-                f"[instability] replicate {replicate} k={k} {row['network']:>6} "
-                f"({row['sparsity']:.1%} sparse): barrier train {row['barrier_train']:.4f} "
-                f"test {row['barrier_test']:.4f}, L2 {row['l2_distance']:.3f}  ({time.time() - began:.0f} s)"
+    rows = [
+        {"replicate": replicate.replicate, "rewind_step": k, "network": "dense", "sparsity": 0.0, **dense}
+    ]
+    if levels > 0:
+        imp_masks = replicate.level_masks(levels, None if line == replicate.main else line.name)
+        # The random-pruning control: each layer's IMP mask shuffled (same layer-wise sparsity).
+        shuffled = [
+            np.random.default_rng([seed, k, i]).permutation(m.ravel()).reshape(m.shape)
+            for i, m in enumerate(imp_masks)
+        ]
+        for network, masks in (("imp", imp_masks), ("random", shuffled)):
+            prefix = os.path.join(directory, f"round_{levels}", network)
+            sparse = _measure(replicate, _copies(replicate, masks, snapshot, prefix), masks)
+            rows.append(
+                {
+                    "replicate": replicate.replicate,
+                    "rewind_step": k,
+                    "network": network,
+                    "sparsity": 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks),
+                    "pruning_l2_distance": stability.l2_distance(
+                        sparse["kernels_a"], dense["kernels_a"], masks
+                    ),
+                    **sparse,
+                }
             )
     for row in rows:
         del row["kernels_a"]
-    return rows
+        log(
+            f"[instability] replicate {replicate.replicate} k={k} {row['network']:>6} "
+            f"({row['sparsity']:.1%} sparse): barrier train {row['barrier_train']:.4f} "
+            f"test {row['barrier_test']:.4f}, L2 {row['l2_distance']:.3f}  ({time.time() - began:.0f} s)"
+        )
+    return {"rows": rows, "elapsed_s": time.time() - began}
 
 
 _NETWORKS = ("dense", "imp", "random")
@@ -203,11 +249,11 @@ def table(rows: list[dict]) -> str:
     for network, k in _ordered_keys(rows):
         group = [r for r in rows if r["network"] == network and r["rewind_step"] == k]
         s = {
-            key: experiment_support.summary([r[key] for r in group])
+            key: support.summary([r[key] for r in group])
             for key in ("barrier_train", "barrier_test", "end_test_error", "l2_distance", "sparsity")
         }
         pruning = (
-            f"{experiment_support.summary([r['pruning_l2_distance'] for r in group])['mean']:13.3f}"
+            f"{support.summary([r['pruning_l2_distance'] for r in group])['mean']:13.3f}"
             if "pruning_l2_distance" in group[0]
             else f"{'':>13}"
         )
@@ -256,42 +302,83 @@ def plot(rows: list[dict], path: str, title: str = "") -> str:
     return path
 
 
-def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-    """Runs (or reuses the finished replicates of) the instability experiment `config`.
+def _analyse_replicate(config, store, index: int, load_data, log) -> None:
+    """Runs the analyses of replicate `index` that are not stored yet."""
+    main, others = lines(config)
+    levels = int(config.run.levels)
+    # Built only if an analysis still has to run.
+    replicate = functools.cache(
+        lambda: Replicate(config, store, index, load_data(), log=log, main=main, arms=others)
+    )
+    for line in (main, *others):
+        path = analysis_path(store, index, line, levels)
+        read_or_compute(path, lambda line=line: _analyse(replicate(), line, levels, log))
 
-    Writes `<workdir>/instability/<hash>/`: `replicate_<r>.json` per
-    replicate, `results.json` (every row with its path), `instability.png`
-    and `config.json`.
+
+def describe(config: ml_collections.ConfigDict) -> str:
+    return (
+        f"instability of {config.model.name} on {config.dataset.name}: IMP ({config.pruning.scope} "
+        f"{config.pruning.rate:.0%}/round) rewinding to each of {', '.join(rewind_points(config))}"
+    )
+
+
+def collect(store, config: ml_collections.ConfigDict) -> list[dict]:
+    """Every row of the finished analyses in `store`, by replicate, rewind point and network."""
+    main, others = lines(config)
+    levels, rows = int(config.run.levels), []
+    for replicate in range(int(config.run.replicates)):
+        for line in (main, *others):
+            path = analysis_path(store, replicate, line, levels)
+            if atomic_io.exists(path):
+                rows.extend(atomic_io.read_json(path)["rows"])
+    order = {network: i for i, network in enumerate(_NETWORKS)}
+    return sorted(rows, key=lambda r: (r["replicate"], r["rewind_step"], order.get(r["network"], 99)))
+
+
+def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Runs (or resumes) the instability experiment `config` under `workdir`.
+
+    The lines (one IMP per rewind point) run through the level loop
+    (`level_loop.run_levels`); then each selected replicate's analysis of
+    each rewind point runs unless it is stored. Writes, besides the level
+    loop's files, `results/instability.json` (every finished row with its
+    path) and `results/instability.png` under `<workdir>/instability/<hash>/`.
 
     Returns:
-        `{"root", "rows", "table", "files", "elapsed_s"}`.
+        `{"root", "hash", "rows", "table", "files", "levels", "elapsed_s"}`;
+        `levels` is what `run_levels` returned for the lines.
     """
     from tf_lottery.data.registry import load_dataset
-    from tf_lottery.experiments.config_hash import config_hash
 
     _validate(config)
     began = time.time()
-    root = os.path.join(workdir, "instability", config_hash(config))
-    os.makedirs(root, exist_ok=True)
-    atomic_io.write_json(os.path.join(root, "config.json"), json.loads(config.to_json()))
-    data = {}
-
-    def run_one(replicate):
-        if "value" not in data:  # loaded only if some replicate still has to run
-            data["value"] = load_dataset(config.dataset)
-        return run_replicate(config, data["value"], replicate, log=log)
-
-    rows = experiment_support.cached_replicates(root, int(config.run.replicates), _FORMAT, run_one)
-    files = {"results": os.path.join(root, "results.json")}
-    atomic_io.write_json(files["results"], {"format": _FORMAT, "rows": rows})
+    load_data = functools.cache(lambda: load_dataset(config.dataset))
+    main, others = lines(config)
+    imp = run_levels(
+        config, workdir, log, main=main, arms=others, title=describe(config), load_data=load_data
+    )
+    store = run_store.RunStore(workdir, config)
+    for index in selected_replicates(config):
+        _analyse_replicate(config, store, index, load_data, log)
+    rows = collect(store, config)
+    files = {"results": os.path.join(store.results_dir, "instability.json")}
+    atomic_io.write_json(files["results"], {"rows": rows})
     title = f"{config.model.name} on {config.dataset.name}: error along the linear path between two copies"
-    if config.run.plots:
-        files["plot"] = plot(rows, os.path.join(root, "instability.png"), title)
+    if config.run.plots and rows:
+        files["plot"] = plot(rows, os.path.join(store.results_dir, "instability.png"), title)
     text = table(rows)
     if config.run.verbose:
         log(text)
-        log(f"Results: {root}")
-    return {"root": root, "rows": rows, "table": text, "files": files, "elapsed_s": time.time() - began}
+        log(f"Results: {store.results_dir}")
+    return {
+        "root": store.root,
+        "hash": store.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        "levels": imp,
+        "elapsed_s": time.time() - began,
+    }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -308,7 +395,18 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    experiment_support.validate(config, "instability", group_defaults())
+    support.validate(config, "instability", group_defaults())
+    rewind_points(config)
+    if config.pruning.retrain != "rewind":
+        raise ValueError(
+            "Invalid value for `config.pruning.retrain`: expected 'rewind' (the instability kind's IMP rewinds "
+            f"weights and optimizer). Received: retrain={config.pruning.retrain!r}."
+        )
+    if csv_list(config.run.branches):
+        raise ValueError(
+            "Invalid value for `config.run.branches`: expected '' (the instability kind's controls are "
+            f"its random subnetworks). Received: branches={config.run.branches!r}."
+        )
 
 
 registry.register(

@@ -10,16 +10,24 @@ by default MNIST-1D digits 0-5 and 6-9, so the classifier changes from 6 to
 
 Per replicate:
 
-1. IMP on A (`run.levels` levels at `pruning.rate`, rewinding to
-   `pruning.rewind_to`) records the masks of the levels in
+1. IMP on A through the level loop (`tf_lottery.experiments.level_loop`,
+   `run.levels` levels at `pruning.rate`, rewinding to `pruning.rewind_to`),
+   on the classes of A only: `replicate_<r>/round_<l>/` of the run store.
+   Its level-`l` masks (`start.npz`) are the tickets of the levels in
    `transfer.levels`.
-2. On B, trained for `train.training_steps` from a fresh optimizer: the
-   dense network; each transferred ticket (`tfl.Ticket.apply(model,
-   transfer=True)`: masks and rewind weights from A, the new output layer
-   dense with fresh weights); a random ticket of each (each layer's mask
-   shuffled, so the same layer-wise sparsity, fresh random weights, output
-   layer dense); and, with `transfer.target_tickets`, the ticket IMP finds
-   on B itself at the same level.
+2. IMP on B the same way in the store's part `target/` with
+   `transfer.target_tickets` (else only its level 0): the dense network
+   trained on B, and the tickets B finds itself.
+3. On B, trained for `train.training_steps` from a fresh optimizer through
+   the trainer (resumable, `target/replicate_<r>/transfer/round_<l>/<branch>/`):
+   each transferred ticket (`tfl.Ticket.apply(model, transfer=True)`: masks
+   and rewind weights from A, the new output layer dense with fresh
+   weights); a random ticket of each (each layer's mask shuffled, so the
+   same layer-wise sparsity, fresh random weights, output layer dense); and,
+   with `transfer.target_tickets`, the ticket IMP found on B at the same
+   level. The rows of level `l` are stored once, in
+   `target/replicate_<r>/transfer/round_<l>/transfer.json`;
+   `results/transfer.json` holds every finished row.
 
 Example:
 
@@ -39,7 +47,7 @@ Reference:
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 import os
 import time
 
@@ -47,15 +55,20 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.experiments import registry
-from tf_lottery.experiments import support as experiment_support
+from tf_lottery.experiments import registry, run_store, support
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import (
+    Replicate,
+    build_network,
+    read_or_compute,
+    run_levels,
+    selected_replicates,
+)
+from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
-from tf_lottery.lottery.rewind import Snapshot
+from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.utils import atomic_io
-from tf_lottery.version import __version__
-
-_FORMAT = f"tf_lottery.experiments.kinds.transfer/1 {__version__}"
 
 
 def group_defaults() -> ml_collections.ConfigDict:
@@ -83,6 +96,7 @@ def defaults() -> ml_collections.ConfigDict:
     config.pruning.scope = "global"
     config.run.levels = 10
     config.run.replicates = 3
+    config.run.branches = ""
     config.run.steps_per_execution = 8
     config.transfer = group_defaults()
     return config
@@ -136,102 +150,118 @@ def class_subset(data, classes: list[int]):
     )
 
 
-def _find_tickets(config, data, seed: int, levels: list[int]) -> tuple[dict, list, dict]:
-    """IMP on `data`: `({level: masks}, rewind values, {level: test accuracy})`."""
-    batch_size = int(config.train.batch_size)
-    steps_per_epoch = data.steps_per_epoch(batch_size)
-    total = experiment_support.steps(config.train.training_steps, steps_per_epoch)
-    rewind_step = experiment_support.steps(config.pruning.rewind_to, steps_per_epoch)
-    model = experiment_support.build(config, data, seed)
-    experiment_support.train(model, data, 0, rewind_step, batch_size, seed)
-    rewind = Snapshot.capture(model, rewind_step)
-    experiment_support.train(model, data, rewind_step, total, batch_size, seed)
-    found, accuracy = {}, {}
-
-    def on_level(level, trained):
-        if level in levels:
-            found[level] = experiment_support.masks(trained)
-            accuracy[level] = 1.0 - stability.error_rate(trained, data.eval_batches("test"))
-
-    experiment_support.imp(
-        model, data, config, rewind, stability.model_values(model), max(levels), seed, on_level=on_level
-    )
-    return found, rewind.model_values, accuracy
-
-
-def _train_on_target(config, data, seed: int, setup, init_seed: int | None = None) -> dict:
-    """Builds the target model (initialized from `init_seed`), applies `setup`, trains with data order `seed`."""
-    batch_size = int(config.train.batch_size)
-    total = experiment_support.steps(config.train.training_steps, data.steps_per_epoch(batch_size))
-    model = experiment_support.build(config, data, seed if init_seed is None else init_seed)
-    setup(model)
-    report = sparsity_report(model)
-    experiment_support.train(model, data, 0, total, batch_size, seed)
-    return {
-        "sparsity": report.sparsity,
-        "test_accuracy": 1.0 - stability.error_rate(model, data.eval_batches("test")),
-    }
-
-
-def run_replicate(config, data, replicate: int, log=print) -> list[dict]:
-    seed = int(config.seed) + replicate
-    source = class_subset(data, parse_classes(config.transfer.source_classes))
-    target = class_subset(data, parse_classes(config.transfer.target_classes, "transfer.target_classes"))
-    levels = sorted({int(v) for v in config.transfer.levels.split(",") if v.strip()})
+def transfer_levels(config: ml_collections.ConfigDict) -> list[int]:
+    """The IMP levels of `config.transfer.levels`, sorted, each in 1..`run.levels`."""
+    try:
+        levels = sorted({int(v) for v in str(config.transfer.levels).split(",") if v.strip()})
+    except ValueError:
+        levels = []
     if not levels or levels[0] < 1 or levels[-1] > int(config.run.levels):
         raise ValueError(
             f"Invalid value for `config.transfer.levels`: expected levels in 1..{config.run.levels} "
             f"(`config.run.levels`). Received: {config.transfer.levels!r}."
         )
+    return levels
+
+
+def analysis_path(store, replicate: int, level: int) -> str:
+    """Where the target-task rows of the tickets of IMP level `level` are stored."""
+    return os.path.join(store.replicate_dir(replicate), "transfer", f"round_{level}", "transfer.json")
+
+
+def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log) -> dict:
+    """Trains the tickets of source level `level` (and B's own) on the target task `replicate`."""
     began = time.time()
-    tickets, rewind_values, source_accuracy = _find_tickets(config, source, seed, levels)
-    own = _find_tickets(config, target, seed, levels) if config.transfer.target_tickets else None
-    rows = [
-        {
-            "replicate": replicate,
-            "level": 0,
-            "branch": "dense",
-            **_train_on_target(config, target, seed, lambda m: None),
-        }
+    store, index, seed, model = replicate.store, replicate.replicate, replicate.seed, replicate.model
+    source_dir = source.level_dir(index, level)
+    ticket = Ticket.load(os.path.join(source_dir, "start.npz"))
+    source_accuracy = run_store.read_metrics(source_dir)["final"]["test_accuracy"]
+    # Random tickets get weights of another seed: a fresh random initialization.
+    fresh = Snapshot(
+        stability.model_values(build_network(replicate.config, replicate.data, seed + 7919)),
+        replicate.initial.optimizer_values,
+        0,
+    )
+    shuffled = [
+        np.random.default_rng([seed, level, i]).permutation(m.ravel()).reshape(m.shape)
+        for i, m in enumerate(ticket.masks)
     ]
-    for level in levels:
-        ticket = Ticket(masks=tickets[level], mask_names=[""] * len(tickets[level]), weights=rewind_values)
-        masks = tickets[level]
-        shuffled = [
-            np.random.default_rng([seed, level, i]).permutation(m.ravel()).reshape(m.shape)
-            for i, m in enumerate(masks)
-        ]
 
-        def random_ticket(model, shuffled=shuffled):
-            current = experiment_support.masks(model)
-            experiment_support.set_masks(model, shuffled[:-1] + [np.ones(current[-1].shape, bool)])
+    dense = controls.dense_masks(model)
 
-        branches = {
-            "transferred": lambda model, ticket=ticket: ticket.apply(model, transfer=True),
-            "random": random_ticket,
-        }
-        if own is not None:
-            own_ticket = Ticket(masks=own[0][level], mask_names=[""] * len(masks), weights=own[1])
-            branches["target_ticket"] = lambda model, t=own_ticket: t.apply(model)
-        for branch, setup in branches.items():
-            # Random tickets get weights of another seed: a fresh random initialization.
-            init_seed = seed + 7919 if branch == "random" else None
-            result = _train_on_target(config, target, seed, setup, init_seed=init_seed)
+    def transferred() -> None:
+        controls.set_masks(model, dense)
+        reset_for_retrain(model, "rewind", replicate.initial)
+        ticket.apply(model, transfer=True)
+
+    def random() -> None:
+        controls.set_masks(model, shuffled[:-1] + dense[-1:])
+        reset_for_retrain(model, "rewind", fresh)
+
+    def target_ticket() -> None:
+        controls.set_masks(model, dense)
+        reset_for_retrain(model, "rewind", replicate.initial)
+        Ticket.load(os.path.join(store.level_dir(index, level), "start.npz")).apply(model)
+
+    setups = {"transferred": transferred, "random": random}
+    if target_tickets:
+        setups["target_ticket"] = target_ticket
+    rows = []
+    for branch, setup in setups.items():
+        setup()
+        report = sparsity_report(model)
+        directory = os.path.join(os.path.dirname(analysis_path(store, index, level)), branch)
+        result = replicate.train_from(directory, 0, seed)
+        rows.append(
+            {
+                "replicate": index,
+                "level": level,
+                "branch": branch,
+                "source_test_accuracy": source_accuracy,
+                "sparsity": report.sparsity,
+                "test_accuracy": result["evals"][-1]["test_accuracy"],
+            }
+        )
+        log(
+            f"[transfer] replicate {index} level {level:>2} {branch:>13}: {report.sparsity:6.1%} sparse, "
+            f"target test accuracy {rows[-1]['test_accuracy']:.4f}"
+        )
+    return {"rows": rows, "elapsed_s": time.time() - began}
+
+
+def _analyse_replicate(config, source, target, index: int, load_target, log) -> None:
+    """Runs the target-task trainings of replicate `index` that are not stored yet."""
+    # Built only if an analysis still has to run.
+    replicate = functools.cache(lambda: Replicate(config, target, index, load_target(), log=log))
+    for level in transfer_levels(config):
+        read_or_compute(
+            analysis_path(target, index, level),
+            lambda level=level: _analyse(
+                replicate(), source, level, bool(config.transfer.target_tickets), log
+            ),
+        )
+
+
+def collect(source, target, config: ml_collections.ConfigDict) -> list[dict]:
+    """The dense network's row (level 0 on B) and every finished analysis's rows."""
+    rows = []
+    for replicate in range(int(config.run.replicates)):
+        dense = target.level_dir(replicate, 0)
+        if run_store.is_done(dense):
+            metrics = run_store.read_metrics(dense)
             rows.append(
                 {
                     "replicate": replicate,
-                    "level": level,
-                    "branch": branch,
-                    "source_test_accuracy": source_accuracy[level],
-                    **result,
+                    "level": 0,
+                    "branch": "dense",
+                    "sparsity": metrics["sparsity"],
+                    "test_accuracy": metrics["final"]["test_accuracy"],
                 }
             )
-    for row in rows:
-        log(
-            f"[transfer] replicate {replicate} level {row['level']:>2} {row['branch']:>13}: "
-            f"{row['sparsity']:6.1%} sparse, target test accuracy {row['test_accuracy']:.4f}"
-        )
-    log(f"[transfer] replicate {replicate} done in {time.time() - began:.0f} s")
+        for level in transfer_levels(config):
+            path = analysis_path(target, replicate, level)
+            if atomic_io.exists(path):
+                rows.extend(atomic_io.read_json(path)["rows"])
     return rows
 
 
@@ -246,45 +276,79 @@ def table(rows: list[dict]) -> str:
             if not group:
                 cells.append(f"{'':>24}")
                 continue
-            s = experiment_support.summary([r["test_accuracy"] for r in group])
+            s = support.summary([r["test_accuracy"] for r in group])
             sparsity = sparsity if sparsity is not None else np.mean([r["sparsity"] for r in group])
             cells.append(f"{s['mean']:>10.4f} ({s['min']:.3f}..{s['max']:.3f})")
         lines.append(f"{level:>5} {sparsity:8.1%} " + " ".join(cells))
     return "\n".join(lines)
 
 
-def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-    """Runs (or reuses the finished replicates of) the transfer experiment `config`.
+def describe(config: ml_collections.ConfigDict, task: str) -> str:
+    classes = config.transfer.source_classes if task == "source" else config.transfer.target_classes
+    return (
+        f"transfer, IMP on the {task} task (classes {classes}) of {config.dataset.name} with "
+        f"{config.model.name}: {config.pruning.scope} pruning {config.pruning.rate:.0%}/round, "
+        f"rewind to {config.pruning.rewind_to}"
+    )
 
-    Writes `<workdir>/transfer/<hash>/`: `replicate_<r>.json`,
-    `results.json` and `config.json`.
+
+def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Runs (or resumes) the transfer experiment `config` under `workdir`.
+
+    IMP on the source and the target task runs through the level loop
+    (`level_loop.run_levels`, the target task in the store's part
+    `target/`); then each selected replicate's target-task trainings run
+    unless they are stored. Writes, besides the level loop's files,
+    `results/transfer.json` (every finished row) under
+    `<workdir>/transfer/<hash>/`.
 
     Returns:
-        `{"root", "rows", "table", "files", "elapsed_s"}`.
+        `{"root", "hash", "rows", "table", "files", "levels", "elapsed_s"}`;
+        `levels` holds what `run_levels` returned for the `source` and the
+        `target` task.
     """
     from tf_lottery.data.registry import load_dataset
-    from tf_lottery.experiments.config_hash import config_hash
 
     _validate(config)
     began = time.time()
-    root = os.path.join(workdir, "transfer", config_hash(config))
-    os.makedirs(root, exist_ok=True)
-    atomic_io.write_json(os.path.join(root, "config.json"), json.loads(config.to_json()))
-    data = {}
-
-    def run_one(replicate):
-        if "value" not in data:  # loaded only if some replicate still has to run
-            data["value"] = load_dataset(config.dataset)
-        return run_replicate(config, data["value"], replicate, log=log)
-
-    rows = experiment_support.cached_replicates(root, int(config.run.replicates), _FORMAT, run_one)
-    files = {"results": os.path.join(root, "results.json")}
-    atomic_io.write_json(files["results"], {"format": _FORMAT, "rows": rows})
+    data = functools.cache(lambda: load_dataset(config.dataset))
+    load_source = functools.cache(lambda: class_subset(data(), parse_classes(config.transfer.source_classes)))
+    load_target = functools.cache(
+        lambda: class_subset(data(), parse_classes(config.transfer.target_classes, "transfer.target_classes"))
+    )
+    imp = {
+        "source": run_levels(config, workdir, log, title=describe(config, "source"), load_data=load_source),
+        # Level 0 is the dense network on B; IMP on B only for its own tickets.
+        "target": run_levels(
+            config,
+            workdir,
+            log,
+            title=describe(config, "target"),
+            load_data=load_target,
+            part="target",
+            levels=int(config.run.levels) if config.transfer.target_tickets else 0,
+        ),
+    }
+    source = run_store.RunStore(workdir, config)
+    target = run_store.RunStore(workdir, config, part="target")
+    for index in selected_replicates(config):
+        _analyse_replicate(config, source, target, index, load_target, log)
+    rows = collect(source, target, config)
+    files = {"results": os.path.join(source.results_dir, "transfer.json")}
+    atomic_io.write_json(files["results"], {"rows": rows})
     text = table(rows)
     if config.run.verbose:
         log(text)
-        log(f"Results: {root}")
-    return {"root": root, "rows": rows, "table": text, "files": files, "elapsed_s": time.time() - began}
+        log(f"Results: {source.results_dir}")
+    return {
+        "root": source.root,
+        "hash": source.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        "levels": imp,
+        "elapsed_s": time.time() - began,
+    }
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
@@ -301,9 +365,20 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    experiment_support.validate(config, "transfer", group_defaults())
+    support.validate(config, "transfer", group_defaults())
     parse_classes(config.transfer.source_classes)
     parse_classes(config.transfer.target_classes, "transfer.target_classes")
+    transfer_levels(config)
+    if config.pruning.retrain != "rewind":
+        raise ValueError(
+            "Invalid value for `config.pruning.retrain`: expected 'rewind' (the transfer kind's IMP rewinds "
+            f"weights and optimizer). Received: retrain={config.pruning.retrain!r}."
+        )
+    if csv_list(config.run.branches):
+        raise ValueError(
+            "Invalid value for `config.run.branches`: expected '' (the transfer kind's controls are its "
+            f"random tickets). Received: branches={config.run.branches!r}."
+        )
 
 
 registry.register(

@@ -7,7 +7,8 @@ import pytest
 
 import tf_lottery as tfl
 from tf_lottery.experiments import run_store, schema
-from tf_lottery.experiments.level_loop import Line, read_or_compute, run_levels
+from tf_lottery.experiments.level_loop import Line, read_or_compute
+from tf_lottery.experiments.runner import run_levels
 
 
 def tiny_config(rewind_to="0it"):

@@ -15,7 +15,7 @@ What a kind plugs in (see `Line`): the main line and any further lines
 (the rewind point, a point of its own, or initialisation; level 0 records
 every line's point), whether it retrains on the soft labels of the
 replicate's dense network (knowledge distillation, Ma et al. 2021), and the
-data (`run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
+data (`runner.run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
 The loop, the store, resuming and the results are the same for every kind.
 What a kind measures on the trained lines (copies trained from a restart
 point, training on another task) goes through `Replicate.train_from`, which
@@ -25,10 +25,11 @@ finished analysis once.
 Every level is one directory of the run store, written atomically and
 resumed from its last checkpoint; its start is recomputed from the stored
 files and checked against the stored `start.npz`, so a run resumed with
-changed code or options stops instead of mixing results. Several processes
-(or machines, on a shared `tf.io.gfile` workdir) can run one experiment: a
-level's `metrics.json` is written once (the first finished result wins) and
-`config.run.only_replicates` splits the replicates between them.
+changed code or options stops instead of mixing results; a level's
+`metrics.json` is written once (the first finished result wins), so
+processes sharing a workdir never overwrite each other's levels.
+`tf_lottery.experiments.runner.run_levels` runs the selected replicates and
+builds the results; `distilled_training.py` holds what KD lines plug in.
 """
 
 from __future__ import annotations
@@ -46,10 +47,8 @@ import numpy as np
 
 from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.strip import strip
-from tf_lottery.distillation.distiller import KDDistiller
-from tf_lottery.distillation.teacher_logits import INPUTS_KEY, TEACHER_LOGITS_KEY
-from tf_lottery.experiments import plots, results, run_store, schema, trainer
+from tf_lottery.experiments import run_store, trainer
+from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
 from tf_lottery.experiments.schema import csv_list, parse_rates
@@ -91,20 +90,6 @@ class Line:
                     f"Invalid arguments for line {self.name!r}: `from_init=True` restarts at "
                     f"initialisation, `restart` elsewhere; pass one. Received: restart={self.restart!r}."
                 )
-
-
-class _TeacherLogitsData:
-    """A pipeline whose training batches carry the teacher's cached logits."""
-
-    def __init__(self, data, logits: np.ndarray):
-        self._data, self._logits = data, logits
-
-    def __getattr__(self, name):
-        return getattr(self._data, name)
-
-    def train_batches(self, epoch: int, batch_size: int, seed: int, skip: int = 0):
-        batches = self._data.train_batches(epoch, batch_size, seed, skip=skip, extra=self._logits)
-        return batches.map(lambda xt, y: ({INPUTS_KEY: xt[0], TEACHER_LOGITS_KEY: xt[1]}, y))
 
 
 def _exclusion(patterns: list[str]):
@@ -204,9 +189,9 @@ class Replicate:
             self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
         self._captured = {}
-        self._teacher = None
-        self._distiller = None
-        self._teacher_data = None
+        self._distillation = DistilledTraining(
+            config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
+        )
 
     # -- stored states ------------------------------------------------------
 
@@ -306,34 +291,13 @@ class Replicate:
 
     def teacher(self) -> keras.Model:
         """The replicate's trained dense network (level 0), frozen: the KD lines' teacher."""
-        if self._teacher is None:
-            self.load_end(0)
-            with self.strategy.scope():
-                teacher = strip(self.model)
-            teacher.trainable = False
-            self._teacher = teacher
-        return self._teacher
+        return self._distillation.teacher()
 
     def _fitting(self, line: Line | None):
         """`(model to fit, training data)` of a line: the distiller for KD lines, else defaults."""
         if line is None or not line.distil:
             return None, None
-        if self._distiller is None:
-            kd = self.config.kd
-            with self.strategy.scope():
-                distiller = KDDistiller(self.teacher(), self.model, float(kd.weight), float(kd.temperature))
-                # The student's own optimizer: its state is what checkpoints and rewinds hold.
-                distiller.compile(
-                    optimizer=self.model.optimizer,
-                    loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                    steps_per_execution=self.model.steps_per_execution,
-                )
-            self._distiller = distiller
-            if kd.cache_teacher_logits and not getattr(self.data, "augment", True):
-                # Same inputs every epoch: the teacher's logits are computed once.
-                logits = self.teacher().predict(self.data.eval_batches("train"), verbose=0)
-                self._teacher_data = _TeacherLogitsData(self.data, np.asarray(logits, np.float32))
-        return self._distiller, self._teacher_data
+        return self._distillation.fitting()
 
     # -- running ------------------------------------------------------------
 
@@ -480,91 +444,3 @@ class Replicate:
             if level >= 1:
                 for branch in [*self.arms, *branches]:
                     self.run_level(level, branch)
-
-
-def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
-    directories = [store.level_dir(replicate, k) for k in range(levels + 1)]
-    directories += [store.level_dir(replicate, k, b) for b in branches for k in range(1, levels + 1)]
-    return all(run_store.is_done(d) for d in directories)
-
-
-def selected_replicates(config: ml_collections.ConfigDict) -> list[int]:
-    """The replicates this process runs: `config.run.only_replicates`, or all of them."""
-    replicates = int(config.run.replicates)
-    chosen = schema.parse_replicates(config.run.only_replicates, replicates)
-    return chosen if chosen is not None else list(range(replicates))
-
-
-def run_levels(
-    config: ml_collections.ConfigDict,
-    workdir: str,
-    log: Callable[[str], None] = print,
-    *,
-    main: Line | None = None,
-    arms: tuple = (),
-    title: str = "",
-    load_data: Callable[[], object] | None = None,
-    part: str | None = None,
-    levels: int | None = None,
-) -> dict:
-    """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
-
-    Finished levels are read back, not retrained; an unfinished level
-    resumes from its last checkpoint. The results (`results/rounds.csv`,
-    `results/rounds.json`, the plots and the table) cover every level that
-    has finished in the store, whichever process ran it.
-
-    Args:
-        config: ConfigDict. A validated experiment config.
-        workdir: str. Root directory of the run store (local or any
-            `tf.io.gfile` path).
-        log: Callable taking a str. Defaults to `print`.
-        main: Line. The main line. Defaults to `Line("ticket")`.
-        arms: Lines with their own IMP, run beside the main line.
-        title: str. What the run is, for the log and the table.
-        load_data: Callable returning the data pipeline, called once if a
-            replicate has to run. Defaults to
-            `tf_lottery.data.registry.load_dataset(config.dataset)`.
-        part: str or None. Run the replicates in this part of the run
-            directory (see `run_store.RunStore`). Defaults to the run itself.
-        levels: int or None. Levels to run. Defaults to `config.run.levels`.
-
-    Returns:
-        A dict with `root` (the run directory), `hash`, `rows`, `table`,
-        `files` (paths of the CSV, JSON and plots) and `elapsed_s`.
-    """
-    from tf_lottery.data.registry import load_dataset
-
-    main = main or Line("ticket")
-    began = time.time()
-    store = run_store.RunStore(workdir, config, part=part)
-    store.initialize()
-    controls_ = schema.csv_list(config.run.branches)
-    branches = [arm.name for arm in arms] + controls_
-    levels = int(config.run.levels) if levels is None else int(levels)
-    replicates = int(config.run.replicates)
-    if config.run.verbose:
-        log(f"{title}\nRun directory: {store.root}")
-    data = None
-    for replicate in selected_replicates(config):
-        if _done(store, replicate, levels, branches):
-            continue
-        if data is None:
-            data = load_data() if load_data is not None else load_dataset(config.dataset)
-        Replicate(config, store, replicate, data, log=log, main=main, arms=arms).run(levels, controls_)
-    rows = results.collect(store, levels, replicates, branches)
-    files = results.write(store.results_dir, rows)
-    if config.run.plots and rows:
-        files["plots"] = plots.plot_all(rows, store.results_dir, title=title, main=main.name)
-    text = results.table(rows, branches, title=title, main=main.name)
-    if config.run.verbose:
-        log(text)
-        log(f"Results: {store.results_dir}")
-    return {
-        "root": store.root,
-        "hash": store.hash,
-        "rows": rows,
-        "table": text,
-        "files": files,
-        "elapsed_s": time.time() - began,
-    }

@@ -64,13 +64,8 @@ import numpy as np
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import (
-    Line,
-    Replicate,
-    read_or_compute,
-    run_levels,
-    selected_replicates,
-)
+from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
+from tf_lottery.experiments.runner import run_levels, selected_replicates
 from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import RewindPoint, reset_for_retrain
@@ -339,7 +334,7 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
     """Runs (or resumes) the instability experiment `config` under `workdir`.
 
     The lines (one IMP per rewind point) run through the level loop
-    (`level_loop.run_levels`); then each selected replicate's analysis of
+    (`runner.run_levels`); then each selected replicate's analysis of
     each rewind point runs unless it is stored. Writes, besides the level
     loop's files, `results/instability.json` (every finished row with its
     path) and `results/instability.png` under `<workdir>/instability/<hash>/`.

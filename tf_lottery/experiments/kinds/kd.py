@@ -33,7 +33,8 @@ import copy
 import ml_collections
 
 from tf_lottery.experiments import registry
-from tf_lottery.experiments.level_loop import Line, run_levels
+from tf_lottery.experiments.level_loop import Line
+from tf_lottery.experiments.runner import run_levels
 
 KINDS = ("kd_ticket", "kd_rewind")
 # arm -> (rewinds to the early point rather than initialisation, distils)
@@ -133,7 +134,7 @@ def run_kd_experiment(config: ml_collections.ConfigDict, workdir: str, log=print
     """Runs (or resumes) a `kd_ticket` / `kd_rewind` config under `workdir`.
 
     The run store, resuming, replicates and results are the level loop's
-    (`level_loop.run_levels`): `<workdir>/<kind>/<hash>/replicate_<r>/round_<k>`
+    (`runner.run_levels`): `<workdir>/<kind>/<hash>/replicate_<r>/round_<k>`
     for the kind's own arm, `branch_<arm>/round_<k>` for the others.
     """
     validate(config)

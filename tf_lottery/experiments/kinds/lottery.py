@@ -23,7 +23,8 @@ from __future__ import annotations
 import ml_collections
 
 from tf_lottery.experiments import registry, schema
-from tf_lottery.experiments.level_loop import Line, Replicate, run_levels
+from tf_lottery.experiments.level_loop import Line, Replicate
+from tf_lottery.experiments.runner import run_levels
 
 __all__ = ["Replicate", "describe", "run_experiment"]
 
@@ -39,7 +40,7 @@ def describe(config: ml_collections.ConfigDict) -> str:
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
-    """Runs (or resumes) a `lottery` or `oneshot` config under `workdir` (see `level_loop.run_levels`)."""
+    """Runs (or resumes) a `lottery` or `oneshot` config under `workdir` (see `runner.run_levels`)."""
     schema.validate(config)
     return run_levels(config, workdir, log, main=Line("ticket"), title=describe(config))
 

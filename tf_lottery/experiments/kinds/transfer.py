@@ -57,13 +57,8 @@ import numpy as np
 from tf_lottery.core.report import sparsity_report
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import (
-    Replicate,
-    build_network,
-    read_or_compute,
-    run_levels,
-    selected_replicates,
-)
+from tf_lottery.experiments.level_loop import Replicate, build_network, read_or_compute
+from tf_lottery.experiments.runner import run_levels, selected_replicates
 from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
@@ -296,7 +291,7 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
     """Runs (or resumes) the transfer experiment `config` under `workdir`.
 
     IMP on the source and the target task runs through the level loop
-    (`level_loop.run_levels`, the target task in the store's part
+    (`runner.run_levels`, the target task in the store's part
     `target/`); then each selected replicate's target-task trainings run
     unless they are stored. Writes, besides the level loop's files,
     `results/transfer.json` (every finished row) under

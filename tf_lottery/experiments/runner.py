@@ -1,0 +1,117 @@
+"""Runs an IMP-shaped kind: every selected replicate through the level loop, then the results.
+
+The store, resuming and the results are the same for every kind; several
+processes (or machines, on a shared `tf.io.gfile` workdir) can run one
+experiment: `config.run.only_replicates` splits the replicates between them,
+each level's `metrics.json` is written once (the first finished result
+wins), and each summary covers every level finished so far.
+
+Example:
+
+```python
+from tf_lottery.experiments.default_config import get_config
+from tf_lottery.experiments.level_loop import Line
+from tf_lottery.experiments.runner import run_levels
+
+summary = run_levels(get_config("smoke"), "/tmp/runs", main=Line("ticket"), title="IMP")
+print(summary["table"])
+```
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import ml_collections
+
+from tf_lottery.experiments import plots, results, run_store, schema
+from tf_lottery.experiments.level_loop import Line, Replicate
+
+
+def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
+    directories = [store.level_dir(replicate, k) for k in range(levels + 1)]
+    directories += [store.level_dir(replicate, k, b) for b in branches for k in range(1, levels + 1)]
+    return all(run_store.is_done(d) for d in directories)
+
+
+def selected_replicates(config: ml_collections.ConfigDict) -> list[int]:
+    """The replicates this process runs: `config.run.only_replicates`, or all of them."""
+    replicates = int(config.run.replicates)
+    chosen = schema.parse_replicates(config.run.only_replicates, replicates)
+    return chosen if chosen is not None else list(range(replicates))
+
+
+def run_levels(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    log: Callable[[str], None] = print,
+    *,
+    main: Line | None = None,
+    arms: tuple = (),
+    title: str = "",
+    load_data: Callable[[], object] | None = None,
+    part: str | None = None,
+    levels: int | None = None,
+) -> dict:
+    """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
+
+    Finished levels are read back, not retrained; an unfinished level
+    resumes from its last checkpoint. The results (`results/rounds.csv`,
+    `results/rounds.json`, the plots and the table) cover every level that
+    has finished in the store, whichever process ran it.
+
+    Args:
+        config: ConfigDict. A validated experiment config.
+        workdir: str. Root directory of the run store (local or any
+            `tf.io.gfile` path).
+        log: Callable taking a str. Defaults to `print`.
+        main: Line. The main line. Defaults to `Line("ticket")`.
+        arms: Lines with their own IMP, run beside the main line.
+        title: str. What the run is, for the log and the table.
+        load_data: Callable returning the data pipeline, called once if a
+            replicate has to run. Defaults to
+            `tf_lottery.data.registry.load_dataset(config.dataset)`.
+        part: str or None. Run the replicates in this part of the run
+            directory (see `run_store.RunStore`). Defaults to the run itself.
+        levels: int or None. Levels to run. Defaults to `config.run.levels`.
+
+    Returns:
+        A dict with `root` (the run directory), `hash`, `rows`, `table`,
+        `files` (paths of the CSV, JSON and plots) and `elapsed_s`.
+    """
+    from tf_lottery.data.registry import load_dataset
+
+    main = main or Line("ticket")
+    began = time.time()
+    store = run_store.RunStore(workdir, config, part=part)
+    store.initialize()
+    controls_ = schema.csv_list(config.run.branches)
+    branches = [arm.name for arm in arms] + controls_
+    levels = int(config.run.levels) if levels is None else int(levels)
+    replicates = int(config.run.replicates)
+    if config.run.verbose:
+        log(f"{title}\nRun directory: {store.root}")
+    data = None
+    for replicate in selected_replicates(config):
+        if _done(store, replicate, levels, branches):
+            continue
+        if data is None:
+            data = load_data() if load_data is not None else load_dataset(config.dataset)
+        Replicate(config, store, replicate, data, log=log, main=main, arms=arms).run(levels, controls_)
+    rows = results.collect(store, levels, replicates, branches)
+    files = results.write(store.results_dir, rows)
+    if config.run.plots and rows:
+        files["plots"] = plots.plot_all(rows, store.results_dir, title=title, main=main.name)
+    text = results.table(rows, branches, title=title, main=main.name)
+    if config.run.verbose:
+        log(text)
+        log(f"Results: {store.results_dir}")
+    return {
+        "root": store.root,
+        "hash": store.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        "elapsed_s": time.time() - began,
+    }

@@ -8,9 +8,13 @@ their own, and summarise their analyses over replicates.
 from __future__ import annotations
 
 import copy
+import os
+import time
 
 import ml_collections
 import numpy as np
+
+from tf_lottery.utils import atomic_io
 
 
 def validate(config: ml_collections.ConfigDict, group: str, reference: ml_collections.ConfigDict) -> None:
@@ -36,3 +40,25 @@ def summary(values) -> dict:
     """`{"mean", "min", "max", "n"}` of a list of numbers."""
     values = [float(v) for v in values]
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def finish(store, name: str, rows: list, text: str, config, log, began: float, **extra) -> dict:
+    """Writes `results/<name>.json` (atomically), logs the table, and returns the kind's summary.
+
+    Returns:
+        `{"root", "hash", "rows", "table", "files", "elapsed_s"}` and `extra`.
+    """
+    files = {"results": os.path.join(store.results_dir, f"{name}.json")}
+    atomic_io.write_json(files["results"], {"rows": rows})
+    if config.run.verbose:
+        log(text)
+        log(f"Results: {store.results_dir}")
+    return {
+        "root": store.root,
+        "hash": store.hash,
+        "rows": rows,
+        "table": text,
+        "files": files,
+        **extra,
+        "elapsed_s": time.time() - began,
+    }

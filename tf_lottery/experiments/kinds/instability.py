@@ -356,24 +356,11 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
     for index in selected_replicates(config):
         _analyse_replicate(config, store, index, load_data, log)
     rows = collect(store, config)
-    files = {"results": os.path.join(store.results_dir, "instability.json")}
-    atomic_io.write_json(files["results"], {"rows": rows})
     title = f"{config.model.name} on {config.dataset.name}: error along the linear path between two copies"
+    summary = support.finish(store, "instability", rows, table(rows), config, log, began, levels=imp)
     if config.run.plots and rows:
-        files["plot"] = plot(rows, os.path.join(store.results_dir, "instability.png"), title)
-    text = table(rows)
-    if config.run.verbose:
-        log(text)
-        log(f"Results: {store.results_dir}")
-    return {
-        "root": store.root,
-        "hash": store.hash,
-        "rows": rows,
-        "table": text,
-        "files": files,
-        "levels": imp,
-        "elapsed_s": time.time() - began,
-    }
+        summary["files"]["plot"] = plot(rows, os.path.join(store.results_dir, "instability.png"), title)
+    return summary
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -329,21 +329,7 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
     for index in selected_replicates(config):
         _analyse_replicate(config, source, target, index, load_target, log)
     rows = collect(source, target, config)
-    files = {"results": os.path.join(source.results_dir, "transfer.json")}
-    atomic_io.write_json(files["results"], {"rows": rows})
-    text = table(rows)
-    if config.run.verbose:
-        log(text)
-        log(f"Results: {source.results_dir}")
-    return {
-        "root": source.root,
-        "hash": source.hash,
-        "rows": rows,
-        "table": text,
-        "files": files,
-        "levels": imp,
-        "elapsed_s": time.time() - began,
-    }
+    return support.finish(source, "transfer", rows, table(rows), config, log, began, levels=imp)
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

@@ -146,5 +146,7 @@ def test_no_flags_runs_the_default_experiment_with_the_reinit_control(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reinit (es)" in result.stdout and "\n   12 " in result.stdout
-    assert (tmp_path / "tf_lottery" / "lottery").is_dir()
+    assert (tmp_path / "tf_lottery_runs" / "lottery").is_dir()
+    # Never a folder named after the package: run from there, it would shadow an editable install.
+    assert not (tmp_path / "tf_lottery").exists()
     print(f"default run: {time.time() - began:.0f} s")

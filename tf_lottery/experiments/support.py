@@ -17,9 +17,26 @@ import numpy as np
 from tf_lottery.utils import atomic_io
 
 
-def validate(config: ml_collections.ConfigDict, group: str, reference: ml_collections.ConfigDict) -> None:
-    """Checks the runner's groups with its own schema and `config.<group>` against `reference`."""
+def validate(
+    config: ml_collections.ConfigDict, group: str, reference: ml_collections.ConfigDict, controls: str
+) -> None:
+    """Checks the runner's groups with its own schema and `config.<group>` against `reference`.
+
+    The kind's IMP rewinds weights and optimizer, and its own `controls`
+    (e.g. "its random tickets") replace `config.run.branches`.
+    """
     from tf_lottery.experiments import schema
+
+    if config.get("pruning", {}).get("retrain", "rewind") != "rewind":
+        raise ValueError(
+            f"Invalid value for `config.pruning.retrain`: expected 'rewind' (the {group} kind's IMP rewinds "
+            f"weights and optimizer). Received: retrain={config.pruning.retrain!r}."
+        )
+    if schema.csv_list(config.get("run", {}).get("branches", "")):
+        raise ValueError(
+            f"Invalid value for `config.run.branches`: expected '' (the {group} kind's controls are "
+            f"{controls}). Received: branches={config.run.branches!r}."
+        )
 
     if group not in config:
         raise ValueError(f"Missing config group `config.{group}`: start from this experiment's `defaults()`.")

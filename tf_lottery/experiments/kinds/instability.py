@@ -66,7 +66,6 @@ from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
 from tf_lottery.experiments.runner import run_levels, selected_replicates
-from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import RewindPoint, reset_for_retrain
 from tf_lottery.utils import atomic_io
@@ -377,18 +376,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    support.validate(config, "instability", group_defaults())
+    support.validate(config, "instability", group_defaults(), controls="its random subnetworks")
     rewind_points(config)
-    if config.pruning.retrain != "rewind":
-        raise ValueError(
-            "Invalid value for `config.pruning.retrain`: expected 'rewind' (the instability kind's IMP rewinds "
-            f"weights and optimizer). Received: retrain={config.pruning.retrain!r}."
-        )
-    if csv_list(config.run.branches):
-        raise ValueError(
-            "Invalid value for `config.run.branches`: expected '' (the instability kind's controls are "
-            f"its random subnetworks). Received: branches={config.run.branches!r}."
-        )
 
 
 registry.register(

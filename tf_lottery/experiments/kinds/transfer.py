@@ -59,7 +59,6 @@ from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_loop import Replicate, build_network, read_or_compute
 from tf_lottery.experiments.runner import run_levels, selected_replicates
-from tf_lottery.experiments.schema import csv_list
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
@@ -346,20 +345,10 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:
-    support.validate(config, "transfer", group_defaults())
+    support.validate(config, "transfer", group_defaults(), controls="its random tickets")
     parse_classes(config.transfer.source_classes)
     parse_classes(config.transfer.target_classes, "transfer.target_classes")
     transfer_levels(config)
-    if config.pruning.retrain != "rewind":
-        raise ValueError(
-            "Invalid value for `config.pruning.retrain`: expected 'rewind' (the transfer kind's IMP rewinds "
-            f"weights and optimizer). Received: retrain={config.pruning.retrain!r}."
-        )
-    if csv_list(config.run.branches):
-        raise ValueError(
-            "Invalid value for `config.run.branches`: expected '' (the transfer kind's controls are its "
-            f"random tickets). Received: branches={config.run.branches!r}."
-        )
 
 
 registry.register(

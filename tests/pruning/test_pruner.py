@@ -58,6 +58,20 @@ class TestSelectLowest:
         assert exact_count(0.2, 7) == 1  # 1.4 -> 1
         assert exact_count(0.0, 100) == 0
 
+    def test_exact_count_uses_the_rate_as_written(self):
+        # In binary floating point 0.7 * 45 = 31.499999999999996 and 0.35 * 10
+        # = 3.4999999999999996; the user asked for 31.5 and 3.5 weights.
+        assert 0.7 * 45 < 31.5
+        assert exact_count(0.7, 45) == 32
+        assert exact_count(0.35, 10) == 4
+        assert exact_count(np.float32(0.5), 9) == 5  # 4.5 -> 5
+
+    def test_prune_at_a_tie_of_the_rate_removes_the_rounded_count(self):
+        model = tfl.prunable(keras.Sequential([keras.Input((5,)), keras.layers.Dense(9, use_bias=False)]))
+        result = tfl.prune(model, rate=0.7)
+        assert result["pruned"] == 32
+        assert tfl.sparsity_report(model).alive == 45 - 32
+
 
 class TestPrune(TestCase):
     def test_global_magnitude_pruning(self):

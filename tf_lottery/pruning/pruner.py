@@ -1,7 +1,8 @@
 """Magnitude (or any score) pruning: global, layer-wise, per-layer rates.
 
 Counts are exact: a group with `alive` surviving weights pruned at `rate`
-loses exactly `floor(rate * alive + 0.5)` of them. Ties in score are broken
+loses exactly `rate * alive` of them, rounded half up, with the product
+taken on the rate as written (`exact_count`). Ties in score are broken
 deterministically: the weight that comes first (layer order of the model,
 then row-major position) is pruned first. Masks only ever shrink.
 
@@ -12,6 +13,8 @@ a second (see `benchmarks/global_threshold.py`).
 
 from __future__ import annotations
 
+import decimal
+
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,6 +23,7 @@ import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning import scoring
+from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
 SCOPES = ("global", "layer")
@@ -32,8 +36,14 @@ class _Group:
 
 
 def exact_count(rate: float, n: int) -> int:
-    """`rate * n` rounded half up, the number of weights a rate removes."""
-    return int(np.floor(rate * n + 0.5))
+    """`rate * n` rounded half up, the number of weights a rate removes.
+
+    The product is taken in decimal on the rate as written (its shortest
+    `repr`), not in binary floating point: `0.7 * 45` is 31.499999999999996
+    in binary, but the user asked for 31.5 weights, which rounds to 32.
+    """
+    product = decimal.Decimal(repr(float(rate))) * int(n)
+    return int(product.to_integral_value(rounding=decimal.ROUND_HALF_UP))
 
 
 def rate_per_round(target_sparsity: float, rounds: int) -> float:
@@ -88,6 +98,7 @@ def prune(
     scope: str = "global",
     layer_rates: Mapping[str, float] | None = None,
     scorer="magnitude",
+    structure: str | None = None,
 ) -> dict:
     """Prunes the wrapped weights of `model` by score and updates its masks.
 
@@ -110,6 +121,13 @@ def prune(
             layer's name (or the wrapper's). Defaults to `None`.
         scorer: `"magnitude"` (default), `"random"`, or a callable (see
             `tf_lottery.pruning.scoring`).
+        structure: `None` (unstructured) or `"N:M"`: at most N non-zero
+            weights in every M consecutive ones along each kernel's input
+            dimension (see `tf_lottery.pruning.structure`). Without `rate`
+            and `target_sparsity`, every group keeps its N best weights; with
+            an amount, no group loses more than `M - N` (the pattern holds
+            once sparsity reaches `1 - N/M`; more is refused). Defaults to
+            `None`.
 
     Returns:
         A dict with `"pruned"` (weights pruned now), `"alive"`, `"total"` and
@@ -126,7 +144,9 @@ def prune(
         Frankle et al., "Stabilizing the Lottery Ticket Hypothesis",
         arXiv:1903.01611 (global pruning).
     """
-    if (rate is None) == (target_sparsity is None):
+    nm = nm_structure.parse(structure)
+    pattern_only = nm is not None and rate is None and target_sparsity is None
+    if (rate is None) == (target_sparsity is None) and not pattern_only:
         raise ValueError(
             "Pass exactly one of `rate` (fraction of surviving weights to prune "
             "this round) and `target_sparsity` (final fraction pruned). "
@@ -134,7 +154,8 @@ def prune(
         )
     by_target = target_sparsity is not None
     amount = target_sparsity if by_target else rate
-    validation.check_fraction("target_sparsity" if by_target else "rate", amount)
+    if not pattern_only:
+        validation.check_fraction("target_sparsity" if by_target else "rate", amount)
     validation.check_choice("scope", scope, SCOPES)
     score_fn = scoring.get(scorer)
     wrappers = prune_wrappers(model)
@@ -144,7 +165,8 @@ def prune(
             "PruneWrapper layers. Wrap it first: `model = tfl.prunable(model)`."
         )
     tensors = [(wr, i) for wr in wrappers for i in range(len(wr.masks))]
-    groups = _groups(wrappers, tensors, amount, scope, layer_rates or {})
+    axes = nm_structure.check_layers(wrappers, nm) if nm is not None else None
+    groups = _groups(wrappers, tensors, amount or 0.0, scope, layer_rates or {})
 
     alive = [m for wr in wrappers for m in wr.get_masks()]
     scores = score_fn(wrappers)
@@ -158,11 +180,22 @@ def prune(
                 f"The scorer returned shape {np.shape(s)} for '{wr.pruned_weights[i].path}'; expected {a.shape}."
             )
 
+    # Under N:M, only the entries a group can spare compete (see `structure`).
+    if nm is None:
+        candidates = alive
+    else:
+        candidates = [
+            nm_structure.prunable_entries(s, a, nm, axis) for s, a, axis in zip(scores, alive, axes)
+        ]
     new_masks = list(alive)
     for group in groups:
         group_alive = [alive[j] for j in group.indices]
+        group_candidates = [candidates[j] for j in group.indices]
         n_alive = sum(int(np.count_nonzero(a)) for a in group_alive)
-        if by_target:
+        n_candidates = sum(int(np.count_nonzero(c)) for c in group_candidates)
+        if pattern_only:
+            k = n_candidates
+        elif by_target:
             n_total = sum(a.size for a in group_alive)
             k = exact_count(group.amount, n_total) - (n_total - n_alive)
             if k < 0:
@@ -173,9 +206,16 @@ def prune(
                 )
         else:
             k = exact_count(group.amount, n_alive)
-        chosen = select_lowest([scores[j] for j in group.indices], group_alive, k)
-        for j, mask in zip(group.indices, chosen):
-            new_masks[j] = mask
+        if nm is not None and k > n_candidates:
+            raise ValueError(
+                f"Invalid value for argument `{'target_sparsity' if by_target else 'rate'}`: "
+                f"{group.amount} would prune {k} more weights, but structure '{nm}' "
+                f"spares only {n_candidates} (it allows at most {nm.max_sparsity:.4g} "
+                "sparsity). Pass a smaller amount, or `structure=None`."
+            )
+        chosen = select_lowest([scores[j] for j in group.indices], group_candidates, k)
+        for j, candidate, mask in zip(group.indices, group_candidates, chosen):
+            new_masks[j] = alive[j] & ~(candidate & ~mask)
 
     position = 0
     for wr in wrappers:

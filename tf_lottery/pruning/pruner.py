@@ -14,7 +14,6 @@ a second (see `benchmarks/global_threshold.py`).
 from __future__ import annotations
 
 import decimal
-
 import fnmatch
 from collections.abc import Mapping
 from dataclasses import dataclass

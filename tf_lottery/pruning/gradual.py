@@ -1,0 +1,226 @@
+"""`GradualPruning`: gradual magnitude pruning inside `model.fit` (Zhu & Gupta 2017)."""
+
+from __future__ import annotations
+
+import bisect
+
+import keras
+import numpy as np
+
+from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.pruning import pruner, schedules, scoring
+from tf_lottery.pruning import structure as nm_structure
+from tf_lottery.utils import validation
+
+
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class GradualPruning(keras.callbacks.Callback):
+    """Prunes a model during training, following a `PruningSchedule`.
+
+    The counterpart of tfmot's `prune_low_magnitude` + `UpdatePruningStep` for
+    Keras 3 models wrapped with `tfl.prunable`. Before the batch of each
+    pruning step `s` of the schedule (steps count batches from 1, as in
+    tfmot), the callback calls `tfl.prune(model, target_sparsity=...)` with
+    the schedule's sparsity at `s`: exact counts, global or layer-wise, any
+    scorer, optional N:M structure. The masks only shrink (tfmot recomputes
+    them from scratch and may let a pruned weight back in).
+
+    Between pruning steps the callback does integer arithmetic only: no
+    tensor is read and no op runs, so the compiled train step (XLA,
+    `steps_per_execution`, `tf.distribute`) runs as it would without it.
+
+    With `steps_per_execution = k > 1`, Keras hands control back every `k`
+    batches; a pruning step that falls inside a block is applied at the first
+    block boundary at or after it (at most `k - 1` batches late), at the
+    sparsity of the latest pruning step passed; one still pending when
+    training ends is applied then. So the final sparsity is the schedule's.
+
+    Steps continue across `fit()` calls: the count starts from the
+    optimizer's `iterations` when training begins.
+
+    The sparsity of the prunable weights is written into `logs["sparsity"]`
+    at the end of every batch and every epoch (so `History` records it).
+
+    Args:
+        schedule: A `tfl.ConstantSparsity`, `tfl.PolynomialDecay` (or other
+            `PruningSchedule`), or its config (tfmot's `get_config()` form is
+            accepted).
+        scope: `"global"` (one threshold across layers) or `"layer"` (each
+            layer at the schedule's sparsity). Defaults to `"global"`.
+        layer_rates: Optional mapping from layer name (glob patterns allowed)
+            to that layer's own final sparsity; the layer follows the
+            schedule's shape scaled to it (sparsity `s(t) * rate / s_final`).
+            Defaults to `None`.
+        scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
+            Defaults to `"magnitude"`.
+        structure: `None` or `"N:M"` (see `tfl.prune`); the schedule's final
+            sparsity may not exceed `1 - N/M`, and the pattern holds once it
+            is reached. Defaults to `None`.
+        verbose: int. `1` prints a line at each pruning step. Defaults to `0`.
+
+    Attributes:
+        events: List of `(step, sparsity)`: the step at which each pruning
+            happened (as counted above) and the sparsity after it.
+        sparsity: Current sparsity of the prunable weights.
+
+    Example:
+
+    ```python
+    model = tfl.prunable(make_model())
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    steps = 10 * (len(x) // 32)
+    schedule = tfl.PolynomialDecay(0.0, 0.9, begin_step=0,
+                                   end_step=int(0.7 * steps), frequency=50)
+    model.fit(x, y, batch_size=32, epochs=10,
+              callbacks=[tfl.GradualPruning(schedule)])
+    ```
+
+    Reference:
+        Zhu & Gupta, "To prune, or not to prune: exploring the efficacy of
+        pruning for model compression", arXiv:1710.01878.
+    """
+
+    # Only `on_train_batch_end` runs asynchronously; it writes a float into
+    # `logs` and reads state that the synchronous hooks set beforehand.
+    async_safe = True
+
+    def __init__(
+        self,
+        schedule,
+        *,
+        scope: str = "global",
+        layer_rates=None,
+        scorer="magnitude",
+        structure: str | None = None,
+        verbose: int = 0,
+    ):
+        super().__init__()
+        self.schedule = schedules.deserialize(schedule)
+        self.scope = validation.check_choice("scope", scope, pruner.SCOPES)
+        self.layer_rates = dict(layer_rates or {})
+        for pattern, value in self.layer_rates.items():
+            validation.check_fraction(f"layer_rates[{pattern!r}]", value)
+        self.scorer = scorer
+        self._score_fn = scoring.get(scorer)
+        nm = nm_structure.parse(structure)
+        if nm is not None and self.schedule.final_sparsity > nm.max_sparsity + 1e-12:
+            raise ValueError(
+                f"Invalid value for argument `schedule`: final sparsity "
+                f"{self.schedule.final_sparsity} is above {nm.max_sparsity:.4g}, the most "
+                f"structure '{nm}' allows. Received: schedule={self.schedule!r}. Lower "
+                "the final sparsity to 1 - N/M."
+            )
+        self.structure = None if nm is None else str(nm)
+        self.verbose = validation.check_int("verbose", verbose, minimum=0)
+        self.events: list[tuple[int, float]] = []
+        self.sparsity = 0.0
+
+    def get_config(self) -> dict:
+        return {
+            "schedule": keras.saving.serialize_keras_object(self.schedule),
+            "scope": self.scope,
+            "layer_rates": self.layer_rates,
+            "scorer": self.scorer if isinstance(self.scorer, str) else None,
+            "structure": self.structure,
+            "verbose": self.verbose,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["schedule"] = keras.saving.deserialize_keras_object(config["schedule"])
+        if config.get("scorer") is None:
+            config["scorer"] = "magnitude"
+        return cls(**config)
+
+    # -- Keras hooks ----------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if getattr(getattr(model, "optimizer", None), "use_ema", False):
+            raise ValueError(
+                "GradualPruning cannot keep pruned weights at zero with an optimizer "
+                "that uses `use_ema=True`: Keras copies the moving average, which "
+                "ignores the masks, into the weights when fit() ends. Compile with "
+                "`use_ema=False`."
+            )
+        wrappers = prune_wrappers(model)
+        if not wrappers:
+            raise ValueError(
+                f"GradualPruning: model '{model.name}' has no PruneWrapper layers. "
+                "Wrap it first: `model = tfl.prunable(model)`."
+            )
+        if self.structure is not None:
+            nm_structure.check_layers(wrappers, nm_structure.parse(self.structure))
+        masks = [m for wr in wrappers for m in wr.get_masks()]
+        self.sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
+        self.events = []
+        self._applied = None  # schedule sparsity of the last pruning, if any
+        self._checked = None  # last step number whose pruning was decided
+        self._epoch_base = None
+        self._epoch_batches = 0
+        self._changes: list[tuple[int, float]] = [(0, self.sparsity)]
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._epoch_base is None:
+            # Read once per fit(), after every on_train_begin has run (so after
+            # `BackupAndRestore` restored the optimizer).
+            self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+            self._checked = self._epoch_base
+        else:
+            self._epoch_base += self._epoch_batches
+        self._epoch_batches = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        upcoming = self._epoch_base + batch + 1  # the step about to run
+        step = self.schedule.last_pruning_step(self._checked, upcoming)
+        self._checked = upcoming
+        if step is not None:
+            self._prune(step, upcoming)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_batches = max(self._epoch_batches, batch + 1)
+        if logs is not None:
+            # The sparsity the last batch of this block trained at.
+            step = self._epoch_base + batch + 1
+            logs["sparsity"] = self._changes[bisect.bisect_right(self._changes, (step, np.inf)) - 1][1]
+
+    def on_epoch_end(self, epoch, logs=None):
+        steps = self.params.get("steps")
+        if steps:
+            self._epoch_batches = min(self._epoch_batches, steps)
+        if logs is not None:
+            logs["sparsity"] = self.sparsity
+
+    def on_train_end(self, logs=None):
+        if self._epoch_base is None:
+            return
+        done = self._epoch_base + self._epoch_batches
+        # A pruning step inside the last block of `steps_per_execution`.
+        step = self.schedule.last_pruning_step(self._checked, done)
+        if step is not None:
+            self._prune(step, done + 1)
+        self._checked = max(self._checked, done)
+
+    # -- pruning ----------------------------------------------------------------
+
+    def _prune(self, step: int, applied_before: int) -> None:
+        target = self.schedule(step)[1]
+        if target <= 0.0 or (self._applied is not None and target <= self._applied):
+            return
+        final = self.schedule.final_sparsity
+        layer_rates = {p: (r * target / final if final > 0 else 0.0) for p, r in self.layer_rates.items()}
+        result = pruner.prune(
+            self.model,
+            target_sparsity=target,
+            scope=self.scope,
+            layer_rates=layer_rates,
+            scorer=self._score_fn,
+            structure=self.structure,
+        )
+        self._applied = target
+        self.sparsity = result["sparsity"]
+        self.events.append((step, self.sparsity))
+        self._changes.append((applied_before, self.sparsity))
+        if self.verbose:
+            print(f"[GradualPruning] step {step}: sparsity {self.sparsity:.4f}")

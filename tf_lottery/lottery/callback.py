@@ -14,6 +14,7 @@ from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.lottery import rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner as pruning
+from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import atomic_io, validation
 
 RETRAIN_MODES = rewind.RETRAIN_MODES
@@ -62,6 +63,10 @@ class LotteryCallback(keras.callbacks.Callback):
         scope: `"global"` or `"layer"`. Defaults to `"global"`.
         layer_rates: Optional per-layer rates, see `tfl.prune`.
         scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
+        structure: `None` or `"N:M"` (e.g. `"2:4"`): N:M structured masks,
+            see `tfl.prune`. Each round prunes within the pattern, which
+            allows at most `1 - N/M` sparsity: use `target_sparsity` (at most
+            that) rather than a rate that would pass it. Defaults to `None`.
         epochs_per_round: int. Defaults to `fit(epochs=...) // rounds`.
         one_round_per_fit: bool. If `True`, each `fit()` call trains one
             round and the pruning happens when it ends; state carries over
@@ -111,6 +116,7 @@ class LotteryCallback(keras.callbacks.Callback):
         scope: str = "global",
         layer_rates=None,
         scorer="magnitude",
+        structure: str | None = None,
         epochs_per_round: int | None = None,
         one_round_per_fit: bool = False,
         monitor: str = "val_loss",
@@ -144,6 +150,14 @@ class LotteryCallback(keras.callbacks.Callback):
         self.scope = scope
         self.layer_rates = dict(layer_rates or {})
         self.scorer = scorer
+        nm = nm_structure.parse(structure)
+        if nm is not None and target_sparsity is not None and target_sparsity > nm.max_sparsity:
+            raise ValueError(
+                f"Invalid value for argument `target_sparsity`: expected at most "
+                f"{nm.max_sparsity:.4g}, the most structure '{nm}' allows. Received: "
+                f"target_sparsity={target_sparsity!r}. Lower it to 1 - N/M."
+            )
+        self.structure = None if nm is None else str(nm)
         self.epochs_per_round = epochs_per_round
         self.one_round_per_fit = one_round_per_fit
         self.monitor = monitor
@@ -163,6 +177,7 @@ class LotteryCallback(keras.callbacks.Callback):
             "scope": self.scope,
             "layer_rates": self.layer_rates,
             "scorer": self.scorer if isinstance(self.scorer, str) else None,
+            "structure": self.structure,
             "epochs_per_round": self.epochs_per_round,
             "one_round_per_fit": self.one_round_per_fit,
             "monitor": self.monitor,
@@ -397,6 +412,7 @@ class LotteryCallback(keras.callbacks.Callback):
             scope=self.scope,
             layer_rates=self.layer_rates,
             scorer=scorer,
+            structure=self.structure,
         )
         rewind.reset_for_retrain(self.model, self.retrain, self.snapshot, seed=self.seed + 1000 + self._round)
         self._round += 1

@@ -1,0 +1,161 @@
+"""GradualPruning: prunes at the schedule's steps, exact counts, masks only shrink."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import (
+    TestCase,
+    compile_classifier,
+    mlp,
+    pruned_weights_are_zero,
+    toy_data,
+    two_replica_strategy,
+)
+from tf_lottery.pruning.pruner import exact_count
+
+BATCH = 32
+N = 512  # 16 batches per epoch
+
+
+def _masks(model):
+    return [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+
+
+class MaskProbe(keras.callbacks.Callback):
+    """Records the masks before every batch and the logged sparsity after it."""
+
+    def __init__(self):
+        super().__init__()
+        self.before, self.logged = [], []
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.before.append(_masks(self.model))
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.logged.append(logs["sparsity"])
+
+
+def _fit(callback, epochs=3, probe=None, model=None, n=N, **compile_kwargs):
+    model = model or compile_classifier(tfl.prunable(mlp()), **compile_kwargs)
+    x, y = toy_data(n)
+    callbacks = [callback] + ([probe] if probe else [])
+    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, verbose=0, callbacks=callbacks)
+    return model, history
+
+
+class TestGradualPruning(TestCase):
+    def test_prunes_before_each_scheduled_batch_with_exact_counts_and_masks_only_shrink(self):
+        schedule = tfl.PolynomialDecay(0.0, 0.8, begin_step=3, end_step=39, frequency=4)
+        probe = MaskProbe()
+        model, history = _fit(tfl.GradualPruning(schedule), probe=probe)
+        total = sum(m.size for m in probe.before[0])
+        scheduled = [s for s in range(1, 49) if schedule(s)[0]]
+        assert scheduled == list(range(3, 40, 4))
+        for step in range(1, 49):  # step s is batch s (1-based); its masks are in before[s - 1]
+            masks = probe.before[step - 1]
+            pruned = total - sum(int(m.sum()) for m in masks)
+            latest = [s for s in scheduled if s <= step]
+            assert pruned == (exact_count(schedule(latest[-1])[1], total) if latest else 0), step
+            if step > 1:
+                for old, new in zip(probe.before[step - 2], masks):
+                    assert not np.any(new & ~old)  # masks only shrink
+            assert probe.logged[step - 1] == pytest.approx(pruned / total)
+        assert history.history["sparsity"][-1] == pytest.approx(exact_count(0.8, total) / total)
+        assert pruned_weights_are_zero(model)
+
+    def test_steps_per_execution_prunes_at_the_first_boundary_at_or_after_the_step(self):
+        schedule = tfl.PolynomialDecay(0.0, 0.7, begin_step=4, end_step=44, frequency=5)
+        callback = tfl.GradualPruning(schedule)
+        probe = MaskProbe()
+        # 15 batches per epoch in blocks of 3: Keras returns to the host before
+        # steps 1, 4, 7, ..., 43 (blocks do not cross epochs).
+        model, _ = _fit(callback, probe=probe, n=480, steps_per_execution=3)
+        total = sum(m.size for m in probe.before[0])
+        scheduled = [s for s in range(1, 46) if schedule(s)[0] and schedule(s)[1] > 0]
+        assert [s for s, _ in callback.events] == scheduled
+        assert len(probe.before) == 15
+        for block, masks in enumerate(probe.before):
+            first_step = 3 * block + 1
+            latest = [s for s in scheduled if s <= first_step]
+            pruned = total - sum(int(m.sum()) for m in masks)
+            assert pruned == (exact_count(schedule(latest[-1])[1], total) if latest else 0)
+            assert probe.logged[block] == pytest.approx(pruned / total)
+        # 44 is scheduled inside the last block (43-45): applied when training ends.
+        assert callback.events[-1][0] == 44
+        assert total - sum(int(m.sum()) for m in probe.before[-1]) < exact_count(0.7, total)
+        pruned = total - sum(int(m.sum()) for m in _masks(model))
+        assert pruned == exact_count(0.7, total)
+        assert pruned_weights_are_zero(model)
+
+    def test_the_count_continues_across_fit_calls(self):
+        schedule = tfl.ConstantSparsity(0.5, begin_step=20, frequency=100)
+        callback = tfl.GradualPruning(schedule)
+        model, history = _fit(callback, epochs=1)  # steps 1-16
+        assert history.history["sparsity"] == [0.0]
+        _, history = _fit(callback, epochs=1, model=model)  # steps 17-32
+        assert callback.events[0][0] == 20
+        assert history.history["sparsity"][0] == pytest.approx(0.5, abs=1e-3)
+
+    def test_layer_scope_and_layer_rates(self):
+        schedule = tfl.PolynomialDecay(0.0, 0.6, begin_step=1, end_step=29, frequency=4)
+        model, _ = _fit(tfl.GradualPruning(schedule, scope="layer", layer_rates={"output": 0.3}), epochs=2)
+        for wrapper in tfl.prune_wrappers(model):
+            mask = wrapper.get_masks()[0]
+            rate = 0.3 if wrapper.layer.name == "output" else 0.6
+            assert mask.size - mask.sum() == exact_count(rate, mask.size), wrapper.layer.name
+
+    def test_n_m_structure_holds_after_training(self):
+        from tf_lottery.pruning.structure import model_violations
+
+        schedule = tfl.PolynomialDecay(0.0, 0.5, begin_step=1, end_step=33, frequency=8)
+        model, _ = _fit(tfl.GradualPruning(schedule, structure="2:4"), epochs=3)
+        assert set(model_violations(model, "2:4").values()) == {0}
+        for wrapper in tfl.prune_wrappers(model):
+            groups = wrapper.get_masks()[0].reshape(-1, 4, wrapper.get_masks()[0].shape[-1])
+            assert np.all(groups.sum(axis=1) == 2)
+
+    def test_mirrored_strategy(self):
+        strategy = two_replica_strategy()
+        schedule = tfl.PolynomialDecay(0.0, 0.75, begin_step=1, end_step=13, frequency=3)
+        with strategy.scope():
+            model = compile_classifier(
+                tfl.prunable(mlp()), optimizer=keras.optimizers.SGD(0.05, momentum=0.9)
+            )
+        callback = tfl.GradualPruning(schedule)
+        _, history = _fit(callback, epochs=2, model=model)
+        total = sum(m.size for m in _masks(model))
+        assert history.history["sparsity"][-1] == pytest.approx(exact_count(0.75, total) / total)
+        assert [s for s, _ in callback.events] == [4, 7, 10, 13]  # step 1 is at 0%
+        assert pruned_weights_are_zero(model)
+        for wrapper in tfl.prune_wrappers(model):
+            replicas = [np.asarray(v) for v in wrapper.layer.kernel.value.values]
+            np.testing.assert_array_equal(replicas[0], replicas[1])
+            masks = [np.asarray(v) for v in wrapper.masks[0].value.values]
+            np.testing.assert_array_equal(masks[0], masks[1])
+
+    def test_config_round_trip(self):
+        callback = tfl.GradualPruning(
+            tfl.PolynomialDecay(0.1, 0.7, 0, 100), scope="layer", layer_rates={"out*": 0.5}, structure="1:4"
+        )
+        clone = tfl.GradualPruning.from_config(callback.get_config())
+        assert clone.get_config() == callback.get_config()
+        assert clone.schedule == callback.schedule
+        restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(callback))
+        assert restored.get_config() == callback.get_config()
+
+    def test_bad_arguments(self):
+        schedule = tfl.ConstantSparsity(0.6, 0)
+        with pytest.raises(
+            ValueError, match=r"final sparsity 0\.6 is above 0\.5, the most structure '2:4' allows"
+        ):
+            tfl.GradualPruning(schedule, structure="2:4")
+        with pytest.raises(ValueError, match=r"`scope`: expected one of \('global', 'layer'\)"):
+            tfl.GradualPruning(schedule, scope="net")
+        with pytest.raises(ValueError, match=r"`layer_rates\['output'\]`: expected a float in \[0, 1\)"):
+            tfl.GradualPruning(schedule, layer_rates={"output": 1.5})
+        with pytest.raises(ValueError, match=r"`schedule`: expected a PruningSchedule"):
+            tfl.GradualPruning(0.5)
+        with pytest.raises(ValueError, match="has no PruneWrapper layers"):
+            _fit(tfl.GradualPruning(schedule), model=compile_classifier(mlp()))

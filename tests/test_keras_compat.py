@@ -177,7 +177,7 @@ def test_compat_imports_only_keras_tensorflow_and_numpy():
             roots.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module:
             roots.add(node.module.split(".")[0])
-    assert roots <= {"__future__", "contextlib", "keras", "tensorflow", "numpy"}, roots
+    assert roots <= {"__future__", "contextlib", "sys", "keras", "tensorflow", "numpy"}, roots
 
 
 class _Block(keras.layers.Layer):
@@ -249,12 +249,14 @@ class TestCompatFunctions(TestCase):
         specs = keras.tree.flatten(_keras_compat.input_signature(model))
         assert [tuple(s.shape) for s in specs] == [(None, 4)]
 
-    def test_replace_tracked_layer_keeps_the_position(self):
+    def test_replace_sub_layer_keeps_the_position_and_the_checkpoint_dependency(self):
         _, block = self._block_model()
-        tracker = _keras_compat.layer_tracker(block)
+        old = block.head
         new = keras.layers.Dense(2, name="new_head")
-        _keras_compat.replace_tracked_layer(tracker, block.head, new)
+        _keras_compat.replace_sub_layer(block, old, new)
         assert [layer.name for layer in _keras_compat.child_layers(block)] == ["inner_seq", "new_head"]
+        # tf.train.Checkpoint follows the named dependency: it must now be `new`.
+        assert block._trackable_children()["head"] is new
         names = [name for name, _ in _keras_compat.instance_attributes(block)]
         assert "head" in names and "_layers" not in names and "_tracker" not in names
 

@@ -15,8 +15,10 @@ and NumPy.
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import keras
+import tensorflow as tf
 from keras import ops
 from keras.src.losses import loss as keras_loss
 from keras.src.models.functional import Functional
@@ -105,35 +107,81 @@ def instance_attributes(layer: keras.layers.Layer) -> list[tuple[str, object]]:
 
     Why private: replacing a sub-layer in place means reading the attributes
     that hold it; `_layers` and `_tracker` are Keras' bookkeeping of the same
-    sub-layers and must be left to `replace_tracked_layer`.
+    sub-layers and must be left to `replace_sub_layer`, and TensorFlow's
+    `_self_*` attributes are its own bookkeeping (see `replace_sub_layer`).
     Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
     """
     return [
         (name, value)
         for name, value in list(vars(layer).items())
-        if not (name.startswith("__") or name in ("_layers", "_tracker"))
+        if not (name.startswith("__") or name.startswith("_self_") or name in ("_layers", "_tracker"))
     ]
 
 
-def layer_tracker(layer: keras.layers.Layer):
-    """The `Tracker` that records `layer`'s sub-layers and variables.
+def replace_sub_layer(
+    container: keras.layers.Layer, old: keras.layers.Layer, new: keras.layers.Layer
+) -> None:
+    """Makes `container` track `new` wherever it tracked `old`, for Keras and for TensorFlow.
 
-    Why private: Keras has no public way to swap a tracked sub-layer for
-    another while keeping its position (and so the order of `weights`).
+    The caller puts `new` into the attribute (or list, dict, tuple) that held
+    `old`; this updates the bookkeeping of both tracking systems:
+
+    - Keras' `Tracker` (`_tracker`): `new` takes `old`'s position in the
+      layer list, so the order of `weights` is kept, also on an
+      already-built container whose tracker is locked.
+    - TensorFlow's checkpoint dependencies
+      (`_self_unconditional_checkpoint_dependencies` and
+      `_self_unconditional_dependency_names`): `tf.train.Checkpoint` saves a
+      subclassed model through the named dependencies recorded when the
+      attribute was first set; re-setting the attribute does not replace
+      them (`_track_trackable` sees the new object under the name already and
+      skips it), so without this the checkpoint keeps saving `old` (without
+      the masks).
+
+    Why private: Keras has no public way to swap a tracked sub-layer, and
+    TensorFlow none to re-point a named checkpoint dependency.
     Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
     """
-    return layer._tracker
-
-
-def replace_tracked_layer(tracker, old: keras.layers.Layer, new: keras.layers.Layer) -> None:
-    """Puts `new` where `old` is in `tracker`'s layer list (also when it is locked).
-
-    Why private: see `layer_tracker`; `Tracker.replace_tracked_value` keeps
-    the position and works on an already-built, locked container.
-    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
-    """
+    tracker = container._tracker
     if tracker.is_in_store("layers", old) and not tracker.is_in_store("layers", new):
         tracker.replace_tracked_value("layers", old, new)
+    dependencies = getattr(container, "_self_unconditional_checkpoint_dependencies", None)
+    if dependencies is None:
+        return
+    for index, reference in enumerate(dependencies):
+        if reference.ref is old:
+            dependencies[index] = type(reference)(reference.name, new)
+            container._self_unconditional_dependency_names[reference.name] = new
+
+
+def keeps_default_output_spec(method):
+    """Marks a `compute_output_shape` override as Keras' default one.
+
+    Keras computes a layer's symbolic output by running its `call` unless
+    `compute_output_shape` is overridden (`utils.is_default`). A wrapper that
+    must answer `compute_output_shape` for callers (`TimeDistributed`) and
+    still create its state in `call` needs Keras to keep running `call`.
+    Why private: the marker is Keras' `_is_default` attribute
+    (`keras.src.utils.python_utils.default`).
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    method._is_default = True
+    return method
+
+
+def rebuild_tuple(original: tuple, items: list) -> tuple:
+    """A tuple like `original` (a named tuple keeps its class) holding `items`.
+
+    Why private: a tuple attribute of a Keras layer is stored wrapped in
+    TensorFlow's tracking proxy (`_TupleWrapper`, whose constructor takes the
+    tuple), and a named tuple is recognised by its `_fields`; a plain tuple is
+    returned for the proxy, and the attribute set with it is wrapped again.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    kind = type(original)
+    if kind is not tuple and hasattr(kind, "_fields"):
+        return kind(*items)
+    return tuple(items)
 
 
 @contextlib.contextmanager
@@ -268,22 +316,49 @@ def is_initialized(variable: keras.Variable) -> bool:
 # -> `Variable._direct_assign()` (in `set_weights`, `load_weights`, `.keras`
 # loading, the post-step constraint, ...). Swapping the variable's class for a
 # subclass whose `_direct_assign` masks the value makes every write keep the
-# pruned zeros, with one `where` op and no per-batch Python. Why private: Keras
-# has no public hook on variable writes. Checked: Keras 3.12.0 and 3.15.1
-# (TF 2.21), TensorFlow backend (`keras.src.backend.tensorflow.core.Variable`).
+# pruned zeros, with one `where` op and no per-batch Python. The same subclass
+# masks the gradient: every read that a TensorFlow op makes of a Keras variable
+# goes through `Variable.__tf_tensor__`, so returning an identity whose
+# gradient is zero at pruned positions makes `tape.gradient` (and so the
+# optimizer, its clipping and its slots) see the gradient of the network
+# without the pruned weights. Why private: Keras has no public hook on
+# variable writes or reads. Checked: Keras 3.12.0 and 3.15.1 (TF 2.21),
+# TensorFlow backend (`keras.src.backend.tensorflow.core.Variable`).
 _MASKED_CLASSES: dict[type, type] = {}
 
 
+def _masked_gradient(value, mask):
+    """`value` unchanged; its gradient is zeroed where `mask` is False."""
+
+    @tf.custom_gradient
+    def identity(x):
+        def grad(dy):
+            return tf.where(tf.convert_to_tensor(mask), dy, tf.zeros_like(dy))
+
+        return tf.identity(x), grad
+
+    return identity(value)
+
+
 def _masked_class(base: type) -> type:
-    """A subclass of the backend variable class whose writes are masked."""
+    """A subclass of the backend variable class whose writes (and gradients) are masked."""
     if base in _MASKED_CLASSES:
         return _MASKED_CLASSES[base]
 
     class MaskedVariable(base):
         def _direct_assign(self, value):
+            # The variable's own dtype (`_dtype`), not `dtype`, which follows
+            # the autocast scope: under mixed precision a float32 kernel must
+            # not be rounded through float16 when it is written.
             mask = self._tf_lottery_mask
-            value = ops.convert_to_tensor(value, dtype=self.dtype)
+            value = ops.convert_to_tensor(value, dtype=self._dtype)
             super()._direct_assign(ops.where(mask, value, ops.zeros_like(value)))
+
+        def __tf_tensor__(self, dtype=None, name=None):
+            tensor = super().__tf_tensor__(dtype=dtype, name=name)
+            if not self._tf_lottery_mask_gradients or not tensor.dtype.is_floating:
+                return tensor
+            return _masked_gradient(tensor, self._tf_lottery_mask)
 
     MaskedVariable.__name__ = f"Masked{base.__name__}"
     MaskedVariable.__qualname__ = MaskedVariable.__name__
@@ -291,17 +366,84 @@ def _masked_class(base: type) -> type:
     return MaskedVariable
 
 
-def mask_writes(variable: keras.Variable, mask: keras.Variable) -> None:
+def mask_writes(variable: keras.Variable, mask: keras.Variable, mask_gradients: bool = True) -> None:
     """Makes every later write to `variable` keep zeros where `mask` is False.
 
-    Swaps `variable`'s class the first time; a later call only changes the
-    mask. The current value is not touched. Why private: see above.
+    With `mask_gradients`, reads of `variable` by TensorFlow ops also carry a
+    gradient that is zero where `mask` is False. Swaps `variable`'s class the
+    first time; a later call only changes the mask. The current value is not
+    touched. Why private: see above.
     """
     if not has_masked_writes(variable):
         variable.__class__ = _masked_class(type(variable))
     variable._tf_lottery_mask = mask
+    variable._tf_lottery_mask_gradients = bool(mask_gradients)
 
 
 def has_masked_writes(variable: keras.Variable) -> bool:
     """Whether `mask_writes` has been applied to `variable`."""
     return type(variable) in _MASKED_CLASSES.values()
+
+
+def masks_gradients(variable: keras.Variable) -> bool:
+    """Whether reads of a masked `variable` zero the gradient at pruned positions."""
+    return has_masked_writes(variable) and variable._tf_lottery_mask_gradients
+
+
+def write_current_value(variable: keras.Variable) -> None:
+    """Writes `variable`'s stored value back through `assign` (re-applying its mask).
+
+    Why private: `variable.value` follows the autocast scope (under mixed
+    precision a float32 variable reads as float16); the stored value at full
+    precision is the backing `tf.Variable`, `_value`.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    variable.assign(variable._value)
+
+
+def stored_dtype(variable: keras.Variable) -> str:
+    """The dtype `variable` stores (not the autocast dtype it reads as).
+
+    Why private: `Variable.dtype` follows the autocast scope; `_dtype` is the
+    stored one. Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    return keras.backend.standardize_dtype(variable._dtype)
+
+
+def calling_optimizer(max_depth: int = 6):
+    """The Keras optimizer whose `apply` is running up the call stack, or `None`.
+
+    Used by the masked variables' constraint, which `BaseOptimizer.apply`
+    calls once per variable after the update (at trace time inside a compiled
+    train step, every step when eager): it is the one point where a masked
+    variable meets the optimizer that trains it, also in custom training
+    loops. Why private: Keras passes the optimizer to no hook; the caller's
+    frame (`self` of `BaseOptimizer.apply`) is the only way to learn it.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21): the constraint is called from
+    `BaseOptimizer.apply` directly (depth 2 from the constraint's `__call__`).
+    """
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return None
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.optimizers.Optimizer):
+            return candidate
+        frame = frame.f_back
+    return None
+
+
+def uses_ema(optimizer) -> bool:
+    """Whether `optimizer` (or the optimizer a `LossScaleOptimizer` wraps) keeps an EMA."""
+    inner = getattr(optimizer, "inner_optimizer", None)
+    return bool(getattr(optimizer, "use_ema", False)) or (inner is not None and uses_ema(inner))
+
+
+def variable_attribute(variable, name: str, default=None):
+    """An attribute tf_lottery stored on a Keras variable (`_tf_lottery_*`), or `default`."""
+    return getattr(variable, name, default)
+
+
+def set_variable_attribute(variable, name: str, value) -> None:
+    """Stores a `_tf_lottery_*` attribute on a Keras variable."""
+    setattr(variable, name, value)

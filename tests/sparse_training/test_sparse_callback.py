@@ -17,9 +17,10 @@ from tests.testing import (
     toy_data,
     two_replica_strategy,
 )
+from tf_lottery.core import optimizer_slots
 from tf_lottery.pruning import distributions as sd
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
-from tf_lottery.sparse_training import drop_grow, optimizer_slots
+from tf_lottery.sparse_training import drop_grow
 from tf_lottery.sparse_training.callback import DynamicSparseTraining
 
 

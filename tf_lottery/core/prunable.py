@@ -45,9 +45,11 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
     whose layers are copies holding the same weight values, so the original
     model is left untouched. Subclassed models (and custom layers with
     sub-layers) cannot be rebuilt from a graph, so they are wrapped in place:
-    their layer attributes (also inside lists and dicts) are replaced by
-    wrappers and the same object is returned. Wrap a subclassed model before
-    `compile()`. Nested models and shared layers are handled; a layer shared
+    their layer attributes (also inside lists, tuples, dicts and sets, at any
+    depth) are replaced by wrappers and the same object is returned; a
+    train step it had already traced is dropped so that the next `fit()`
+    retraces it with the masks. A prunable layer held anywhere else is an
+    error naming it, never silently left dense. Nested models and shared layers are handled; a layer shared
     between two call sites gets a single wrapper and a single set of masks.
 
     Args:
@@ -80,14 +82,57 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
     excluded = _exclusion_predicate(exclude)
     _check_strategy_scope(model)
     result = _Wrapper(excluded).wrap_model(model)
+    _check_nothing_skipped(result, excluded)
     if not prune_wrappers(result):
         raise ValueError(
             f"Model '{model.name}' has nothing to prune: no Dense, EinsumDense, "
-            "Conv*, DepthwiseConv*, SeparableConv*, Embedding or "
-            "MultiHeadAttention layer (or layer defining "
+            "Conv*, DepthwiseConv*, SeparableConv*, Embedding, MultiHeadAttention "
+            "or recurrent layer (or layer defining "
             "`get_prunable_weights()`) was found outside `exclude`."
         )
     return result
+
+
+def _check_nothing_skipped(model, excluded) -> None:
+    """Refuses a model in which a prunable layer Keras tracks was left unwrapped.
+
+    Such a layer is held somewhere `prunable` cannot put a wrapper (an object
+    Keras tracks but that is neither an attribute, a list, a tuple, a dict nor
+    a set, e.g. a custom class). Pruning would then silently leave it dense.
+    """
+    skipped = []
+
+    def visit(container, path):
+        for child in _keras_compat.child_layers(container):
+            if isinstance(child, PruneWrapper) or excluded(child):
+                continue
+            here = f"{path}/{child.name}"
+            if is_prunable_layer(child):
+                skipped.append(here)
+            else:
+                visit(child, here)
+
+    if not isinstance(model, PruneWrapper):
+        visit(model, model.name)
+    if skipped:
+        raise ValueError(
+            f"Invalid value for argument `model`: {len(skipped)} prunable layer(s) of "
+            f"'{model.name}' could not be wrapped: {', '.join(skipped[:10])}. `prunable` "
+            "replaces sub-layers held in attributes and in lists, tuples, dicts and sets "
+            "(nested too); keep these layers in one of those, or pass their names in "
+            "`exclude` to leave them dense on purpose."
+        )
+
+
+def _forget_traced_functions(model) -> None:
+    """Makes a compiled model retrace its train/test/predict step after wrapping in place.
+
+    A step traced before the wrappers existed has no masking op; running it
+    would train the pruned weights back to non-zero values.
+    """
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)
 
 
 def _check_strategy_scope(model) -> None:
@@ -124,9 +169,15 @@ class _Wrapper:
         if is_prunable_layer(model):
             return model if self.excluded(model) else PruneWrapper(model)
         self.wrap_in_place(model)
+        _forget_traced_functions(model)
         return model
 
     def clone_one(self, layer):
+        if not isinstance(layer, keras.layers.Layer):
+            # A raw op in a functional graph (`h + x`, `keras.ops.relu`, the
+            # `NotEqual` of an `Embedding(mask_zero=True)`, a `GetItem` on a
+            # dict output): stateless, reused as is.
+            return layer
         if id(layer) in self.done:
             return self.done[id(layer)]
         if isinstance(layer, PruneWrapper):
@@ -160,32 +211,48 @@ class _Wrapper:
         return result
 
     def wrap_in_place(self, container):
-        """Replaces the sub-layer attributes of `container` by their wrappers."""
-        tracker = _keras_compat.layer_tracker(container)
-        for name, value in _keras_compat.instance_attributes(container):
-            if isinstance(value, keras.layers.Layer):
-                new = self.replacement(value)
-                if new is not value:
-                    self._retrack(tracker, value, new)
-                    setattr(container, name, new)
-            elif isinstance(value, list):
-                for i, item in enumerate(list(value)):
-                    if isinstance(item, keras.layers.Layer):
-                        new = self.replacement(item)
-                        if new is not item:
-                            self._retrack(tracker, item, new)
-                            value[i] = new
-            elif isinstance(value, dict):
-                for key, item in list(value.items()):
-                    if isinstance(item, keras.layers.Layer):
-                        new = self.replacement(item)
-                        if new is not item:
-                            self._retrack(tracker, item, new)
-                            value[key] = new
+        """Replaces the sub-layers `container` holds by their wrappers.
 
-    @staticmethod
-    def _retrack(tracker, old, new):
-        # Keeps the sub-layer's position in the tracking order (and so the
-        # order of `model.weights`), and works on an already-built container
-        # whose tracker is locked.
-        _keras_compat.replace_tracked_layer(tracker, old, new)
+        Sub-layers are found in attributes and, at any depth, inside the
+        containers Keras tracks: lists, tuples (named ones too), dicts and sets.
+        """
+        for name, value in _keras_compat.instance_attributes(container):
+            new = self._replace_in(container, value)
+            if new is not value:
+                setattr(container, name, new)
+
+    def _replace_in(self, container, value):
+        """`value` with every layer in it replaced; lists, dicts and sets in place."""
+        if isinstance(value, keras.layers.Layer):
+            new = self.replacement(value)
+            if new is not value:
+                _keras_compat.replace_sub_layer(container, value, new)
+            return new
+        if isinstance(value, list):
+            for i, item in enumerate(list(value)):
+                new = self._replace_in(container, item)
+                if new is not item:
+                    value[i] = new
+            return value
+        if isinstance(value, dict):
+            for key, item in list(value.items()):
+                new = self._replace_in(container, item)
+                if new is not item:
+                    value[key] = new
+            return value
+        if isinstance(value, (set, frozenset)):
+            items = list(value)
+            news = [self._replace_in(container, item) for item in items]
+            if all(new is item for new, item in zip(items, news)):
+                return value
+            if isinstance(value, frozenset):
+                return frozenset(news)
+            value.clear()
+            value.update(news)
+            return value
+        if isinstance(value, tuple):
+            news = [self._replace_in(container, item) for item in value]
+            if all(new is item for new, item in zip(news, value)):
+                return value
+            return _keras_compat.rebuild_tuple(value, news)
+        return value

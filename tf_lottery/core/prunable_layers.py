@@ -2,8 +2,13 @@
 
 Built-in Keras layers are prunable through a table that maps a layer class to
 the names of the weights that hold its connections: kernels, depthwise and
-pointwise kernels, embedding tables and the four projections inside
-`MultiHeadAttention`. Biases, normalization parameters and other vectors are
+pointwise kernels, embedding tables, the four projections inside
+`MultiHeadAttention`, and the input and recurrent kernels of the recurrent
+layers (`LSTM`, `GRU`, `SimpleRNN`, `ConvLSTM1D/2D/3D`, and `RNN` over their
+cells or a `StackedRNNCells` of them). Keras' own wrappers `TimeDistributed`
+and `Bidirectional` are prunable when what they wrap is: one `PruneWrapper`
+goes around the Keras wrapper and holds the masks of the layers inside it (both
+directions of a `Bidirectional`), so their config and saving stay Keras' own. Biases, normalization parameters and other vectors are
 never pruned by default, following Frankle & Carbin (2019, arXiv:1803.03635).
 
 A custom layer opts in by defining a method `get_prunable_weights()` that
@@ -49,6 +54,43 @@ def _attention_kernels(layer: keras.layers.MultiHeadAttention) -> list:
     ]
 
 
+_RECURRENT_TYPES = (
+    keras.layers.LSTM,
+    keras.layers.GRU,
+    keras.layers.SimpleRNN,
+    keras.layers.ConvLSTM1D,
+    keras.layers.ConvLSTM2D,
+    keras.layers.ConvLSTM3D,
+)
+_CELL_TYPES = (keras.layers.LSTMCell, keras.layers.GRUCell, keras.layers.SimpleRNNCell)
+
+
+def _is_known_cell(cell) -> bool:
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        return bool(cell.cells) and all(_is_known_cell(c) for c in cell.cells)
+    if callable(getattr(cell, "get_prunable_weights", None)):
+        return True
+    # ConvLSTM's cell class has no public name; it is the only cell that
+    # ConvLSTM1D/2D/3D build.
+    return isinstance(cell, _CELL_TYPES) or type(cell).__name__ == "ConvLSTMCell"
+
+
+def _cell_kernels(cell) -> list:
+    """The input and recurrent kernels of an RNN cell (each cell of a stack)."""
+    if isinstance(cell, keras.layers.StackedRNNCells):
+        return [w for c in cell.cells for w in _cell_kernels(c)]
+    custom = getattr(cell, "get_prunable_weights", None)
+    if callable(custom):
+        return list(custom())
+    return [cell.kernel, cell.recurrent_kernel]
+
+
+def _is_prunable_rnn(layer) -> bool:
+    return isinstance(layer, _RECURRENT_TYPES) or (
+        isinstance(layer, keras.layers.RNN) and _is_known_cell(layer.cell)
+    )
+
+
 # Checked in order, so subclasses listed first win (DepthwiseConv2D is not a
 # Conv2D subclass in Keras 3, but the order keeps that safe if it changes).
 _BUILTIN_PRUNABLE: list[tuple[type, Callable[[keras.layers.Layer], list]]] = [
@@ -64,10 +106,24 @@ _BUILTIN_PRUNABLE: list[tuple[type, Callable[[keras.layers.Layer], list]]] = [
 ]
 
 
+def _inner_layers(layer) -> list | None:
+    """The layers a Keras wrapper runs (`TimeDistributed`, `Bidirectional`), else None."""
+    if isinstance(layer, keras.layers.Bidirectional):
+        return [layer.forward_layer, layer.backward_layer]
+    if isinstance(layer, keras.layers.TimeDistributed):
+        return [layer.layer]
+    return None
+
+
 def is_prunable_layer(layer: keras.layers.Layer) -> bool:
     """Whether tf_lottery knows how to prune `layer` (built in or opted in)."""
     if callable(getattr(layer, "get_prunable_weights", None)):
         return True
+    inner = _inner_layers(layer)
+    if inner is not None:
+        return all(is_prunable_layer(i) for i in inner)
+    if isinstance(layer, keras.layers.RNN):
+        return _is_prunable_rnn(layer)
     return any(isinstance(layer, types) for types, _ in _BUILTIN_PRUNABLE)
 
 
@@ -89,8 +145,13 @@ def prunable_weights(layer: keras.layers.Layer) -> list:
             "can be listed. Call the layer (or the model) on an input first."
         )
     custom = getattr(layer, "get_prunable_weights", None)
+    inner = _inner_layers(layer)
     if callable(custom):
         weights = list(custom())
+    elif inner is not None and is_prunable_layer(layer):
+        weights = [w for i in inner for w in prunable_weights(i)]
+    elif isinstance(layer, keras.layers.RNN) and _is_prunable_rnn(layer):
+        weights = _cell_kernels(layer.cell)
     else:
         for types, getter in _BUILTIN_PRUNABLE:
             if isinstance(layer, types):
@@ -101,8 +162,9 @@ def prunable_weights(layer: keras.layers.Layer) -> list:
                 f"Layer '{layer.name}' of type {type(layer).__name__} is not "
                 "prunable. Built-in prunable types are Dense, EinsumDense, "
                 "Conv*, Conv*Transpose, DepthwiseConv*, SeparableConv*, "
-                "Embedding and MultiHeadAttention; a custom layer opts in by "
-                "defining `get_prunable_weights()`."
+                "Embedding, MultiHeadAttention, LSTM, GRU, SimpleRNN, ConvLSTM* "
+                "(and TimeDistributed / Bidirectional around them); a custom layer "
+                "opts in by defining `get_prunable_weights()`."
             )
     for w in weights:
         if not isinstance(w, keras.Variable):

@@ -28,6 +28,14 @@ class PruneWrapper(keras.layers.Wrapper):
     Args:
         layer: A prunable `keras.layers.Layer` (see
             `tf_lottery.core.prunable_layers`).
+        mask_gradients: If True (default), the gradient of every pruned
+            position is zero before the optimizer sees it, so gradient
+            clipping, layer-wise optimizers (Lamb, Adafactor, Muon) and the
+            optimizer's slots see the network without the pruned weights
+            ("sparse-equivalent" updates). If False, the optimizer sees the
+            dense gradient and the pruned weights are only re-zeroed after
+            its update (tensorflow-model-optimization's and open_lth's
+            semantics).
         **kwargs: Base `keras.layers.Layer` arguments (`name`, ...).
 
     Example:
@@ -44,7 +52,7 @@ class PruneWrapper(keras.layers.Wrapper):
         Trainable Neural Networks", ICLR 2019, arXiv:1803.03635.
     """
 
-    def __init__(self, layer, **kwargs):
+    def __init__(self, layer, mask_gradients=True, **kwargs):
         if not isinstance(layer, keras.layers.Layer):
             raise ValueError(
                 "Invalid value for argument `layer`: expected a Keras layer. "
@@ -60,11 +68,19 @@ class PruneWrapper(keras.layers.Wrapper):
                 f"Invalid value for argument `layer`: {type(layer).__name__} "
                 f"'{layer.name}' has no prunable weights. Prunable types are Dense, "
                 "EinsumDense, Conv*, Conv*Transpose, DepthwiseConv*, "
-                "SeparableConv*, Embedding and MultiHeadAttention; custom layers "
+                "SeparableConv*, Embedding, MultiHeadAttention, LSTM, GRU, SimpleRNN, "
+                "ConvLSTM* (also inside TimeDistributed or Bidirectional); custom layers "
                 "opt in by defining `get_prunable_weights()`."
+            )
+        if not isinstance(mask_gradients, bool):
+            raise ValueError(
+                "Invalid value for argument `mask_gradients`: expected True or False. "
+                f"Received: mask_gradients={mask_gradients!r}."
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
+        self.mask_gradients = mask_gradients
+        self.supports_masking = layer.supports_masking
         self._masks = ()
         if layer.built:
             self._create_masks()
@@ -85,7 +101,7 @@ class PruneWrapper(keras.layers.Wrapper):
                 trainable=False,
                 aggregation="only_first_replica",
             )
-            masked_variable.bind_mask(weight, mask)
+            masked_variable.bind_mask(weight, mask, mask_gradients=self.mask_gradients)
             masks.append(mask)
         # A tuple (not a list) so that TensorFlow checkpoints track the masks.
         self._masks = tuple(masks)
@@ -103,6 +119,33 @@ class PruneWrapper(keras.layers.Wrapper):
             with _keras_compat.unlocked_tracker(self):
                 self._create_masks()
         return outputs
+
+    @_keras_compat.keeps_default_output_spec
+    def compute_output_shape(self, *args, **kwargs):
+        # Asked for directly by Keras' own wrappers (`TimeDistributed` around
+        # a `PruneWrapper`). Symbolic calls still run `call` (which creates the
+        # masks of a layer wrapped unbuilt), see `keeps_default_output_spec`.
+        return self.layer.compute_output_shape(*args, **kwargs)
+
+    def compute_mask(self, inputs, previous_mask=None):
+        return self.layer.compute_mask(inputs, previous_mask)
+
+    def __getattr__(self, name):
+        # Only reached when normal lookup fails: public attributes of the
+        # wrapped layer read through the wrapper (`wrapper.embeddings`,
+        # `wrapper.units`, an RNN's `cell`), so code that holds the wrapper
+        # where it held the layer (weight tying, `Bidirectional`) keeps
+        # working. Private names are not forwarded, so Keras' own bookkeeping
+        # never reads the inner layer's by mistake.
+        if name.startswith("_") or name == "layer":
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        layer = self.__dict__.get("layer")
+        if layer is None:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute '{name}'")
+        return getattr(layer, name)
+
+    def get_config(self):
+        return {**super().get_config(), "mask_gradients": self.mask_gradients}
 
     def get_build_config(self):
         return self.layer.get_build_config()
@@ -155,10 +198,10 @@ class PruneWrapper(keras.layers.Wrapper):
             arrays.append(mask.astype(bool))
         for mask_var, mask, weight in zip(self._masks, arrays, self.pruned_weights):
             mask_var.assign(mask)
-            weight.assign(weight.value)
+            masked_variable.rezero(weight)
 
     def apply_masks(self) -> None:
         """Re-zeroes pruned positions (useful after writing a variable's
         underlying `tf.Variable` directly)."""
         for weight in self.pruned_weights:
-            weight.assign(weight.value)
+            masked_variable.rezero(weight)

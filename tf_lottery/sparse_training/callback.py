@@ -35,9 +35,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_lottery.core import optimizer_slots
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
-from tf_lottery.sparse_training import drop_grow, optimizer_slots
+from tf_lottery.sparse_training import drop_grow
 from tf_lottery.utils import validation
 
 METHODS = ("rigl", "set")

@@ -9,6 +9,8 @@ Public API (everything else is internal and may change):
 - `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
 - `LotterySummaries`: pruning summaries for TensorBoard.
 - `DynamicSparseTraining`, `sparsity_distributions`: RigL / SET and ER / ERK.
+- `GradualPruning`, `ConstantSparsity`, `PolynomialDecay`: gradual magnitude
+  pruning with tfmot's schedules; `prune(..., structure="2:4")`: N:M sparsity.
 - `SNIPScorer`, `GraSPScorer`, `SynFlowScorer`, `synflow_prune`: pruning at init.
 - `stability`: linear mode connectivity (error barriers along a path).
 - `KDDistiller`, `SoftLabelKL`, `with_teacher_logits`: knowledge-distillation tickets.
@@ -29,7 +31,9 @@ from tf_lottery.lottery.summaries import LotterySummaries
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import distributions as sparsity_distributions
 from tf_lottery.pruning import scoring
+from tf_lottery.pruning.gradual import GradualPruning
 from tf_lottery.pruning.pruner import prune, rate_per_round
+from tf_lottery.pruning.schedules import ConstantSparsity, PolynomialDecay
 from tf_lottery.pruning.scorers.grasp import GraSPScorer
 from tf_lottery.pruning.scorers.snip import SNIPScorer
 from tf_lottery.pruning.scorers.synflow import SynFlowScorer, synflow_prune
@@ -37,11 +41,14 @@ from tf_lottery.sparse_training.callback import DynamicSparseTraining
 from tf_lottery.version import __version__
 
 __all__ = [
+    "ConstantSparsity",
     "DynamicSparseTraining",
     "GraSPScorer",
+    "GradualPruning",
     "KDDistiller",
     "LotteryCallback",
     "LotterySummaries",
+    "PolynomialDecay",
     "PruneWrapper",
     "RewindPoint",
     "SNIPScorer",

@@ -12,6 +12,29 @@ _VERSION = re.search(
     re.M,
 ).group(1)
 
+# The experiment runner (`python -m tf_lottery.main`, the `tf_lottery` command).
+_EXPERIMENTS = [
+    "absl-py",
+    "ml-collections",
+    "tensorflow-datasets",
+    # etils (tfds) 1.15 imports it for data_dir access without declaring it.
+    "importlib_resources",
+    "mnist1d",
+    "matplotlib",
+    # tf.summary (LotterySummaries, keras.callbacks.TensorBoard) needs it; TF 2.21 no longer installs it.
+    "tensorboard",
+]
+# benchmarks/vs_tfmot.py: tfmot prunes Keras 2 models only, so it brings tf_keras.
+_BENCH = ["tensorflow-model-optimization", "tf_keras"]
+# The tests run the experiments too; pdoc builds the API reference (.ci/run, docs/build_api.sh).
+_TEST = ["pytest", "ruff", "nbclient", "nbformat", "ipykernel", "pdoc", *_EXPERIMENTS]
+_EXTRAS = {
+    "experiments": _EXPERIMENTS,
+    "bench": _BENCH,
+    "test": _TEST,
+    "all": sorted(set(_EXPERIMENTS + _BENCH + _TEST)),
+}
+
 setup(
     name="tf_lottery",
     version=_VERSION,
@@ -20,24 +43,15 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["tf_lottery", "tf_lottery.*"]),
     python_requires=">=3.11",
+    # The Keras library alone: TensorFlow (any release that ships Keras 3) and
+    # Keras 3.12+ (the first with `keras.distillation`). The oldest pair,
+    # tensorflow==2.16.2 with keras==3.12.0, is what .ci/run tests on the library's
+    # tests (OLDEST_TF / OLDEST_KERAS there); the full suite runs on the newest pair.
     install_requires=[
-        "tensorflow>=2.21,<2.22",
+        "tensorflow>=2.16.2",
         "keras>=3.12",
         "numpy",
-        "absl-py",
-        "ml-collections",
-        "tensorflow-datasets",
-        # etils (tfds) 1.15 imports it for data_dir access without declaring it.
-        "importlib_resources",
-        "tensorflow-model-optimization",
-        "tf_keras>=2.21,<2.22",
-        "mnist1d",
-        "matplotlib",
-        # tf.summary (and keras.callbacks.TensorBoard) need it; TF 2.21 no longer installs it.
-        "tensorboard",
     ],
-    extras_require={
-        "test": ["pytest", "ruff", "nbclient", "nbformat", "ipykernel"],
-    },
-    entry_points={"console_scripts": ["tf_lottery=tf_lottery.cli.main:run"]},
+    extras_require=_EXTRAS,
+    entry_points={"console_scripts": ["tf_lottery=tf_lottery.cli.command:run"]},
 )

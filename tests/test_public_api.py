@@ -27,3 +27,13 @@ def test_version():
 
     assert tf_lottery.__version__ == __version__
     assert all(part.isdigit() for part in __version__.split("."))
+
+
+def test_every_public_name_is_one_entry_of_the_table_in_a_library_layer():
+    # `_EXPORTS` is the facade's one list of where each name is defined (imported lazily by the
+    # command line); only the Keras library's layers may appear in it (see tests/test_layering.py).
+    from tests.test_layering import FACADE
+
+    assert set(tf_lottery._EXPORTS) == set(tf_lottery.__all__) - {"__version__"}
+    for name, (module, _) in tf_lottery._EXPORTS.items():
+        assert module.split(".")[1] in FACADE, f"{name} comes from {module}, above the library"

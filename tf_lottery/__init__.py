@@ -14,31 +14,57 @@ Public API (everything else is internal and may change):
 - `SNIPScorer`, `GraSPScorer`, `SynFlowScorer`, `synflow_prune`: pruning at init.
 - `stability`: linear mode connectivity (error barriers along a path).
 - `KDDistiller`, `SoftLabelKL`, `with_teacher_logits`: knowledge-distillation tickets.
+
+Every name is listed once, in `_EXPORTS` (where it is defined) and
+`__all__`. `import tf_lottery` imports them all, so the package's Keras
+classes are registered for `keras.saving.load_model` as soon as it is
+imported. The command line (`tf_lottery`, `python -m tf_lottery[.main]`) is
+the exception: there each name is imported on first use (PEP 562
+`__getattr__`), so `tf_lottery --version` answers without loading
+TensorFlow, and a run imports only what it uses.
 """
 
-from tf_lottery.core.prunable import prunable
-from tf_lottery.core.report import SparsityReport, sparsity_report
-from tf_lottery.core.strip import strip
-from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.core.wrapper import PruneWrapper
-from tf_lottery.distillation import KDDistiller, SoftLabelKL, with_teacher_logits
-from tf_lottery.export.saved_model import artifact_size, export_saved_model
-from tf_lottery.export.tflite import export_tflite, tflite_runner
-from tf_lottery.lottery import stability
-from tf_lottery.lottery.callback import LotteryCallback
-from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reinitialize
-from tf_lottery.lottery.summaries import LotterySummaries
-from tf_lottery.lottery.ticket import Ticket
-from tf_lottery.pruning import distributions as sparsity_distributions
-from tf_lottery.pruning import scoring
-from tf_lottery.pruning.gradual import GradualPruning
-from tf_lottery.pruning.pruner import prune, rate_per_round
-from tf_lottery.pruning.schedules import ConstantSparsity, PolynomialDecay
-from tf_lottery.pruning.scorers.grasp import GraSPScorer
-from tf_lottery.pruning.scorers.snip import SNIPScorer
-from tf_lottery.pruning.scorers.synflow import SynFlowScorer, synflow_prune
-from tf_lottery.sparse_training.callback import DynamicSparseTraining
+import importlib as _importlib
+import os as _os
+import sys as _sys
+
 from tf_lottery.version import __version__
+
+# Public name -> (defining module, attribute there; None when the name is the module).
+_EXPORTS = {
+    "prunable": ("tf_lottery.core.prunable", "prunable"),
+    "SparsityReport": ("tf_lottery.core.report", "SparsityReport"),
+    "sparsity_report": ("tf_lottery.core.report", "sparsity_report"),
+    "strip": ("tf_lottery.core.strip", "strip"),
+    "prune_wrappers": ("tf_lottery.core.walk", "prune_wrappers"),
+    "PruneWrapper": ("tf_lottery.core.wrapper", "PruneWrapper"),
+    "KDDistiller": ("tf_lottery.distillation", "KDDistiller"),
+    "SoftLabelKL": ("tf_lottery.distillation", "SoftLabelKL"),
+    "with_teacher_logits": ("tf_lottery.distillation", "with_teacher_logits"),
+    "artifact_size": ("tf_lottery.export.saved_model", "artifact_size"),
+    "export_saved_model": ("tf_lottery.export.saved_model", "export_saved_model"),
+    "export_tflite": ("tf_lottery.export.tflite", "export_tflite"),
+    "tflite_runner": ("tf_lottery.export.tflite", "tflite_runner"),
+    "stability": ("tf_lottery.lottery.stability", None),
+    "LotteryCallback": ("tf_lottery.lottery.callback", "LotteryCallback"),
+    "RewindPoint": ("tf_lottery.lottery.rewind", "RewindPoint"),
+    "Snapshot": ("tf_lottery.lottery.rewind", "Snapshot"),
+    "reinitialize": ("tf_lottery.lottery.rewind", "reinitialize"),
+    "LotterySummaries": ("tf_lottery.lottery.summaries", "LotterySummaries"),
+    "Ticket": ("tf_lottery.lottery.ticket", "Ticket"),
+    "sparsity_distributions": ("tf_lottery.pruning.distributions", None),
+    "scoring": ("tf_lottery.pruning.scoring", None),
+    "prune": ("tf_lottery.pruning.pruner", "prune"),
+    "rate_per_round": ("tf_lottery.pruning.pruner", "rate_per_round"),
+    "GradualPruning": ("tf_lottery.pruning.gradual", "GradualPruning"),
+    "ConstantSparsity": ("tf_lottery.pruning.schedules", "ConstantSparsity"),
+    "PolynomialDecay": ("tf_lottery.pruning.schedules", "PolynomialDecay"),
+    "GraSPScorer": ("tf_lottery.pruning.scorers.grasp", "GraSPScorer"),
+    "SNIPScorer": ("tf_lottery.pruning.scorers.snip", "SNIPScorer"),
+    "SynFlowScorer": ("tf_lottery.pruning.scorers.synflow", "SynFlowScorer"),
+    "synflow_prune": ("tf_lottery.pruning.scorers.synflow", "synflow_prune"),
+    "DynamicSparseTraining": ("tf_lottery.sparse_training.callback", "DynamicSparseTraining"),
+}
 
 __all__ = [
     "ConstantSparsity",
@@ -75,3 +101,35 @@ __all__ = [
     "tflite_runner",
     "with_teacher_logits",
 ]
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tf_lottery' has no attribute {name!r}")
+    module, attribute = _EXPORTS[name]
+    value = _importlib.import_module(module)
+    if attribute is not None:
+        value = getattr(value, attribute)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+def _started_as_command() -> bool:
+    """Whether this process is the command line: the console script or `python -m tf_lottery...`.
+
+    While `python -m <module>` imports the packages above `<module>`, `sys.argv[0]`
+    is `"-m"` (see the `-m` option in Python's documentation); it is the
+    script's path once any module runs, so an ordinary import never sees it.
+    """
+    argv0 = _sys.argv[0] if _sys.argv else ""
+    return argv0 == "-m" or _os.path.basename(argv0) in ("tf_lottery", "tf_lottery.exe")
+
+
+if not _started_as_command():
+    for _name in _EXPORTS:
+        __getattr__(_name)
+    del _name

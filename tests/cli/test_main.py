@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -51,6 +52,61 @@ def test_smoke_config_end_to_end_writes_store_csv_and_plots(tmp_path):
     )
     for name in ("accuracy.png", "early_stop.png", "final_accuracy.png"):
         assert (root / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) are not shown.
+    for noise in ("oneDNN", "cuda", "cpu_feature_guard", "absl::InitializeLog"):
+        assert noise not in result.stderr, result.stderr[-3000:]
+
+
+def test_runs_from_a_folder_that_holds_a_folder_named_tf_lottery(tmp_path):
+    # An editable install is shadowed there for `import tf_lottery`; the command must still run.
+    (tmp_path / "tf_lottery").mkdir()
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(
+        [*_command(tmp_path / "runs", config=f"{ROOT}/configs/default.py:smoke"), "--progress=on"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "ticket (es)" in result.stdout and (tmp_path / "runs" / "lottery").is_dir()
+    # The bar (stderr, not a terminal: `on` writes whole lines) never enters the log on stdout.
+    assert "progress: [" in result.stderr and "progress: [" not in result.stdout
+    assert sorted(os.listdir(tmp_path / "tf_lottery")) == []
+
+
+@pytest.mark.parametrize("module", ["tf_lottery", "tf_lottery.main"])
+def test_version_answers_without_tensorflow(module):
+    from tf_lottery.version import __version__
+
+    # -X importtime lists every module the process imports, on stderr.
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", module, "--version"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout == f"tf_lottery {__version__}\n"
+    imported = {line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line}
+    assert "tf_lottery.version" in imported
+    assert not {"tensorflow", "keras", "absl", "ml_collections"} & imported
+
+
+def test_the_console_script_answers_version_and_takes_the_same_flags():
+    from tf_lottery.version import __version__
+
+    script = shutil.which("tf_lottery")
+    if script is None or "tf_lottery.cli.command" not in pathlib.Path(script).read_text(errors="replace"):
+        pytest.skip("the `tf_lottery` console script of this checkout is not installed (pip install -e .)")
+    result = subprocess.run([script, "--version"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout == f"tf_lottery {__version__}\n", result.stderr
+    flags = subprocess.run([script, "--helpfull"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    for flag in ("--config", "--workdir", "--threads", "--progress", "--[no]version", "--verbosity"):
+        assert flag in flags.stdout
+    assert "oneDNN" not in flags.stderr and "cpu_feature_guard" not in flags.stderr
 
 
 @pytest.mark.parametrize(
@@ -77,7 +133,7 @@ def test_the_console_script_and_the_module_are_one_command():
     from tf_lottery.cli import main as cli
 
     setup = (pathlib.Path(ROOT) / "setup.py").read_text()
-    assert '"tf_lottery=tf_lottery.cli.main:run"' in setup
+    assert '"tf_lottery=tf_lottery.cli.command:run"' in setup
     module = subprocess.run(
         [sys.executable, "-m", "tf_lottery.main", "--helpfull"],
         cwd=ROOT,
@@ -85,7 +141,7 @@ def test_the_console_script_and_the_module_are_one_command():
         text=True,
         timeout=120,
     )
-    for flag in ("--config", "--workdir", "--threads"):
+    for flag in ("--config", "--workdir", "--threads", "--progress", "--[no]version"):
         assert flag in module.stdout
     assert callable(cli.run)
 

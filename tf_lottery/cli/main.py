@@ -13,10 +13,8 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags
+from ml_collections import config_flags
 
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "default_config.py"
@@ -40,6 +38,16 @@ _WORKDIR = flags.DEFINE_string(
 )
 _THREADS = flags.DEFINE_integer(
     "threads", 0, "TensorFlow's intra- and inter-op thread pools (0: TensorFlow's default, every core)."
+)
+# Answered by `tf_lottery.cli.command.run` before this module is imported; defined so that
+# `--helpfull` lists it.
+flags.DEFINE_bool("version", False, "Print the package version and exit (without loading TensorFlow).")
+_PROGRESS = flags.DEFINE_enum(
+    "progress",
+    "auto",
+    ["auto", "on", "off"],
+    "A progress bar with the ETA of the whole run (every level, line and branch) on stderr: "
+    "`auto` when stderr is a terminal, `on` also when it is not (a line every 30 s), `off`.",
 )
 
 
@@ -77,13 +85,16 @@ def set_process_switches(config) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
+    from tf_lottery.cli import stderr_filter
     from tf_lottery.experiments import registry
+    from tf_lottery.experiments.progress import RunProgress
 
     config = _CONFIG.value
     try:
         kind = registry.validate(config)
         set_process_switches(config)
-        kind.run(config, _WORKDIR.value, log=lambda line: print(line, flush=True))
+        with RunProgress(_PROGRESS.value, stream=stderr_filter.terminal()) as log:
+            kind.run(config, _WORKDIR.value, log=log)
     except (ValueError, FloatingPointError, FileNotFoundError) as error:
         if flags.FLAGS.verbosity >= 1:
             raise
@@ -100,9 +111,16 @@ def main(argv) -> None:
         )
 
 
+def run_app(argv: list[str]) -> None:
+    """Parses `argv` with absl and runs `main` (see `tf_lottery.cli.command.run`)."""
+    app.run(main, argv=argv)
+
+
 def run() -> None:
-    """Console-script entry point (`tf_lottery`)."""
-    app.run(main)
+    """The `tf_lottery` command; the same as `tf_lottery.cli.command.run`."""
+    from tf_lottery.cli import command
+
+    command.run()
 
 
 if __name__ == "__main__":

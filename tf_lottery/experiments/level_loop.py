@@ -134,6 +134,8 @@ class Replicate:
             the lottery ticket, restarting from the rewind point.
         arms: Further lines with their own IMP (directories
             `branch_<name>/round_<k>`), sharing level 0.
+        progress: Optional `progress.RunProgress` (or anything with its
+            `advance(steps, trained)`), told of every data step done.
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -141,9 +143,18 @@ class Replicate:
     """
 
     def __init__(
-        self, config, store, replicate: int, data, log=print, main: Line | None = None, arms: tuple = ()
+        self,
+        config,
+        store,
+        replicate: int,
+        data,
+        log=print,
+        main: Line | None = None,
+        arms: tuple = (),
+        progress=None,
     ):
         self.config = config
+        self.progress = progress
         self.main = main or Line("ticket")
         self.arms = {arm.name: arm for arm in arms}
         self.store = store
@@ -315,10 +326,23 @@ class Replicate:
             eval_test=bool(train.eval_test),
         )
 
+    def planned_steps(self, levels: int, branches: list[str]) -> int:
+        """The data steps that `run(levels, branches)` trains when nothing is done yet."""
+        steps = self.total_steps
+        for line in [self.main, *self.arms.values()]:
+            steps += levels * (self.total_steps - self.restart_step(line))
+        return steps + levels * len(branches) * (self.total_steps - self.restart_step())
+
+    def _advance(self, steps: int, trained: bool = True) -> None:
+        if self.progress is not None:
+            self.progress.advance(steps, trained)
+
     def run_level(self, level: int, branch: str | None = None) -> dict:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
         if run_store.is_done(directory):
+            plan = self._plan(level, self.line(branch))
+            self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
         atomic_io.makedirs(directory)
         line = self.line(branch)
@@ -353,6 +377,7 @@ class Replicate:
             progress=progress,
             fit_model=fit_model,
             train_data=fit_data,
+            on_steps=self._advance,
         )
         Ticket.from_model(
             self.model,

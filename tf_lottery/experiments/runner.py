@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 import ml_collections
 
-from tf_lottery.experiments import plots, results, run_store, schema
+from tf_lottery.experiments import plots, progress, results, run_store, schema
 from tf_lottery.experiments.level_loop import Line, Replicate
 
 
@@ -65,7 +65,8 @@ def run_levels(
         config: ConfigDict. A validated experiment config.
         workdir: str. Root directory of the run store (local or any
             `tf.io.gfile` path).
-        log: Callable taking a str. Defaults to `print`.
+        log: Callable taking a str. Defaults to `print`. A
+            `progress.RunProgress` also shows a bar with the run's ETA.
         main: Line. The main line. Defaults to `Line("ticket")`.
         arms: Lines with their own IMP, run beside the main line.
         title: str. What the run is, for the log and the table.
@@ -93,12 +94,15 @@ def run_levels(
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
     data = None
-    for replicate in selected_replicates(config):
-        if _done(store, replicate, levels, branches):
-            continue
+    bar = progress.of(log)
+    pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
+    for index, replicate in enumerate(pending):
         if data is None:
             data = load_data() if load_data is not None else load_dataset(config.dataset)
-        Replicate(config, store, replicate, data, log=log, main=main, arms=arms).run(levels, controls_)
+        runner = Replicate(config, store, replicate, data, log=log, main=main, arms=arms, progress=bar)
+        if index == 0:  # every replicate trains the same steps
+            bar.add(runner.planned_steps(levels, controls_) * len(pending))
+        runner.run(levels, controls_)
     rows = results.collect(store, levels, replicates, branches)
     files = results.write(store.results_dir, rows)
     if config.run.plots and rows:

@@ -179,6 +179,7 @@ def train_level(
     progress: Callable[[dict], None] | None = None,
     fit_model: keras.Model | None = None,
     train_data=None,
+    on_steps: Callable[[int, bool], None] | None = None,
 ) -> dict:
     """Trains `model` (already set to the level's start) through `plan`.
 
@@ -192,6 +193,9 @@ def train_level(
             Evaluations and checkpoints are of `model`. Defaults to `model`.
         train_data: Optional pipeline for the training batches (e.g. one
             that carries a teacher's cached logits). Defaults to `data`.
+        on_steps: Optional `f(steps, trained)` told of the data steps done:
+            those restored from a checkpoint (`trained=False`), then each
+            trained chunk (`trained=True`). For progress bars.
 
     Returns:
         A dict with `evals` (one dict per evaluation: `step`, `train_loss`,
@@ -206,6 +210,8 @@ def train_level(
         snapshot.restore_optimizer(model)
         position, evals, elapsed = int(info["position"]), list(info["evals"]), float(info["elapsed_s"])
         losses = [tuple(item) for item in info["pending_losses"]]
+        if on_steps is not None:
+            on_steps(position - plan.start, False)
     elif on_capture is not None and position in plan.capture_steps:
         on_capture(position)
     validation = data.eval_batches("validation")
@@ -222,6 +228,8 @@ def train_level(
                 "Lower `config.train.lr` or add warmup (`config.train.warmup`)."
             )
         losses.append((loss, stop - position))
+        if on_steps is not None:
+            on_steps(stop - position, True)
         position = stop
         if on_capture is not None and position in plan.capture_steps:
             on_capture(position)

@@ -5,6 +5,7 @@ Public API (everything else is internal and may change):
 - `prunable`, `PruneWrapper`, `strip`, `prune_wrappers`: masks in wrapper layers.
 - `prune`, `rate_per_round`, `scoring`: global / layer-wise pruning by score.
 - `LotteryCallback`, `RewindPoint`, `Snapshot`, `reinitialize`: IMP with rewinding.
+- `EarlyBird`: Early-Bird tickets, the mask drawn early in dense training.
 - `Ticket`, `sparsity_report`, `SparsityReport`: results.
 - `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
 - `LotterySummaries`: pruning summaries for TensorBoard.
@@ -47,6 +48,7 @@ _EXPORTS = {
     "tflite_runner": ("tf_lottery.export.tflite", "tflite_runner"),
     "stability": ("tf_lottery.lottery.stability", None),
     "LotteryCallback": ("tf_lottery.lottery.callback", "LotteryCallback"),
+    "EarlyBird": ("tf_lottery.lottery.early_bird", "EarlyBird"),
     "RewindPoint": ("tf_lottery.lottery.rewind", "RewindPoint"),
     "Snapshot": ("tf_lottery.lottery.rewind", "Snapshot"),
     "reinitialize": ("tf_lottery.lottery.rewind", "reinitialize"),
@@ -69,6 +71,7 @@ _EXPORTS = {
 __all__ = [
     "ConstantSparsity",
     "DynamicSparseTraining",
+    "EarlyBird",
     "GraSPScorer",
     "GradualPruning",
     "KDDistiller",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 
@@ -18,6 +17,26 @@ from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import atomic_io, validation
 
 RETRAIN_MODES = rewind.RETRAIN_MODES
+MODES = ("auto", "min", "max")
+# Keys this callback adds to every epoch's `logs` (so History, CSVLogger, TensorBoard show them).
+LOG_KEYS = ("lottery_round", "lottery_sparsity", "lottery_weights_remaining")
+# In mode "auto", metrics whose name contains one of these are maximised (as keras.callbacks.EarlyStopping).
+_HIGHER_IS_BETTER = ("acc", "auc", "precision", "recall", "f1", "iou")
+
+
+def monitor_direction(monitor: str, mode: str) -> str:
+    """`"min"` or `"max"`: which way `monitor` improves under `mode` (`"auto"`: guessed from its name).
+
+    In `"auto"` mode a name ending in `loss` is minimised; accuracy-, AUC-,
+    precision-, recall-, F1- and IoU-like names are maximised; anything else
+    is minimised.
+    """
+    if mode != "auto":
+        return mode
+    name = monitor.lower()
+    if name.endswith("loss"):
+        return "min"
+    return "max" if any(part in name for part in _HIGHER_IS_BETTER) else "min"
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -72,9 +91,15 @@ class LotteryCallback(keras.callbacks.Callback):
             round and the pruning happens when it ends; state carries over
             between calls (use `reset()` to start over). Defaults to `False`:
             the whole IMP run happens in one `fit()`.
-        monitor: str. Metric whose minimum marks the early-stopping
-            iteration. Defaults to `"val_loss"` (falls back to `"loss"`
-            without validation data).
+        monitor: str. The epoch-log key whose best value marks the
+            early-stopping iteration. Defaults to `"val_loss"`. If the logs
+            lack it (e.g. no validation data), the callback warns once and
+            uses the minimum of `"loss"`.
+        mode: One of `"auto"`, `"min"`, `"max"`, as in
+            `keras.callbacks.EarlyStopping`: whether the best `monitor`
+            value is the lowest or the highest. `"auto"` maximises
+            accuracy-, AUC-, precision- and recall-like names and minimises
+            the rest (losses). Defaults to `"auto"`.
         state_dir: Optional directory where the rewind point and round
             history are saved atomically, so that a run restarted with
             `keras.callbacks.BackupAndRestore` resumes without losing them.
@@ -82,10 +107,16 @@ class LotteryCallback(keras.callbacks.Callback):
             draws. Defaults to `0`.
         verbose: int. `1` prints one line per round. Defaults to `1`.
 
+    Every epoch's `logs` get `lottery_round` (the round it trained in),
+    `lottery_sparsity` (the fraction of prunable weights that are pruned)
+    and `lottery_weights_remaining` (how many are not), so `History`,
+    `ProgbarLogger` and, listed after this callback, `CSVLogger` and
+    `TensorBoard` record them.
+
     Attributes:
         history: List of dicts, one per finished round: `round`, `sparsity`,
             `percent_remaining`, `metrics` (last epoch's logs), `best`
-            (minimum of `monitor`), `early_stop_step`, `layers`.
+            (best value of `monitor`), `early_stop_step`, `layers`.
         ticket: The current `Ticket` (masks + rewind weights + metadata).
 
     Example:
@@ -120,6 +151,7 @@ class LotteryCallback(keras.callbacks.Callback):
         epochs_per_round: int | None = None,
         one_round_per_fit: bool = False,
         monitor: str = "val_loss",
+        mode: str = "auto",
         state_dir: str | None = None,
         seed: int = 0,
         verbose: int = 1,
@@ -142,6 +174,15 @@ class LotteryCallback(keras.callbacks.Callback):
         if epochs_per_round is not None:
             epochs_per_round = validation.check_int("epochs_per_round", epochs_per_round, minimum=1)
         seed = validation.check_seed("seed", seed)
+        validation.check_choice("mode", mode, MODES)
+        if not isinstance(monitor, str) or not monitor:
+            raise validation.invalid_argument(
+                "monitor", monitor, "the name of a key of the epoch logs, e.g. 'val_loss'"
+            )
+        if not (callable(scorer) or scorer in ("magnitude", "random")):
+            raise validation.invalid_argument(
+                "scorer", scorer, "'magnitude', 'random' or a callable `scorer(wrappers) -> list of arrays`"
+            )
         self.rounds = rounds
         self.pruning_rate = pruning_rate
         self.target_sparsity = target_sparsity
@@ -161,6 +202,7 @@ class LotteryCallback(keras.callbacks.Callback):
         self.epochs_per_round = epochs_per_round
         self.one_round_per_fit = one_round_per_fit
         self.monitor = monitor
+        self.mode = mode
         self.state_dir = state_dir
         self.seed = seed
         self.verbose = verbose
@@ -168,6 +210,13 @@ class LotteryCallback(keras.callbacks.Callback):
         self.reset()
 
     def get_config(self) -> dict:
+        """Every constructor argument; a callable `scorer` cannot be serialised and is refused."""
+        if not isinstance(self.scorer, str):
+            raise ValueError(
+                "LotteryCallback.get_config(): argument `scorer` is a callable, which a config cannot "
+                f"hold. Received: scorer={self.scorer!r}. Serialise a callback built with "
+                "scorer='magnitude' or 'random', or rebuild this one in code instead of from its config."
+            )
         return {
             "rounds": self.rounds,
             "pruning_rate": self.pruning_rate,
@@ -176,11 +225,12 @@ class LotteryCallback(keras.callbacks.Callback):
             "retrain": self.retrain,
             "scope": self.scope,
             "layer_rates": self.layer_rates,
-            "scorer": self.scorer if isinstance(self.scorer, str) else None,
+            "scorer": self.scorer,
             "structure": self.structure,
             "epochs_per_round": self.epochs_per_round,
             "one_round_per_fit": self.one_round_per_fit,
             "monitor": self.monitor,
+            "mode": self.mode,
             "state_dir": self.state_dir,
             "seed": self.seed,
             "verbose": self.verbose,
@@ -188,9 +238,6 @@ class LotteryCallback(keras.callbacks.Callback):
 
     @classmethod
     def from_config(cls, config):
-        config = dict(config)
-        if config.get("scorer") is None:
-            config["scorer"] = "magnitude"
         return cls(**config)
 
     # -- state ----------------------------------------------------------------
@@ -202,13 +249,15 @@ class LotteryCallback(keras.callbacks.Callback):
         self._round = 0
         self._step = 0  # optimizer steps taken in round 0 (Python-side count)
         self._epoch_steps = 0
-        self._best = math.inf
+        self._best = None  # best value of `monitor` in the current round
         self._best_step = None
         self._round_epoch = 0
         self._resume_checked = False
         self._done = False
         self._last_batch_end = 0
         self._last_logs: dict = {}
+        self._round_report = None  # sparsity of the current round, for the logs
+        self._warned_missing_monitor = False
 
     @property
     def current_round(self) -> int:
@@ -266,6 +315,8 @@ class LotteryCallback(keras.callbacks.Callback):
             raise ValueError(
                 f"LotteryCallback already finished its {self.rounds} rounds. Call `reset()` to start a new run."
             )
+        self._round_report = None  # masks may have been set between fit() calls
+        self._warned_missing_monitor = False
         epochs = self.params.get("epochs")
         if self.one_round_per_fit:
             self._epochs_per_round = self.epochs_per_round or epochs
@@ -330,6 +381,9 @@ class LotteryCallback(keras.callbacks.Callback):
         self._last_batch_end = batch + 1
 
     def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            # The same dict goes to the callbacks after this one (History, ProgbarLogger, ...).
+            logs.update(self._round_logs())
         logs = dict(logs or {})
         self._last_logs = logs
         loss = logs.get("loss")
@@ -346,8 +400,10 @@ class LotteryCallback(keras.callbacks.Callback):
             if epoch + 1 == self._rewind_point.amount:
                 self._capture(self._step)
         self._round_epoch += 1
-        value = logs.get(self.monitor, logs.get("loss"))
-        if value is not None and value < self._best:
+        value, direction = self._monitored(logs)
+        if value is not None and (
+            self._best is None or (value < self._best if direction == "min" else value > self._best)
+        ):
             self._best = float(value)
             self._best_step = self._round_epoch * (self._steps_per_epoch or self._epoch_steps)
         if not self.one_round_per_fit and self._round_epoch == self._epochs_per_round:
@@ -356,6 +412,30 @@ class LotteryCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.one_round_per_fit and self._round_epoch > 0:
             self._end_round(self._last_logs)
+
+    def _round_logs(self) -> dict:
+        if self._round_report is None:
+            self._round_report = sparsity_report(self.model)
+        return {
+            "lottery_round": self._round,
+            "lottery_sparsity": self._round_report.sparsity,
+            "lottery_weights_remaining": self._round_report.alive,
+        }
+
+    def _monitored(self, logs: dict):
+        """`(value, "min" | "max")` of `monitor` in `logs`, or of `loss` (with a warning) without it."""
+        if self.monitor in logs:
+            return logs[self.monitor], monitor_direction(self.monitor, self.mode)
+        if not self._warned_missing_monitor:
+            self._warned_missing_monitor = True
+            available = sorted(k for k in logs if k not in LOG_KEYS)
+            warnings.warn(
+                f"LotteryCallback: argument `monitor`={self.monitor!r} is not in the epoch logs "
+                f"(they hold {available}), so the early-stopping point is the minimum of 'loss'. "
+                "Pass validation data to fit() or set `monitor` to one of those keys.",
+                stacklevel=2,
+            )
+        return logs.get("loss"), "min"
 
     # -- rounds -----------------------------------------------------------------
 
@@ -380,7 +460,7 @@ class LotteryCallback(keras.callbacks.Callback):
             "sparsity": report.sparsity,
             "percent_remaining": report.percent_remaining,
             "metrics": {k: float(v) for k, v in logs.items() if np.ndim(v) == 0},
-            "best": None if math.isinf(self._best) else self._best,
+            "best": self._best,
             "early_stop_step": self._best_step,
             "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
         }
@@ -395,7 +475,7 @@ class LotteryCallback(keras.callbacks.Callback):
             self._prune_and_reset()
         else:
             self._done = True
-        self._best, self._best_step, self._round_epoch = math.inf, None, 0
+        self._best, self._best_step, self._round_epoch = None, None, 0
         self._save_state()
 
     def _prune_and_reset(self) -> None:
@@ -416,6 +496,7 @@ class LotteryCallback(keras.callbacks.Callback):
         )
         rewind.reset_for_retrain(self.model, self.retrain, self.snapshot, seed=self.seed + 1000 + self._round)
         self._round += 1
+        self._round_report = None
 
     # -- persistence ------------------------------------------------------------
 

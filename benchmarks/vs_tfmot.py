@@ -5,18 +5,26 @@ optimizer, at 90% sparsity. tfmot's `prune_low_magnitude` runs under
 `tf_keras` (Keras 2), as that library requires; tf_lottery under Keras 3. Each
 is timed against its own dense baseline, epochs interleaved, medians
 compared. Printed: tfmot / tf_keras dense, tf_lottery / Keras 3 dense, and
-tf_lottery / tfmot.
+tf_lottery / tfmot, for fixed 90% masks and for gradual pruning in progress
+(both libraries on the same `PolynomialDecay`, pruning every 100 steps).
 
 Accuracy at 90% sparsity on MNIST-1D (Greydanus 2020; the real dataset that
-is available offline, 40 inputs instead of MNIST's 784): the dense network,
-tfmot's gradual magnitude schedule (polynomial 0 -> 90% over the first 70% of
-training), tf_lottery's IMP ticket (global magnitude pruning, rewind to
-initialisation, 10 prunings to exactly 90%) and tf_lottery's one-shot ticket
-(train, prune 90% once, rewind, retrain). Every training run takes the same
-number of steps; IMP spends 11 such runs in total, one-shot 2, tfmot 1.
+is available offline, 40 inputs instead of MNIST's 784), per seed (initial
+weights and data order): the dense network; gradual magnitude pruning
+(Zhu & Gupta 2017) with one schedule, polynomial 0 -> 90% over the first 70%
+of training, in tfmot (`prune_low_magnitude` + `UpdatePruningStep`) and in
+tf_lottery (`tfl.GradualPruning`, layer-wise as tfmot prunes, and global);
+optionally (`--methods ... imp oneshot`) tf_lottery's IMP ticket (global
+magnitude pruning, rewind to initialisation, 10 prunings to exactly 90%) and
+one-shot ticket (train, prune 90% once, rewind, retrain). Every training run
+takes the same number of steps; IMP spends 11 such runs in total, one-shot
+2, gradual pruning 1. The summary gives mean +- std over the seeds, the
+accuracy gap tf_lottery gradual - tfmot gradual, and the ratio of their
+epoch times in these runs.
 
-    python benchmarks/vs_tfmot.py              # full (about 10 minutes on 2 cores)
-    python benchmarks/vs_tfmot.py --quick      # a smoke run (about a minute)
+    python benchmarks/vs_tfmot.py                        # speed + dense/tfmot/gradual, 3 seeds
+    python benchmarks/vs_tfmot.py --skip-speed --methods dense tfmot gradual gradual_global imp oneshot
+    python benchmarks/vs_tfmot.py --quick                # a smoke run (about a minute)
 """
 
 from __future__ import annotations
@@ -42,8 +50,8 @@ SPARSITY = 0.9
 # -- the same architectures in both Keras versions --------------------------------
 
 
-def lenet(lib, inputs: int):
-    init = lib.initializers.GlorotNormal(seed=0)
+def lenet(lib, inputs: int, seed: int = 0):
+    init = lib.initializers.GlorotNormal(seed=seed)
     return lib.Sequential(
         [
             lib.Input((inputs,)),
@@ -54,8 +62,8 @@ def lenet(lib, inputs: int):
     )
 
 
-def convnet(lib, length: int):
-    init = lib.initializers.GlorotNormal(seed=0)
+def convnet(lib, length: int, seed: int = 0):
+    init = lib.initializers.GlorotNormal(seed=seed)
     return lib.Sequential(
         [
             lib.Input((length, 1)),
@@ -112,6 +120,20 @@ def speed(name, make, shape, samples, epochs, batch=60):
     masked = tfl.prunable(make(keras))
     tfl.prune(masked, target_sparsity=SPARSITY, scope="layer")
     runs["tf_lottery masked"] = (_compile(masked, keras), ())
+    # Gradual pruning in progress: 0 -> 90% over the timed epochs, every 100 steps.
+    total_steps = (epochs + 1) * int(np.ceil(samples / batch))
+    end = max(100, int(0.7 * total_steps) // 100 * 100)
+    runs["tfmot gradual"] = (
+        _compile(
+            tfmot_pruned(make(tf_keras), tfmot.sparsity.keras.PolynomialDecay(0.0, SPARSITY, 0, end)),
+            tf_keras,
+        ),
+        (tfmot.sparsity.keras.UpdatePruningStep(),),
+    )
+    runs["tf_lottery gradual"] = (
+        _compile(tfl.prunable(make(keras)), keras),
+        (tfl.GradualPruning(tfl.PolynomialDecay(0.0, SPARSITY, 0, end), scope="layer"),),
+    )
     for model, callbacks in runs.values():
         _epoch(model, x, y, batch, callbacks)  # warm-up
     times = {key: [] for key in runs}
@@ -125,17 +147,23 @@ def speed(name, make, shape, samples, epochs, batch=60):
     print(f"  tfmot / tf_keras dense        {med['tfmot pruned'] / med['tf_keras dense']:.3f}x")
     print(f"  tf_lottery / Keras 3 dense    {med['tf_lottery masked'] / med['keras3 dense']:.3f}x")
     print(f"  tf_lottery / tfmot (absolute) {med['tf_lottery masked'] / med['tfmot pruned']:.3f}x")
+    print(f"  gradual: tfmot / tf_keras dense      {med['tfmot gradual'] / med['tf_keras dense']:.3f}x")
+    print(f"  gradual: tf_lottery / Keras 3 dense  {med['tf_lottery gradual'] / med['keras3 dense']:.3f}x")
+    print(f"  gradual: tf_lottery / tfmot          {med['tf_lottery gradual'] / med['tfmot gradual']:.3f}x")
     return med
 
 
 # -- accuracy at 90% sparsity -------------------------------------------------------
 
 
-def _fit(model, data, epochs, callbacks=()):
+def _fit(model, data, epochs, callbacks=()) -> float:
+    """Trains; returns the mean epoch time (validation included, as in both libraries)."""
     (x, y), (xv, yv) = data
+    start = time.perf_counter()
     model.fit(
         x, y, validation_data=(xv, yv), batch_size=100, epochs=epochs, verbose=0, callbacks=list(callbacks)
     )
+    return (time.perf_counter() - start) / epochs
 
 
 def _test_accuracy(model, x, y):
@@ -148,47 +176,87 @@ def _kernel_sparsity_tfkeras(model):
     return 1.0 - sum(int(np.count_nonzero(k)) for k in kernels) / sum(k.size for k in kernels)
 
 
-def accuracy(name, make, reshape, epochs, seed):
+METHODS = ("dense", "tfmot", "gradual", "gradual_global", "imp", "oneshot")
+LABELS = {
+    "dense": "dense",
+    "tfmot": "tfmot gradual",
+    "gradual": "tf_lottery gradual",
+    "gradual_global": "tf_lottery gradual (global)",
+    "imp": "tf_lottery IMP",
+    "oneshot": "tf_lottery one-shot",
+}
+
+
+def accuracy(name, make, reshape, epochs, seed, methods):
+    """`{method: (test accuracy, sparsity, seconds per epoch)}` for one seed."""
     (x, y), (xv, yv), (xt, yt) = load_mnist1d(validation=500)
     x, xv, xt = reshape(x), reshape(xv), reshape(xt)
     data = ((x, y), (xv, yv))
     steps = epochs * int(np.ceil(len(x) / 100))
-    results = {}
-
-    keras.utils.set_random_seed(seed)
-    dense = _compile(make(keras), keras)
-    _fit(dense, data, epochs)
-    results["dense"] = (_test_accuracy(dense, xt, yt), 0.0)
-
-    tf_keras.utils.set_random_seed(seed)
-    # tfmot updates masks only at multiples of `frequency` up to `end_step`; make
+    # Masks change only at multiples of `frequency` up to `end_step`; make
     # `end_step` such a multiple so the schedule really ends at 90%.
     frequency = max(1, min(50, int(0.7 * steps) // 10))
     end_step = (int(0.7 * steps) // frequency) * frequency
-    schedule = tfmot.sparsity.keras.PolynomialDecay(
-        0.0, SPARSITY, begin_step=0, end_step=end_step, frequency=frequency
-    )
-    gradual = _compile(tfmot_pruned(make(tf_keras), schedule), tf_keras)
-    _fit(gradual, data, epochs, [tfmot.sparsity.keras.UpdatePruningStep()])
-    stripped = tfmot.sparsity.keras.strip_pruning(gradual)
-    results["tfmot gradual"] = (_test_accuracy(stripped, xt, yt), _kernel_sparsity_tfkeras(stripped))
+    results = {}
 
-    keras.utils.set_random_seed(seed)
-    imp = _compile(tfl.prunable(make(keras)), keras)
-    lottery = tfl.LotteryCallback(rounds=11, target_sparsity=SPARSITY, rewind_to="0it", verbose=0)
-    _fit(imp, data, 11 * epochs, [lottery])
-    results["tf_lottery IMP"] = (_test_accuracy(imp, xt, yt), tfl.sparsity_report(imp).sparsity)
+    if "dense" in methods:
+        keras.utils.set_random_seed(seed)
+        dense = _compile(make(keras, seed), keras)
+        seconds = _fit(dense, data, epochs)
+        results["dense"] = (_test_accuracy(dense, xt, yt), 0.0, seconds)
 
-    keras.utils.set_random_seed(seed)
-    oneshot = _compile(tfl.prunable(make(keras)), keras)
-    lottery = tfl.LotteryCallback(rounds=2, target_sparsity=SPARSITY, rewind_to="0it", verbose=0)
-    _fit(oneshot, data, 2 * epochs, [lottery])
-    results["tf_lottery one-shot"] = (_test_accuracy(oneshot, xt, yt), tfl.sparsity_report(oneshot).sparsity)
+    if "tfmot" in methods:
+        tf_keras.utils.set_random_seed(seed)
+        schedule = tfmot.sparsity.keras.PolynomialDecay(
+            0.0, SPARSITY, begin_step=0, end_step=end_step, frequency=frequency
+        )
+        gradual = _compile(tfmot_pruned(make(tf_keras, seed), schedule), tf_keras)
+        seconds = _fit(gradual, data, epochs, [tfmot.sparsity.keras.UpdatePruningStep()])
+        stripped = tfmot.sparsity.keras.strip_pruning(gradual)
+        results["tfmot"] = (_test_accuracy(stripped, xt, yt), _kernel_sparsity_tfkeras(stripped), seconds)
+
+    for method, scope in (("gradual", "layer"), ("gradual_global", "global")):
+        if method in methods:
+            keras.utils.set_random_seed(seed)
+            model = _compile(tfl.prunable(make(keras, seed)), keras)
+            schedule = tfl.PolynomialDecay(
+                0.0, SPARSITY, begin_step=0, end_step=end_step, frequency=frequency
+            )
+            seconds = _fit(model, data, epochs, [tfl.GradualPruning(schedule, scope=scope)])
+            results[method] = (_test_accuracy(model, xt, yt), tfl.sparsity_report(model).sparsity, seconds)
+
+    for method, rounds in (("imp", 11), ("oneshot", 2)):
+        if method in methods:
+            keras.utils.set_random_seed(seed)
+            model = _compile(tfl.prunable(make(keras, seed)), keras)
+            lottery = tfl.LotteryCallback(rounds=rounds, target_sparsity=SPARSITY, rewind_to="0it", verbose=0)
+            seconds = _fit(model, data, rounds * epochs, [lottery])
+            results[method] = (_test_accuracy(model, xt, yt), tfl.sparsity_report(model).sparsity, seconds)
 
     print(f"\n{name} on MNIST-1D, seed {seed}, {steps} steps per training run: test accuracy")
-    for key, (acc, sparsity) in results.items():
-        print(f"  {key:<22} {acc:6.3f}   (sparsity {sparsity:.3f})")
+    for key, (acc, sparsity, seconds) in results.items():
+        print(f"  {LABELS[key]:<28} {acc:6.3f}   (sparsity {sparsity:.3f}, {seconds:.3f} s/epoch)")
     return results
+
+
+def summarize(name, per_seed):
+    print(f"\n{name}: test accuracy (%) over seeds {sorted(per_seed)}, mean +- std (min-max)")
+    methods = [m for m in METHODS if all(m in r for r in per_seed.values())]
+    for method in methods:
+        values = [100 * r[method][0] for r in per_seed.values()]
+        spread = statistics.stdev(values) if len(values) > 1 else 0.0
+        print(
+            f"  {LABELS[method]:<28} {statistics.mean(values):6.2f} +- {spread:4.2f} "
+            f"({min(values):.1f}-{max(values):.1f})  sparsity {per_seed[min(per_seed)][method][1]:.4f}"
+        )
+    if "tfmot" in methods and "gradual" in methods:
+        gaps = [100 * (r["gradual"][0] - r["tfmot"][0]) for r in per_seed.values()]
+        ratios = [r["gradual"][2] / r["tfmot"][2] for r in per_seed.values()]
+        print(
+            f"  gap tf_lottery gradual - tfmot gradual: {statistics.mean(gaps):+.2f} points "
+            f"(per seed {', '.join(f'{g:+.1f}' for g in gaps)}); epoch time ratio "
+            f"tf_lottery / tfmot {statistics.median(ratios):.3f}x (median over seeds)"
+        )
 
 
 def main():
@@ -196,17 +264,28 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small smoke run")
     parser.add_argument("--timing-epochs", type=int, default=5)
     parser.add_argument("--train-epochs", type=int, default=30, help="epochs per training run (MNIST-1D)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=["dense", "tfmot", "gradual"])
+    parser.add_argument("--models", nargs="+", choices=("lenet", "conv"), default=["lenet", "conv"])
+    parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
     timing_epochs = 2 if args.quick else args.timing_epochs
     train_epochs = 2 if args.quick else args.train_epochs
     samples = 2400 if args.quick else 12000
 
-    speed("LeNet-300-100 (784 inputs)", lambda lib: lenet(lib, 784), (784,), samples, timing_epochs)
-    speed("Conv1D net (length 40)", lambda lib: convnet(lib, 40), (40, 1), samples, timing_epochs)
-    for seed in args.seeds:
-        accuracy("LeNet-300-100 (40 inputs)", lambda lib: lenet(lib, 40), lambda a: a, train_epochs, seed)
-        accuracy("Conv1D net", lambda lib: convnet(lib, 40), lambda a: a[..., None], train_epochs, seed)
+    nets = {
+        "lenet": ("LeNet-300-100 (40 inputs)", lambda lib, seed=0: lenet(lib, 40, seed), lambda a: a),
+        "conv": ("Conv1D net", lambda lib, seed=0: convnet(lib, 40, seed), lambda a: a[..., None]),
+    }
+    if not args.skip_speed:
+        speed("LeNet-300-100 (784 inputs)", lambda lib: lenet(lib, 784), (784,), samples, timing_epochs)
+        speed("Conv1D net (length 40)", lambda lib: convnet(lib, 40), (40, 1), samples, timing_epochs)
+    for key in args.models:
+        name, make, reshape = nets[key]
+        per_seed = {
+            seed: accuracy(name, make, reshape, train_epochs, seed, args.methods) for seed in args.seeds
+        }
+        summarize(name, per_seed)
 
 
 if __name__ == "__main__":

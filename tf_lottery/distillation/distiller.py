@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from tf_lottery import _keras_compat
-from tf_lottery.distillation.losses import SoftLabelKL
+from tf_lottery.distillation.losses import SoftLabelKL, label_loss
 from tf_lottery.distillation.teacher_logits import split_cached_inputs
 from tf_lottery.utils import validation
 
@@ -132,20 +132,21 @@ class KDDistiller(keras.distillation.Distiller):
 
         Args:
             optimizer: Optimizer for the student. Defaults to `"adam"`.
-            loss: Label loss of the `1 - kd_weight` term. Defaults to
+            loss: Label loss of the `1 - kd_weight` term, in any form
+                `keras.Model.compile` takes: a `keras.losses.Loss`, a name
+                (`"sparse_categorical_crossentropy"`) or a function. Names
+                and functions of the crossentropies are applied to the
+                student's logits (`from_logits=True`). Defaults to
                 `SparseCategoricalCrossentropy(from_logits=True)`.
             metrics: Metrics of the student's outputs against `y`.
             **kwargs: Other `keras.Model.compile` arguments.
         """
         if loss is None:
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-        super().compile(optimizer=optimizer, loss=loss, metrics=metrics, **kwargs)
-        label_loss = keras.losses.get(loss)
-        if not isinstance(label_loss, keras.losses.Loss):
-            # A bare function returns per-example values; the wrapper reduces
-            # them and scales for the number of replicas like the KD term.
-            label_loss = keras.losses.LossFunctionWrapper(label_loss)
-        self._label_loss = label_loss
+        # Reduced to a batch mean and scaled for the number of replicas, like the KD term.
+        resolved = label_loss(loss)
+        super().compile(optimizer=optimizer, loss=resolved, metrics=metrics, **kwargs)
+        self._label_loss = resolved
 
     def get_compile_config(self) -> dict:
         config = super().get_compile_config()

@@ -1,6 +1,8 @@
-"""`SoftLabelKL`: the temperature-scaled KL divergence of Hinton et al. (2015), from logits."""
+"""The distiller's losses: `SoftLabelKL` (Hinton et al. 2015, from logits) and the label loss in any Keras form."""
 
 from __future__ import annotations
+
+import re
 
 import keras
 
@@ -62,3 +64,92 @@ class SoftLabelKL(keras.distillation.DistillationLoss):
     @classmethod
     def from_config(cls, config):
         return cls(**config)
+
+
+# Label losses Keras names that take `from_logits`; given by name or as the bare
+# function, they are applied to the student's logits (see `label_loss`).
+_LOGIT_LOSSES = {
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+}
+
+
+@keras.saving.register_keras_serializable(package="tf_lottery")
+class PerExampleLoss(keras.losses.Loss):
+    """A per-example loss function as a `keras.losses.Loss`: batch mean, scaled for replicas.
+
+    What `keras.losses.get` returns for most names is a bare function of
+    `(y_true, y_pred)` that returns one value per example; Keras wraps it
+    (`LossFunctionWrapper`, not exported) before using it. This does the
+    same with public API only.
+
+    Args:
+        fn: Callable `fn(y_true, y_pred)` returning per-example losses.
+        name: str. Defaults to the function's name.
+    """
+
+    def __init__(self, fn, name: str | None = None, **kwargs):
+        if not callable(fn):
+            raise ValueError(
+                "Invalid value for argument `fn`: expected a function `fn(y_true, y_pred)`. "
+                f"Received: fn={fn!r}."
+            )
+        if name is None:
+            # Keras uses the name as a scope name: `_private` or `<lambda>` would be refused.
+            name = re.sub(r"[^A-Za-z0-9_.]", "", getattr(fn, "__name__", "")).lstrip("_.") or "label_loss"
+        super().__init__(name=name, **kwargs)
+        self.fn = fn
+
+    def call(self, y_true, y_pred):
+        return self.fn(y_true, y_pred)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "fn": keras.saving.serialize_keras_object(self.fn)}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        config["fn"] = keras.saving.deserialize_keras_object(config["fn"])
+        return cls(**config)
+
+
+def label_loss(loss) -> keras.losses.Loss:
+    """The student's label loss as a `keras.losses.Loss`, from any form Keras' `compile` takes.
+
+    A `keras.losses.Loss` instance is used as it is. A name (`"mse"`,
+    `"sparse_categorical_crossentropy"`, `"SparseCategoricalCrossentropy"`)
+    or a function is resolved by `keras.losses.get`; the crossentropies among
+    them are taken `from_logits=True`, since the student outputs logits.
+
+    Args:
+        loss: A `keras.losses.Loss`, a name Keras knows, or a function
+            `fn(y_true, y_pred)` returning per-example losses.
+
+    Returns:
+        A `keras.losses.Loss`.
+    """
+    if isinstance(loss, keras.losses.Loss):
+        return loss
+    if isinstance(loss, str):
+        try:
+            resolved = keras.losses.get(loss)
+        except ValueError as error:
+            raise ValueError(
+                "Invalid value for argument `loss`: expected a loss Keras knows by name (e.g. "
+                "'sparse_categorical_crossentropy'), a function or a keras.losses.Loss. "
+                f"Received: loss={loss!r}."
+            ) from error
+    elif callable(loss):
+        resolved = loss
+    else:
+        raise ValueError(
+            "Invalid value for argument `loss`: expected a loss name, a function `fn(y_true, y_pred)` "
+            f"or a keras.losses.Loss. Received: loss={loss!r} of type {type(loss).__name__}."
+        )
+    for name, logits_class in _LOGIT_LOSSES.items():
+        if isinstance(resolved, logits_class) or resolved is keras.losses.get(name):
+            return logits_class(from_logits=True)
+    if isinstance(resolved, keras.losses.Loss):
+        return resolved
+    return PerExampleLoss(resolved)

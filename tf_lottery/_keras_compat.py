@@ -154,6 +154,19 @@ def replace_sub_layer(
             container._self_unconditional_dependency_names[reference.name] = new
 
 
+def track_for_checkpoint(container: keras.layers.Layer, name: str, layer: keras.layers.Layer) -> None:
+    """Makes `tf.train.Checkpoint` save `layer` as `container`'s dependency `name`.
+
+    Why private: Keras 3 records layers held in lists, dicts and sets in its
+    own tracker, which TensorFlow's checkpointing does not follow
+    (`TFLayer._trackable_children` adds them for SavedModel only, see
+    keras-team/keras#18398); `Trackable._track_trackable` is TensorFlow's way
+    to add a named dependency.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    container._track_trackable(layer, name=name, overwrite=True)
+
+
 def keeps_default_output_spec(method):
     """Marks a `compute_output_shape` override as Keras' default one.
 
@@ -178,7 +191,7 @@ def rebuild_tuple(original: tuple, items: list) -> tuple:
     returned for the proxy, and the attribute set with it is wrapped again.
     Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
     """
-    kind = type(original)
+    kind = original.__class__  # through the proxy: the wrapped tuple's class
     if kind is not tuple and hasattr(kind, "_fields"):
         return kind(*items)
     return tuple(items)
@@ -325,19 +338,36 @@ def is_initialized(variable: keras.Variable) -> bool:
 # variable writes or reads. Checked: Keras 3.12.0 and 3.15.1 (TF 2.21),
 # TensorFlow backend (`keras.src.backend.tensorflow.core.Variable`).
 _MASKED_CLASSES: dict[type, type] = {}
+# > 0 while `dense_gradients()` is active. Process-wide, not thread-local:
+# `MirroredStrategy` traces each replica's function in a thread of its own.
+_DENSE_GRADIENTS = [0]
+
+
+@contextlib.contextmanager
+def dense_gradients():
+    """Within it, reads traced or run leave the gradient at pruned positions in place."""
+    _DENSE_GRADIENTS[0] += 1
+    try:
+        yield
+    finally:
+        _DENSE_GRADIENTS[0] -= 1
 
 
 def _masked_gradient(value, mask):
     """`value` unchanged; its gradient is zeroed where `mask` is False."""
 
+    # The mask is read here and passed in as an input (not read inside the
+    # gradient function), so that the gradient of a `tf.while_loop` (an RNN
+    # reading its kernel at every time step) needs no capture from the
+    # forward pass.
     @tf.custom_gradient
-    def identity(x):
+    def identity(x, keep):
         def grad(dy):
-            return tf.where(tf.convert_to_tensor(mask), dy, tf.zeros_like(dy))
+            return tf.where(keep, dy, tf.zeros_like(dy)), None
 
         return tf.identity(x), grad
 
-    return identity(value)
+    return identity(value, tf.convert_to_tensor(mask))
 
 
 def _masked_class(base: type) -> type:
@@ -356,7 +386,7 @@ def _masked_class(base: type) -> type:
 
         def __tf_tensor__(self, dtype=None, name=None):
             tensor = super().__tf_tensor__(dtype=dtype, name=name)
-            if not self._tf_lottery_mask_gradients or not tensor.dtype.is_floating:
+            if not self._tf_lottery_mask_gradients or _DENSE_GRADIENTS[0] or not tensor.dtype.is_floating:
                 return tensor
             return _masked_gradient(tensor, self._tf_lottery_mask)
 

@@ -111,17 +111,38 @@ def bind_mask(variable: keras.Variable, mask: keras.Variable, mask_gradients: bo
         rezero(variable)
 
 
-def rezero(variable: keras.Variable, newly_pruned=None) -> None:
+def rezero(variable: keras.Variable, changed=None) -> None:
     """Writes `variable` back through its mask, at its stored precision.
 
-    With `newly_pruned` (a boolean array), also zeroes the slots of every
-    optimizer that has trained `variable` at those positions, so that their
-    momentum does not carry a pruned weight's history.
+    With `changed` (a boolean array of the positions whose mask changed),
+    also zeroes the slots of every optimizer that has trained `variable` at
+    those positions, so that momentum does not carry a pruned weight's
+    history into training.
     """
     _keras_compat.write_current_value(variable)
-    if newly_pruned is not None and np.any(newly_pruned):
+    if changed is not None and np.any(changed):
         for optimizer in optimizers_of(variable):
-            optimizer_slots.reset_slots(optimizer, variable, newly_pruned)
+            optimizer_slots.reset_slots(optimizer, variable, changed)
+
+
+def dense_gradients():
+    """Context in which gradients of masked variables are the dense ones.
+
+    Scorers (SNIP, GraSP, SynFlow) and RigL's growth criterion need the
+    gradient at pruned positions, which training masks by default. A
+    `tf.function` traced inside the context keeps dense gradients when it is
+    called again later, so trace and call such functions inside it.
+
+    Example:
+
+    ```python
+    with dense_gradients():
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x))
+        grads = tape.gradient(loss, model.trainable_weights)  # dense
+    ```
+    """
+    return _keras_compat.dense_gradients()
 
 
 def is_masked(variable: keras.Variable) -> bool:

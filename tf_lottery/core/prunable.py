@@ -217,23 +217,51 @@ class _Wrapper:
         containers Keras tracks: lists, tuples (named ones too), dicts and sets.
         """
         for name, value in _keras_compat.instance_attributes(container):
-            new = self._replace_in(container, value)
+            new = self._replace_in(container, value, name)
             if new is not value:
                 setattr(container, name, new)
 
-    def _replace_in(self, container, value):
+    def _replace_in(self, container, value, path):
         """`value` with every layer in it replaced; lists, dicts and sets in place."""
         if isinstance(value, keras.layers.Layer):
             new = self.replacement(value)
             if new is not value:
                 _keras_compat.replace_sub_layer(container, value, new)
+            if "/" in path:
+                # Keras 3 leaves layers held in lists, dicts and sets out of
+                # `tf.train.Checkpoint` (only SavedModel sees them); a named
+                # dependency per position makes the checkpoint hold them,
+                # masks included.
+                _keras_compat.track_for_checkpoint(container, path, new)
             return new
         if isinstance(value, list):
             for i, item in enumerate(list(value)):
-                new = self._replace_in(container, item)
+                new = self._replace_in(container, item, f"{path}/{i}")
                 if new is not item:
                     value[i] = new
             return value
+        if isinstance(value, dict):
+            for key, item in list(value.items()):
+                new = self._replace_in(container, item, f"{path}/{key}")
+                if new is not item:
+                    value[key] = new
+            return value
+        if isinstance(value, (set, frozenset)):
+            items = sorted(value, key=lambda item: getattr(item, "name", repr(item)))
+            news = [self._replace_in(container, item, f"{path}/{i}") for i, item in enumerate(items)]
+            if all(new is item for new, item in zip(items, news)):
+                return value
+            if isinstance(value, frozenset):
+                return frozenset(news)
+            value.clear()
+            value.update(news)
+            return value
+        if isinstance(value, tuple):
+            news = [self._replace_in(container, item, f"{path}/{i}") for i, item in enumerate(value)]
+            if all(new is item for new, item in zip(news, value)):
+                return value
+            return _keras_compat.rebuild_tuple(value, news)
+        return value
         if isinstance(value, dict):
             for key, item in list(value.items()):
                 new = self._replace_in(container, item)

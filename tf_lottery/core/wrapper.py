@@ -175,6 +175,9 @@ class PruneWrapper(keras.layers.Wrapper):
     def set_masks(self, masks) -> None:
         """Sets the masks and zeroes the newly pruned weights.
 
+        The optimizer slots of the weights (momentum, Adam's moments, ...) of
+        every optimizer that has trained them are zeroed where a mask changed.
+
         Args:
             masks: Sequence of boolean arrays, one per entry of
                 `pruned_weights`, each of the same shape.
@@ -197,8 +200,12 @@ class PruneWrapper(keras.layers.Wrapper):
                 )
             arrays.append(mask.astype(bool))
         for mask_var, mask, weight in zip(self._masks, arrays, self.pruned_weights):
+            before = np.asarray(keras.ops.convert_to_numpy(mask_var))
             mask_var.assign(mask)
-            masked_variable.rezero(weight)
+            # Slots of the optimizers that trained `weight` restart at zero
+            # wherever the mask changed: a pruned weight's momentum must not
+            # carry its history, nor a regrown weight start with stale state.
+            masked_variable.rezero(weight, changed=before != mask)
 
     def apply_masks(self) -> None:
         """Re-zeroes pruned positions (useful after writing a variable's

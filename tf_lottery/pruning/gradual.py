@@ -13,6 +13,46 @@ from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
 
+def prune_to_schedule(
+    model,
+    schedule,
+    step: int,
+    *,
+    scope: str = "global",
+    layer_rates=None,
+    scorer="magnitude",
+    structure: str | None = None,
+) -> dict | None:
+    """Prunes `model` to the sparsity of the schedule's latest pruning step up to `step`.
+
+    What `GradualPruning` does at each pruning step, as a function: for
+    training loops that are not `fit()` (the experiment engine calls it at
+    its own chunk boundaries), and to recover masks after a restart from
+    weights alone (the pruned weights are zeros, the lowest magnitudes, so
+    the same count of them is chosen again). `layer_rates` map layer names to
+    their final sparsity, scaled along the schedule. Masks only shrink: a
+    model already at or past the target is left alone.
+
+    Returns:
+        `tfl.prune`'s result, or `None` when nothing was pruned.
+    """
+    schedule = schedules.deserialize(schedule)
+    last = schedule.last_pruning_step(0, int(step))
+    if last is None:
+        return None
+    target = schedule(last)[1]
+    wrappers = prune_wrappers(model)
+    masks = [m for wr in wrappers for m in wr.get_masks()]
+    current = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
+    if target <= 0.0 or target <= current:
+        return None
+    final = schedule.final_sparsity
+    rates = {p: (r * target / final if final > 0 else 0.0) for p, r in dict(layer_rates or {}).items()}
+    return pruner.prune(
+        model, target_sparsity=target, scope=scope, layer_rates=rates, scorer=scorer, structure=structure
+    )
+
+
 @keras.saving.register_keras_serializable(package="tf_lottery")
 class GradualPruning(keras.callbacks.Callback):
     """Prunes a model during training, following a `PruningSchedule`.

@@ -36,12 +36,15 @@ import numpy as np
 import tensorflow as tf
 
 from tf_lottery.core import optimizer_slots
+from tf_lottery.core.report import sparsity_report
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
 from tf_lottery.sparse_training import drop_grow
 from tf_lottery.utils import validation
 
 METHODS = ("rigl", "set")
+# Keys this callback adds to every epoch's `logs` (so History, CSVLogger, TensorBoard show them).
+LOG_KEYS = ("dst_sparsity", "dst_replaced", "dst_drop_fraction")
 
 
 @keras.saving.register_keras_serializable(package="tf_lottery")
@@ -65,11 +68,20 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             or float in (0, 1] (fraction of the steps of the `fit()` call,
             counted from the optimizer's step when it starts). Defaults to
             `0.75`.
-        loss: Loss for the gradient. Defaults to the compiled loss.
+        loss: Loss for the gradient: a name or a `keras.losses.Loss`
+            (both kept in `get_config()`), or a function (which
+            `get_config()` refuses). Defaults to the compiled loss.
         seed: int >= 0. Seeds the SET growth and the gradient batches drawn from
             arrays (per update step, so a resumed run draws the same).
             Defaults to `0`.
         verbose: int. `1` prints one line per update. Defaults to `0`.
+
+    Every epoch's `logs` get `dst_sparsity` (the fraction of prunable
+    weights that are inactive, constant by design), `dst_replaced` (weights
+    regrown in that epoch) and `dst_drop_fraction` (the cosine fraction of
+    the epoch's last update, 0 once the masks are frozen), so `History`,
+    `ProgbarLogger` and, listed after this callback, `CSVLogger` and
+    `TensorBoard` record them.
 
     Attributes:
         history: One dict per update: `step`, `drop_fraction`, `replaced`
@@ -139,6 +151,10 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             t_end = float(t_end)
         else:
             t_end = validation.check_int("t_end", t_end, minimum=1)
+        if loss is not None and not (isinstance(loss, (str, keras.losses.Loss)) or callable(loss)):
+            raise validation.invalid_argument(
+                "loss", loss, "a loss name, a keras.losses.Loss, a function `fn(y_true, y_pred)` or None"
+            )
         self.method = method
         self.data = data
         self.batch_size = batch_size
@@ -151,13 +167,24 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         self.history: list[dict] = []
 
     def get_config(self) -> dict:
+        """Every constructor argument but `data`; a `loss` function cannot be serialised and is refused."""
+        loss = self.loss
+        if isinstance(loss, keras.losses.Loss):
+            loss = keras.saving.serialize_keras_object(loss)
+        elif loss is not None and not isinstance(loss, str):
+            raise ValueError(
+                "DynamicSparseTraining.get_config(): argument `loss` is a function, which a config "
+                f"cannot hold. Received: loss={loss!r}. Pass it by name (e.g. "
+                "'sparse_categorical_crossentropy') or as a keras.losses.Loss instance, or leave it "
+                "None to use the compiled loss."
+            )
         return {
             "method": self.method,
             "batch_size": self.batch_size,
             "drop_fraction": self.drop_fraction,
             "delta_t": self.delta_t,
             "t_end": self.t_end,
-            "loss": self.loss if isinstance(self.loss, str) else None,
+            "loss": loss,
             "seed": self.seed,
             "verbose": self.verbose,
         }
@@ -165,6 +192,9 @@ class DynamicSparseTraining(keras.callbacks.Callback):
     @classmethod
     def from_config(cls, config):
         """Rebuilds the callback; a RigL config needs `data` added: `{**config, "data": (x, y)}`."""
+        config = dict(config)
+        if isinstance(config.get("loss"), dict):
+            config["loss"] = keras.saving.deserialize_keras_object(config["loss"])
         return cls(**config)
 
     # -- Keras hooks ----------------------------------------------------------
@@ -212,9 +242,23 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                 self._gradients = BatchGradients(model, weights, loss=self.loss)
             self._iterator = iter(self.data.repeat()) if isinstance(self.data, tf.data.Dataset) else None
         self.history = []
+        self._sparsity = sparsity_report(model).sparsity
+        self._epoch_replaced, self._last_fraction = 0, 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch_start = self._step
+        self._epoch_replaced = 0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            # The same dict goes to the callbacks after this one (History, ProgbarLogger, ...).
+            logs.update(
+                {
+                    "dst_sparsity": self._sparsity,
+                    "dst_replaced": self._epoch_replaced,
+                    "dst_drop_fraction": self._last_fraction if self._step < self._t_end else 0.0,
+                }
+            )
 
     def on_train_batch_end(self, batch, logs=None):
         self._step = self._epoch_start + batch + 1
@@ -280,6 +324,8 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                 record["grown"] += int(np.count_nonzero(result.grown))
                 record["dropped"] += int(np.count_nonzero(result.dropped))
         self.history.append(record)
+        self._epoch_replaced = getattr(self, "_epoch_replaced", 0) + record["grown"]
+        self._last_fraction = fraction
         if self.verbose:
             print(
                 f"[DynamicSparseTraining] step {step}: {self.method} replaced {record['grown']} weights "

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_lottery import _keras_compat
+from tf_lottery.core.masked_variable import dense_gradients
 from tf_lottery.core.walk import model_variables
 
 
@@ -148,7 +149,7 @@ class BatchGradients:
     def __call__(self, x, y) -> list[np.ndarray]:
         """The gradients on batch `(x, y)`, one array per variable."""
         x, y = self._split(x, y)
-        with state_restored(self.model):
+        with state_restored(self.model), dense_gradients():
             grads = self._gradient(x, y)
         return [np.asarray(g) for g in grads]
 
@@ -156,6 +157,6 @@ class BatchGradients:
         """`H v` on batch `(x, y)`: the Hessian of the loss times `vectors` (one per variable)."""
         x, y = self._split(x, y)
         vectors = [tf.constant(np.asarray(v), dtype=var.dtype) for v, var in zip(vectors, self.variables)]
-        with state_restored(self.model):
+        with state_restored(self.model), dense_gradients():
             products = self._hvp(x, y, vectors)
         return [np.asarray(p) for p in products]

@@ -34,6 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_lottery.core.masked_variable import dense_gradients
 from tf_lottery.core.walk import model_variables, pruning_target
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.utils import validation
@@ -74,7 +75,8 @@ class SynFlowScorer:
                 return value, tape.gradient(value, weights)
 
             self._function = flow
-        return self._function(tf.ones((1, *self.input_shape), dtype="float32"))
+        with dense_gradients():
+            return self._function(tf.ones((1, *self.input_shape), dtype="float32"))
 
     def __call__(self, wrappers) -> list[np.ndarray]:
         weights = [w for wr in wrappers for w in wr.pruned_weights]

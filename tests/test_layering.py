@@ -1,4 +1,4 @@
-"""The package's arrows point down (see ../shared/ARCHITECTURE.md and the README).
+"""The package's arrows point down (the layers in the README's "Development" section; the table below).
 
 Every import of a `tf_lottery` module from inside the package, at any depth
 (function-level imports included), is checked against the layer table

@@ -115,7 +115,8 @@ def test_the_console_script_answers_version_and_takes_the_same_flags():
         ("--config.train.epochs=3", "Unknown config key `config.train.epochs`"),
         (
             "--config.experiment=instabilty",
-            "expected one of ('instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', 'transfer'). "
+            "expected one of ('early_bird', 'gradual', 'instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', "
+            "'transfer'). "
             "Received: experiment='instabilty'",
         ),
         ("--config.run.only_replicates=1", "`config.run.only_replicates`: expected comma-separated"),

@@ -86,7 +86,7 @@ def test_model_builder_defaults_and_spellings_are_canonical():
         (
             "experiment",
             "lotery",
-            r"Invalid value for `config.experiment`: expected one of \('instability', 'kd_rewind', "
+            r"Invalid value for `config.experiment`: expected one of \('early_bird', 'gradual', 'instability', 'kd_rewind', "
             r"'kd_ticket', 'lottery', 'oneshot', 'transfer'\). "
             r"Received: experiment='lotery'",
         ),

@@ -8,7 +8,7 @@ from tests.testing import TestCase, op_determinism_enabled
 from tf_lottery.experiments import registry, schema
 from tf_lottery.experiments.default_config import get_config
 
-KINDS = ("instability", "kd_rewind", "kd_ticket", "lottery", "oneshot", "transfer")
+KINDS = ("early_bird", "gradual", "instability", "kd_rewind", "kd_ticket", "lottery", "oneshot", "transfer")
 
 
 def test_every_kind_is_registered():
@@ -37,7 +37,7 @@ def test_an_unknown_kind_lists_every_kind():
 def test_the_shared_schema_refuses_an_unknown_kind_too():
     config = schema.defaults()
     config.experiment = "lotery"
-    with pytest.raises(ValueError, match=r"expected one of \('instability', .*'transfer'\)"):
+    with pytest.raises(ValueError, match=r"expected one of \('early_bird', .*'transfer'\)"):
         schema.validate(config)
 
 

@@ -1,0 +1,266 @@
+"""The `early_bird` kind: find the ticket's mask early, rewind, retrain (You et al. 2020).
+
+Each replicate trains the dense network (`round_0`) and, every
+`early_bird.every` (default each epoch), draws the mask that magnitude
+pruning to `early_bird.target_sparsity` would give (`tfl.EarlyBird`'s
+`draw_masks`: `pruning.scope`, `early_bird.granularity`); it stops as soon as
+the normalised Hamming distances between successive masks stayed below
+`early_bird.epsilon` for `early_bird.window` checks (or at the end of
+training, with `found: false`). The ticket is that mask with the weights and
+optimizer at `pruning.rewind_to`; `round_1` retrains it to the end of
+training. Both rounds resume after a kill like any level; the search state
+(last mask, recent distances) is stored at every check.
+
+The cost to compare with IMP: `total_steps` in round 1's metrics is the
+search steps plus the retraining steps; IMP to level k costs `k + 1` full
+trainings.
+
+    python -m tf_lottery.main --config=configs/early_bird_mnist1d.py --workdir=runs
+
+Reference:
+    You et al., "Drawing Early-Bird Tickets", ICLR 2020, arXiv:1909.11957.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import ml_collections
+import numpy as np
+
+from tf_lottery.experiments import registry, run_store, trainer
+from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.lottery.early_bird import GRANULARITIES, draw_masks, mask_distance
+from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
+from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.utils import atomic_io
+
+__all__ = ["defaults", "run_experiment", "validate"]
+
+SEARCH_STATE = "search_state.npz"
+TICKET = "early_bird.npz"
+
+
+def defaults() -> ml_collections.ConfigDict:
+    """`schema.defaults()` plus the `early_bird` group (the paper's epsilon and window)."""
+    from tf_lottery.experiments import schema
+
+    config = schema.defaults()
+    config.experiment = "early_bird"
+    config.run.levels = 1
+    config.run.branches = ""
+    config.early_bird = ml_collections.ConfigDict()
+    config.early_bird.target_sparsity = 0.9
+    config.early_bird.epsilon = 0.1
+    config.early_bird.window = 5
+    # How often a mask is drawn: '<N>ep' or '<N>it'.
+    config.early_bird.every = "1ep"
+    config.early_bird.granularity = "unstructured"
+    return config
+
+
+def _fail(key: str, expected: str, value) -> None:
+    raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks the `early_bird` options, then every shared option with `schema.validate`."""
+    from tf_lottery.experiments import schema
+
+    if config.get("experiment") != "early_bird":
+        _fail("experiment", "'early_bird'", config.get("experiment"))
+    if "early_bird" not in config:
+        raise ValueError(
+            "Missing config group `config.early_bird`: start the config from "
+            "`tf_lottery.experiments.kinds.early_bird.defaults()`."
+        )
+    group = config.early_bird
+    target, epsilon, window = group.target_sparsity, group.epsilon, group.window
+    if isinstance(target, bool) or not isinstance(target, (int, float)) or not 0.0 <= target < 1.0:
+        _fail("early_bird.target_sparsity", "a float in [0, 1)", target)
+    if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or epsilon <= 0:
+        _fail("early_bird.epsilon", "a float > 0 (the largest mask distance counted as no change)", epsilon)
+    if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+        _fail("early_bird.window", "an int >= 1", window)
+    if group.granularity not in GRANULARITIES:
+        _fail("early_bird.granularity", f"one of {GRANULARITIES}", group.granularity)
+    if int(config.run.levels) != 1:
+        _fail("run.levels", "1 (round 0 searches, round 1 retrains the ticket)", config.run.levels)
+    if schema.csv_list(config.run.branches):
+        _fail("run.branches", "'' (no controls for Early-Bird tickets)", config.run.branches)
+    if config.pruning.retrain != "rewind":
+        _fail("pruning.retrain", "'rewind'", config.pruning.retrain)
+    shared = copy.deepcopy(config)
+    with shared.unlocked():
+        del shared["early_bird"]
+        shared.experiment = "lottery"
+        shared.train.eval_every = group.every  # checks it is a point
+    schema.validate(shared)
+
+
+def describe(config: ml_collections.ConfigDict) -> str:
+    group = config.early_bird
+    return (
+        f"Early-Bird tickets of {config.model.name} on {config.dataset.name}: {config.pruning.scope} "
+        f"{group.granularity} masks at {group.target_sparsity:.0%}, a check every {group.every}, "
+        f"epsilon {group.epsilon}, window {group.window}; rewind to {config.pruning.rewind_to}"
+    )
+
+
+class _Search:
+    """The mask search, its state stored at every check so a restart continues it."""
+
+    def __init__(self, replicate, directory: str):
+        self.replicate = replicate
+        self.group = replicate.config.early_bird
+        self.path = os.path.join(directory, SEARCH_STATE)
+        self.previous, self.recent, self.distances, self.last = None, [], [], -1
+        if atomic_io.exists(self.path):
+            archive = atomic_io.load_npz(self.path)
+            info = atomic_io.array_json(archive["info"])
+            self.distances, self.last = [tuple(d) for d in info["distances"]], int(info["last"])
+            self.recent = [d for _, d in self.distances][-int(self.group.window) :]
+            self.previous = [archive[k] for k in sorted(k for k in archive if k.startswith("mask"))]
+
+    def check(self, step: int) -> bool:
+        """Draws the mask at `step`; whether the search has converged."""
+        if step <= self.last:
+            return False  # already checked before a restart
+        config = self.replicate.config
+        masks = draw_masks(
+            self.replicate.model,
+            float(self.group.target_sparsity),
+            self.group.granularity,
+            config.pruning.scope,
+        )
+        if self.previous is not None:
+            distance = mask_distance(self.previous, masks)
+            self.distances.append((step, distance))
+            self.recent = (self.recent + [distance])[-int(self.group.window) :]
+        self.previous, self.last = masks, step
+        arrays = {f"mask{i:05d}": m for i, m in enumerate(masks)}
+        arrays["info"] = atomic_io.json_array({"distances": self.distances, "last": step})
+        atomic_io.write_npz(self.path, arrays)
+        return len(self.recent) == int(self.group.window) and max(self.recent) < float(self.group.epsilon)
+
+
+def _rewind_state(replicate) -> Snapshot:
+    if replicate.rewind_step == 0:
+        return replicate.initial
+    return run_store.load_state(replicate.store.rewind_path(replicate.replicate))[0]
+
+
+def _search(replicate) -> None:
+    """Round 0: dense training until the masks settle; writes the ticket file."""
+    directory = replicate.level_dir(0)
+    ticket_path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
+    if not training_runs.begin(directory) and atomic_io.exists(ticket_path):
+        return
+    model = replicate.model
+    controls.set_masks(model, controls.dense_masks(model))
+    reset_for_retrain(model, "rewind", replicate.initial)
+    every = max(1, to_steps(replicate.config.early_bird.every, replicate.steps_per_epoch))
+    checks = list(range(every, replicate.total_steps + 1, every))
+    rewind = replicate.rewind_step
+    plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=checks + [rewind])
+    search = _Search(replicate, directory)
+    found = {}
+
+    def on_capture(position: int) -> None:
+        if position == rewind and rewind > 0:
+            run_store.save_state(
+                replicate.store.rewind_path(replicate.replicate), Snapshot.capture(model, position)
+            )
+        if position in checks and search.check(position) and not found:
+            found["step"] = position
+            plan.end = position  # the trainer evaluates, checkpoints and stops here
+
+    if search.recent and len(search.recent) == int(replicate.config.early_bird.window):
+        if max(search.recent) < float(replicate.config.early_bird.epsilon):
+            found["step"] = search.last
+            plan.end = search.last
+    result = trainer.train_level(model, replicate.data, plan, directory, on_capture=on_capture)
+    step = found.get("step", plan.end)
+    if step < rewind:
+        raise ValueError(
+            f"The Early-Bird search stopped at step {step}, before the rewind point "
+            f"{replicate.config.pruning.rewind_to!r}. Rewind earlier or raise `early_bird.window`."
+        )
+    masks = (
+        search.previous
+        if search.last == step
+        else draw_masks(
+            model,
+            float(replicate.config.early_bird.target_sparsity),
+            replicate.config.early_bird.granularity,
+            replicate.config.pruning.scope,
+        )
+    )
+    ticket = Ticket.from_model(
+        model,
+        weights=_rewind_state(replicate).model_values,
+        metadata={"early_bird_step": step, "found": "step" in found, "distances": search.distances},
+    )
+    ticket.masks = [np.array(m, dtype=bool) for m in masks]
+    ticket.metadata["sparsity"] = ticket.sparsity
+    ticket.save(ticket_path)
+    training_runs.finish(
+        replicate,
+        directory,
+        0,
+        result,
+        plan,
+        search_steps=step,
+        found="step" in found,
+        distances=search.distances,
+    )
+
+
+def _retrain(replicate) -> None:
+    """Round 1: the ticket's masks, weights and optimizer at the rewind point, trained to the end."""
+    directory = replicate.level_dir(1)
+    if not training_runs.begin(directory):
+        return
+    model = replicate.model
+    ticket = Ticket.load(os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET))
+    controls.set_masks(model, ticket.masks)
+    reset_for_retrain(model, "rewind", _rewind_state(replicate))
+    plan = training_runs.plan(replicate, replicate.rewind_step, replicate.total_steps)
+    result = trainer.train_level(model, replicate.data, plan, directory)
+    search_steps = int(ticket.metadata["early_bird_step"])
+    training_runs.finish(
+        replicate,
+        directory,
+        1,
+        result,
+        plan,
+        search_steps=search_steps,
+        found=bool(ticket.metadata["found"]),
+        total_steps=search_steps + plan.end - plan.start,
+    )
+
+
+def _run_replicate(replicate) -> None:
+    _search(replicate)
+    _retrain(replicate)
+
+
+def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
+    """Runs (or resumes) an `early_bird` config: round 0 the search, round 1 the retrained ticket."""
+    validate(config)
+    return training_runs.run_replicates(
+        config, workdir, log, _run_replicate, title=describe(config), main="early_bird", levels=1
+    )
+
+
+registry.register(
+    registry.Kind(
+        name="early_bird",
+        run=run_experiment,
+        defaults=defaults,
+        validate=validate,
+        summary="Early-Bird tickets: the mask drawn when it stops changing in dense training (You et al. 2020)",
+    )
+)

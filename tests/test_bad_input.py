@@ -184,6 +184,30 @@ CASES = {
         lambda m, p: __import__("tf_lottery.data.mnist1d", fromlist=["x"]).load_mnist1d(validation=-1),
         r"`validation`: expected an int >= 0. Received: validation=-1",
     ),
+    # Callbacks speak Keras (mode, config), the distiller's label loss
+    "callback_mode_unknown": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, mode="maximum"),
+        r"`mode`: expected one of \('auto', 'min', 'max'\). Received: mode='maximum'",
+    ),
+    "callback_scorer_unknown": (
+        # Was: accepted, and failed only when the first round ended.
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, scorer="l1"),
+        r"`scorer`: expected 'magnitude', 'random' or a callable.*Received: scorer='l1'",
+    ),
+    "callback_config_of_callable_scorer": (
+        # Was: the config said scorer="magnitude", another callback.
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, scorer=lambda w: []).get_config(),
+        r"argument `scorer` is a callable, which a config cannot hold. Received: scorer=<function",
+    ),
+    "sparse_training_config_of_loss_function": (
+        # Was: the config said loss=None, the compiled loss.
+        lambda m, p: tfl.DynamicSparseTraining("set", loss=keras.losses.mean_squared_error).get_config(),
+        r"argument `loss` is a function, which a config cannot hold.*Pass it by name",
+    ),
+    "distiller_unknown_label_loss": (
+        lambda m, p: tfl.KDDistiller(mlp(input_dim=20, classes=4), m).compile(loss="crossentropy_of_dreams"),
+        r"`loss`: expected a loss Keras knows by name.*Received: loss='crossentropy_of_dreams'",
+    ),
 }
 
 

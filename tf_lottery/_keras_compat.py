@@ -21,6 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 from keras.src.losses import loss as keras_loss
+from keras.src.models.cloning import functional_like_constructor
 from keras.src.models.functional import Functional
 from keras.src.utils import naming
 
@@ -68,6 +69,52 @@ def is_functional(model) -> bool:
     return isinstance(model, Functional)
 
 
+def graph_is_cloneable(model) -> bool:
+    """Whether `keras.models.clone_model` rebuilds `model` with its own class.
+
+    True for Sequential models and for functional models whose class takes
+    `(inputs, outputs)`; False for functional subclasses with a constructor
+    of their own (keras_hub's backbones and task models), which
+    `clone_model` would turn into a plain `Functional`, losing their class,
+    attributes and methods (`generate()`).
+    Why private: Keras' own test is `keras.src.models.cloning.functional_like_constructor`.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    if isinstance(model, keras.Sequential) or type(model) is Functional:
+        return True
+    return functional_like_constructor(type(model))
+
+
+def graph_layers(model) -> list:
+    """The layers a functional `model` runs, in graph order."""
+    return [op for op in model._operations if isinstance(op, keras.layers.Layer)]
+
+
+def replace_graph_operation(model, old: keras.layers.Layer, new: keras.layers.Layer) -> None:
+    """Makes functional `model` run `new` wherever its graph ran `old`.
+
+    Updates the operation lists (`_operations`, a TensorFlow-tracked list, so
+    `tf.train.Checkpoint` follows; `_operations_by_depth`), every graph node's
+    `operation`, and Keras' tracker. The graph's symbolic tensors keep naming
+    `old` as their producer, so a graph-based `get_config()` of `model` is
+    not updated (keras_hub's models serialise their constructor arguments).
+    Why private: Keras has no public way to swap a layer inside a built graph.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    for i, op in enumerate(model._operations):
+        if op is old:
+            model._operations[i] = new
+    for ops_at_depth in model._operations_by_depth.values():
+        for i, op in enumerate(ops_at_depth):
+            if op is old:
+                ops_at_depth[i] = new
+    for nodes in model._nodes_by_depth.values():
+        for node in nodes:
+            if node.operation is old:
+                node.operation = new
+    replace_sub_layer(model, old, new)
+
+
 def keras_history_operation(tensor):
     """The layer (operation) that produced the symbolic `KerasTensor` `tensor`.
 
@@ -102,19 +149,26 @@ def input_signature(model: keras.Model):
     return get_input_signature(model)
 
 
+# Keras' and a functional graph's own records of sub-layers; changed only
+# through `replace_sub_layer` / `replace_graph_operation`.
+_BOOKKEEPING = ("_layers", "_tracker", "_operations", "_operations_by_depth", "_nodes_by_depth")
+
+
 def instance_attributes(layer: keras.layers.Layer) -> list[tuple[str, object]]:
     """`(name, value)` of `layer`'s own attributes, less dunders and Keras' tracking state.
 
     Why private: replacing a sub-layer in place means reading the attributes
     that hold it; `_layers` and `_tracker` are Keras' bookkeeping of the same
-    sub-layers and must be left to `replace_sub_layer`, and TensorFlow's
-    `_self_*` attributes are its own bookkeeping (see `replace_sub_layer`).
+    sub-layers and must be left to `replace_sub_layer`, and so are
+    TensorFlow's `_self_unconditional_*` checkpoint dependencies (see
+    `replace_sub_layer`). Other `_self_...` names are ordinary attributes
+    (keras_hub's `_self_attention_layer`).
     Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
     """
     return [
         (name, value)
         for name, value in list(vars(layer).items())
-        if not (name.startswith("__") or name.startswith("_self_") or name in ("_layers", "_tracker"))
+        if not (name.startswith(("__", "_self_unconditional")) or name in _BOOKKEEPING)
     ]
 
 

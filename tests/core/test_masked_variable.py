@@ -188,3 +188,16 @@ class TestSelfCheck(TestCase):
         monkeypatch.setattr(_keras_compat, "calling_optimizer", lambda max_depth=6: None)
         with pytest.raises(masked_variable.MaskMechanismError):
             tfl.prunable(_plain_net())
+
+
+def test_the_tested_keras_range_is_declared_and_installed():
+    import pathlib
+    import re
+
+    setup = (pathlib.Path(__file__).parents[2] / "setup.py").read_text()
+    low, high = masked_variable.TESTED_KERAS
+    assert f'"keras{low},{high}"' in setup
+    version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", keras.__version__).groups())
+    floor = tuple(int(p) for p in low[2:].split("."))
+    ceiling = tuple(int(p) for p in high[1:].split("."))
+    assert floor <= version < ceiling, f"Keras {keras.__version__} is outside {low},{high}"

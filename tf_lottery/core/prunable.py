@@ -164,8 +164,18 @@ class _Wrapper:
     def wrap_model(self, model):
         if isinstance(model, PruneWrapper):
             return model
-        if is_graph_model(model):
+        if is_graph_model(model) and _keras_compat.graph_is_cloneable(model):
             return keras.models.clone_model(model, clone_function=self.clone_one)
+        if is_graph_model(model):
+            # A functional subclass with a constructor of its own (keras_hub's
+            # backbones and tasks): wrapped in place, keeping its class.
+            for layer in _keras_compat.graph_layers(model):
+                new = self.replacement(layer)
+                if new is not layer:
+                    _keras_compat.replace_graph_operation(model, layer, new)
+            self.wrap_in_place(model)
+            _forget_traced_functions(model)
+            return model
         if is_prunable_layer(model):
             return model if self.excluded(model) else PruneWrapper(model)
         self.wrap_in_place(model)

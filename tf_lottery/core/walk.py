@@ -97,7 +97,10 @@ def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
         ) from error
     if layer.built:
         build_config = layer.get_build_config()
-        if build_config:
+        # Some layers build themselves from their config (keras_hub's
+        # TransformerDecoder keeps its build shapes in it); building them
+        # again would trip Keras' lock on a built layer.
+        if build_config and not copy.built:
             copy.build_from_config(build_config)
         # Checks that the rebuilt layer has the same variables, then fills them.
         copy_values(layer, copy)

@@ -111,8 +111,9 @@ class PruneWrapper(keras.layers.Wrapper):
         # arguments (MultiHeadAttention needs query and value shapes).
         del input_shape
 
-    def call(self, inputs, *args, **kwargs):
-        outputs = self.layer(inputs, *args, **kwargs)
+    def call(self, *args, **kwargs):
+        # Any signature: keras_hub calls attention as `layer(query=..., value=...)`.
+        outputs = self.layer(*args, **kwargs)
         if not self._masks:
             # A layer wrapped before it was built gets its masks here, right
             # after its first call built it.

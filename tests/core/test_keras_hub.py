@@ -1,0 +1,131 @@
+"""keras_hub transformers (small random-init configs, no download) are prunable,
+keep their class and methods, train with their zeros held, and share one mask
+between the two uses of a `ReversibleEmbedding` (input embedding and tied
+output projection). Lottery tickets in pre-trained transformers: Chen et al.
+2020, arXiv:2007.12223."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import TestCase
+from tf_lottery.core.walk import prune_wrappers
+
+keras_hub = pytest.importorskip("keras_hub")
+
+SEQ = 12
+VOCAB = 50
+
+
+def _tokens(with_segments=False, seed=0):
+    rng = np.random.default_rng(seed)
+    x = {
+        "token_ids": rng.integers(1, VOCAB, (8, SEQ)).astype("int32"),
+        "padding_mask": np.ones((8, SEQ), "int32"),
+    }
+    x["padding_mask"][:2, 9:] = 0
+    if with_segments:
+        x["segment_ids"] = np.zeros((8, SEQ), "int32")
+    return x
+
+
+def _violations(model) -> int:
+    return tfl.sparsity_report(model).violations
+
+
+def _train(model, x, y):
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0)
+
+
+def _bert():
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+
+
+def _gpt2_lm():
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+    return keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None)
+
+
+def _gemma_lm():
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=8,
+    )
+    return keras_hub.models.GemmaCausalLM(backbone=backbone, preprocessor=None)
+
+
+class TestKerasHub(TestCase):
+    def test_bert_text_classifier_keeps_its_class_and_outputs(self):
+        model = keras_hub.models.BertTextClassifier(backbone=_bert(), num_classes=3, preprocessor=None)
+        x = _tokens(with_segments=True)
+        expected = np.asarray(model.predict(x, verbose=0))
+        pruned = tfl.prunable(model)
+        assert type(pruned) is keras_hub.models.BertTextClassifier
+        kinds = {type(w.layer).__name__ for w in prune_wrappers(pruned)}
+        assert {"Dense", "MultiHeadAttention", "ReversibleEmbedding", "Embedding"} <= kinds
+        np.testing.assert_allclose(pruned.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+        tfl.prune(pruned, rate=0.5)
+        _train(pruned, x, np.arange(8) % 3)
+        assert _violations(pruned) == 0
+
+    def test_functional_head_over_the_backbones_dict_output(self):
+        backbone = _bert()
+        pooled = backbone(backbone.input)["pooled_output"]  # a GetItem op in the graph
+        model = keras.Model(backbone.input, keras.layers.Dense(3, name="head")(pooled))
+        x = _tokens(with_segments=True)
+        expected = model.predict(x, verbose=0)
+        pruned = tfl.prunable(model)
+        np.testing.assert_allclose(pruned.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+        tfl.prune(pruned, rate=0.5)
+        _train(pruned, x, np.arange(8) % 3)
+        assert _violations(pruned) == 0
+
+    @pytest.mark.parametrize("factory", [_gpt2_lm, _gemma_lm], ids=["gpt2", "gemma"])
+    def test_causal_lm_trains_with_one_mask_on_the_tied_embedding(self, factory):
+        model = factory()
+        cls = type(model)
+        x = _tokens()
+        expected = np.asarray(model.predict(x, verbose=0))
+        pruned = tfl.prunable(model)
+        assert type(pruned) is cls and pruned is model  # wrapped in place, methods kept
+        np.testing.assert_allclose(pruned.predict(x, verbose=0), expected, rtol=1e-5, atol=1e-6)
+        embedding = pruned.backbone.token_embedding
+        assert isinstance(embedding, tfl.PruneWrapper)
+        assert type(embedding.layer).__name__ == "ReversibleEmbedding"
+        assert len(embedding.masks) == 1  # tie_weights: one matrix, one mask
+        tfl.prune(pruned, rate=0.5)
+        _train(pruned, x, x["token_ids"])
+        assert _violations(pruned) == 0
+        # The output projection is the masked matrix: logits = hidden @ E^T.
+        (mask,) = embedding.get_masks()
+        matrix = embedding.layer.embeddings.numpy()
+        assert np.all(matrix[~mask] == 0.0) and np.count_nonzero(~mask) > 0
+        hidden = pruned.backbone(x)
+        logits = keras.ops.convert_to_numpy(embedding(hidden, reverse=True))
+        np.testing.assert_allclose(
+            logits, keras.ops.convert_to_numpy(hidden) @ matrix.T, rtol=1e-4, atol=1e-5
+        )

@@ -35,6 +35,33 @@ def _ticket_file(tmp_path, content: bytes | None = None):
     return path
 
 
+def _fit_with_ema():
+    # Was: most pruned weights non-zero after fit (EMA written back unmasked).
+    model = _wrapped()
+    tfl.prune(model, rate=0.5)
+    x, y = toy_data(64, 20, 4)
+    compile_classifier(model, keras.optimizers.Adam(use_ema=True))
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+
+class _HidesALayer(keras.Model):
+    def __init__(self):
+        super().__init__()
+        self.head = keras.layers.Dense(4)
+        self.hidden = keras.layers.Dense(3)
+        self.hidden.build((None, 20))
+        del self.hidden  # still tracked by Keras (its weights are the model's), in no attribute
+
+    def call(self, x):
+        return self.head(x)
+
+
+def _unreachable_layer():
+    model = _HidesALayer()
+    model(np.zeros((1, 20), "float32"))
+    tfl.prunable(model)
+
+
 def _mirrored_model_wrapped_outside():
     with two_replica_strategy().scope():
         model = mlp(input_dim=20, hidden=(16,), classes=4)
@@ -133,7 +160,8 @@ CASES = {
     ),
     "retrain_unknown": (
         lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, retrain="lth"),
-        r"`retrain`: expected one of \('rewind', 'lr_rewind', 'finetune', 'reinit'\). Received: retrain='lth'",
+        r"`retrain`: expected one of \('rewind', 'lr_rewind', 'finetune', 'reinit', 'reinit_imp'\). "
+        r"Received: retrain='lth'",
     ),
     "seed_wrong_type": (
         lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, seed="0"),
@@ -203,6 +231,21 @@ CASES = {
         # Was: the config said loss=None, the compiled loss.
         lambda m, p: tfl.DynamicSparseTraining("set", loss=keras.losses.mean_squared_error).get_config(),
         r"argument `loss` is a function, which a config cannot hold.*Pass it by name",
+    ),
+    "reinit_without_the_tickets_masks": (
+        # Was: IMP on the reinitialised networks, whose masks drift from the ticket's.
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2, retrain="reinit"),
+        r"`ticket_masks`: retrain='reinit' is Frankle & Carbin's control.*retrain='reinit_imp'",
+    ),
+    "ema_with_masks": (lambda m, p: _fit_with_ema(), r"use_ema=True.*Use `use_ema=False`"),
+    "prunable_layer_out_of_reach": (
+        # Was: silently left dense.
+        lambda m, p: _unreachable_layer(),
+        r"`model`: 1 prunable layer\(s\) of .* could not be wrapped.*`exclude`",
+    ),
+    "mask_gradients_not_a_bool": (
+        lambda m, p: tfl.PruneWrapper(keras.layers.Dense(2), mask_gradients=1),
+        r"`mask_gradients`: expected True or False. Received: mask_gradients=1",
     ),
     "distiller_unknown_label_loss": (
         lambda m, p: tfl.KDDistiller(mlp(input_dim=20, classes=4), m).compile(loss="crossentropy_of_dreams"),

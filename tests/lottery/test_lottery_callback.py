@@ -140,9 +140,9 @@ class TestLotteryCallback(TestCase):
         _fit(model, [lottery, probe], epochs=4)
         assert probe.starts[1]["iterations"] == 12
 
-    def test_reinit_control_draws_new_weights(self):
+    def test_reinit_imp_draws_new_weights(self):
         model = _model()
-        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="reinit", verbose=0)
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="reinit_imp", verbose=0)
         probe = RoundStartProbe(epochs_per_round=2)
         _fit(model, [lottery, probe], epochs=4)
         start = probe.starts[1]
@@ -151,6 +151,51 @@ class TestLotteryCallback(TestCase):
             assert not np.allclose(kernel[mask], rewound[mask])
             np.testing.assert_array_equal(kernel[~mask], 0.0)
         assert start["iterations"] == 0
+
+    def test_reinit_is_frankle_and_carbins_control_on_the_tickets_masks(self):
+        rounds = 4
+        ticket_run = tfl.LotteryCallback(rounds=rounds, pruning_rate=0.5, verbose=0)
+        _fit(_model(), [ticket_run], epochs=rounds)
+        assert len(ticket_run.round_masks) == rounds - 1
+
+        control_model = _model()
+        control = tfl.LotteryCallback(
+            rounds=rounds, pruning_rate=0.5, retrain="reinit", ticket_masks=ticket_run, verbose=0
+        )
+        probe = RoundStartProbe(epochs_per_round=1)
+        _fit(control_model, [control, probe], epochs=rounds)
+        for r in range(1, rounds):
+            for ours, ticket in zip(probe.starts[r]["masks"], ticket_run.round_masks[r - 1]):
+                np.testing.assert_array_equal(ours, ticket)
+            assert probe.starts[r]["iterations"] == 0
+        for kernel, mask, pos in zip(
+            probe.starts[1]["kernels"], probe.starts[1]["masks"], _kernel_index(control_model)
+        ):
+            np.testing.assert_array_equal(kernel[~mask], 0.0)
+            assert not np.allclose(kernel[mask], control.snapshot.model_values[pos][mask])  # fresh draw
+
+        # IMP on the reinitialised networks prunes its own weights: its masks
+        # leave the ticket's, which is why it is not the paper's control.
+        drift = tfl.LotteryCallback(rounds=rounds, pruning_rate=0.5, retrain="reinit_imp", verbose=0)
+        _fit(_model(), [drift], epochs=rounds)
+        last_ticket, last_drift = ticket_run.round_masks[-1][0], drift.round_masks[-1][0]
+        assert np.count_nonzero(last_ticket & last_drift) < 0.9 * np.count_nonzero(last_ticket)
+
+    def test_reinit_arguments_are_checked(self):
+        with pytest.raises(ValueError, match=r"`ticket_masks`.*retrain='reinit_imp'"):
+            tfl.LotteryCallback(rounds=2, pruning_rate=0.5, retrain="reinit")
+        with pytest.raises(ValueError, match=r"only retrain='reinit' uses it"):
+            tfl.LotteryCallback(rounds=2, pruning_rate=0.5, ticket_masks=[[np.ones(3, bool)]])
+        short = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, retrain="reinit", ticket_masks=[], verbose=0)
+        with pytest.raises(ValueError, match=r"round 1 needs the ticket's round-1 masks, but it holds 0"):
+            _fit(_model(), [short], epochs=3)
+        wrong = tfl.LotteryCallback(
+            rounds=2, pruning_rate=0.5, retrain="reinit", ticket_masks=[[np.ones((2, 2), bool)]], verbose=0
+        )
+        with pytest.raises(ValueError, match=r"same architecture"):
+            _fit(_model(), [wrong], epochs=2)
+        with pytest.raises(ValueError, match=r"`ticket_masks` holds mask arrays"):
+            wrong.get_config()
 
     def test_target_sparsity_is_reached_exactly(self):
         model = _model()

@@ -100,12 +100,13 @@ def _check_nothing_skipped(model, excluded) -> None:
     Keras tracks but that is neither an attribute, a list, a tuple, a dict nor
     a set, e.g. a custom class). Pruning would then silently leave it dense.
     """
-    skipped = []
+    skipped, seen = [], set()
 
     def visit(container, path):
         for child in _keras_compat.child_layers(container):
-            if isinstance(child, PruneWrapper) or excluded(child):
+            if isinstance(child, PruneWrapper) or excluded(child) or id(child) in seen:
                 continue
+            seen.add(id(child))
             here = f"{path}/{child.name}"
             if is_prunable_layer(child):
                 skipped.append(here)

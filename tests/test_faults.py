@@ -44,6 +44,21 @@ KINDS = {
         "--config.run.steps_per_execution=5",
         "--config.run.checkpoint_every=1ep",
     ),
+    # 10 data steps an epoch, 30 a run; pruning before steps 5, 10, 15, 20.
+    "gradual": (
+        "--config=configs/gradual_mnist1d.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.gradual.frequency=5",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
+    # 10 data steps an epoch, a mask drawn after each; the search runs the 30 steps.
+    "early_bird": (
+        "--config=configs/early_bird_mnist1d.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
     # Source task 6 data steps an epoch (18 a level), target task 3 (9 a level).
     "transfer": (
         "--config=configs/transfer_mnist1d.py:smoke",
@@ -176,6 +191,12 @@ def reference(tmp_path_factory):
         ("transfer", "atomic_write/end.npz:5"),  # while level 1 on the target task's ticket is written
         ("transfer", "train_batch:48"),  # the transferred level-1 ticket, after its first checkpoint
         ("transfer", "atomic_write/transfer.json:2"),  # level 1's analysis stored, level 2's written
+        # 8 fit calls a replicate (chunks end at each pruning step).
+        ("gradual", "train_batch:11"),  # replicate 1, after its first pruning
+        ("gradual", "atomic_write/checkpoint.npz:5"),  # replicate 1's first checkpoint being written
+        # 6 fit calls a round: the search (round 0), then the ticket (round 1).
+        ("early_bird", "train_batch:8"),  # replicate 0's ticket retraining, mid-epoch
+        ("early_bird", "atomic_write/search_state.npz:5"),  # replicate 1's second mask being stored
     ],
 )
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):

@@ -7,7 +7,10 @@ model is pruned to 90% sparsity first, so the mask work is real.
 
     python benchmarks/masked_overhead.py [--epochs 7] [--samples 12000]
 
-Target (issue #2): masked / plain <= 1.03.
+Target (issue #2): masked / plain <= 1.03. The masked model is timed twice:
+with the default sparse-equivalent updates (gradient masked at pruned
+positions) and with `mask_gradients=False` (dense gradient, re-zeroed after
+the update), so the cost of the gradient mask is measured in the same run.
 """
 
 from __future__ import annotations
@@ -66,23 +69,30 @@ def main():
 
     keras.utils.set_random_seed(0)
     dense = _compiled(lenet_300_100(), args.jit)
-    masked = tfl.prunable(lenet_300_100())
-    tfl.prune(masked, target_sparsity=0.9)
-    _compiled(masked, args.jit)
+    models = {"plain": dense}
+    for name, mask_gradients in (("masked", True), ("masked, dense gradient", False)):
+        masked = tfl.prunable(lenet_300_100(), mask_gradients=mask_gradients)
+        tfl.prune(masked, target_sparsity=0.9)
+        models[name] = _compiled(masked, args.jit)
 
-    for model in (dense, masked):  # warm-up: tracing and first-epoch costs
+    for model in models.values():  # warm-up: tracing and first-epoch costs
         _epoch_seconds(model, x, y, args.batch_size)
-    times = {"plain": [], "masked": []}
+    times = {name: [] for name in models}
     for _ in range(args.epochs):
-        times["plain"].append(_epoch_seconds(dense, x, y, args.batch_size))
-        times["masked"].append(_epoch_seconds(masked, x, y, args.batch_size))
+        for name, model in models.items():
+            times[name].append(_epoch_seconds(model, x, y, args.batch_size))
 
-    plain, masked_t = statistics.median(times["plain"]), statistics.median(times["masked"])
+    median = {name: statistics.median(t) for name, t in times.items()}
+    plain = median["plain"]
     print(f"LeNet-300-100, {args.samples} samples, batch {args.batch_size}, jit_compile={args.jit}")
-    print(f"  plain Keras epoch  : {plain:.3f} s (median of {args.epochs})")
-    print(f"  tf_lottery masked  : {masked_t:.3f} s (90% sparse)")
-    print(f"  masked / plain     : {masked_t / plain:.3f}x   (target <= 1.03x)")
-    assert tfl.sparsity_report(masked).sparsity > 0.89
+    print(f"  plain Keras epoch                  : {plain:.3f} s (median of {args.epochs})")
+    print(f"  masked, dense gradient (tfmot-like): {median['masked, dense gradient']:.3f} s (90% sparse)")
+    print(f"  masked, sparse-equivalent (default): {median['masked']:.3f} s (90% sparse)")
+    ratio = median["masked, dense gradient"] / plain
+    print(f"  masked (dense gradient) / plain    : {ratio:.3f}x")
+    print(f"  masked (default) / plain           : {median['masked'] / plain:.3f}x   (target <= 1.03x)")
+    for model in list(models.values())[1:]:
+        assert tfl.sparsity_report(model).sparsity > 0.89
 
 
 if __name__ == "__main__":

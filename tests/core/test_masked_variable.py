@@ -48,11 +48,9 @@ OPTIMIZERS = {
 def _train_with_masked_wrappers(make_optimizer, mask_gradients=True):
     net = _plain_net()
     masks = _masks(net)
-    model = tfl.prunable(net)
+    model = tfl.prunable(net) if mask_gradients else tfl.prunable(net, mask_gradients=False)
     for wrapper, mask in zip(prune_wrappers(model), masks):
-        assert wrapper.mask_gradients  # the default
-        if not mask_gradients:
-            _keras_compat.mask_writes(wrapper.pruned_weights[0], wrapper.masks[0], mask_gradients=False)
+        assert wrapper.mask_gradients is mask_gradients
         wrapper.set_masks([mask])
     model.compile(optimizer=make_optimizer(), loss=_LOSS)
     x, y = _data()

@@ -38,7 +38,7 @@ def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], boo
     return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))
 
 
-def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
+def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: bool = True) -> keras.Model:
     """Returns `model` with each prunable layer wrapped in a `PruneWrapper`.
 
     Sequential and functional models are cloned: the result is a new model
@@ -56,6 +56,12 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
         model: A Keras model (or layer containing sub-layers).
         exclude: Layers to leave dense: a list of layer names and/or layer
             classes, or a predicate `layer -> bool`. Defaults to `None`.
+        mask_gradients: Sparse-equivalent updates (default): the gradient at
+            pruned positions is zero before the optimizer sees it, so
+            clipping and layer-wise optimizers see the network without the
+            pruned weights. `False` gives tfmot's and open_lth's semantics
+            (dense gradient, pruned weights re-zeroed after each update).
+            See `PruneWrapper`.
 
     Returns:
         The model with masks, all ones (dense) until pruned.
@@ -80,8 +86,13 @@ def prunable(model: keras.Model, exclude: Exclude = None) -> keras.Model:
             f"layer. Received: model={model!r} of type {type(model).__name__}."
         )
     excluded = _exclusion_predicate(exclude)
+    if not isinstance(mask_gradients, bool):
+        raise ValueError(
+            "Invalid value for argument `mask_gradients`: expected True or False. "
+            f"Received: mask_gradients={mask_gradients!r}."
+        )
     _check_strategy_scope(model)
-    result = _Wrapper(excluded).wrap_model(model)
+    result = _Wrapper(excluded, mask_gradients).wrap_model(model)
     _check_nothing_skipped(result, excluded)
     if not prune_wrappers(result):
         raise ValueError(
@@ -158,8 +169,9 @@ def _check_strategy_scope(model) -> None:
 
 
 class _Wrapper:
-    def __init__(self, excluded):
+    def __init__(self, excluded, mask_gradients=True):
         self.excluded = excluded
+        self.mask_gradients = mask_gradients
         self.done: dict[int, keras.layers.Layer] = {}
 
     def wrap_model(self, model):
@@ -178,7 +190,7 @@ class _Wrapper:
             _forget_traced_functions(model)
             return model
         if is_prunable_layer(model):
-            return model if self.excluded(model) else PruneWrapper(model)
+            return model if self.excluded(model) else PruneWrapper(model, mask_gradients=self.mask_gradients)
         self.wrap_in_place(model)
         _forget_traced_functions(model)
         return model
@@ -192,12 +204,12 @@ class _Wrapper:
         if id(layer) in self.done:
             return self.done[id(layer)]
         if isinstance(layer, PruneWrapper):
-            result = PruneWrapper(clone_layer(layer.layer), name=layer.name)
+            result = PruneWrapper(clone_layer(layer.layer), mask_gradients=layer.mask_gradients, name=layer.name)
             result.set_masks(layer.get_masks())
         elif is_graph_model(layer):
             result = self.wrap_model(layer)
         elif is_prunable_layer(layer) and not self.excluded(layer):
-            result = PruneWrapper(clone_layer(layer))
+            result = PruneWrapper(clone_layer(layer), mask_gradients=self.mask_gradients)
         else:
             result = clone_layer(layer)
             if _keras_compat.child_layers(result):
@@ -213,7 +225,7 @@ class _Wrapper:
         elif is_graph_model(layer):
             result = self.wrap_model(layer)
         elif is_prunable_layer(layer) and not self.excluded(layer):
-            result = PruneWrapper(layer)
+            result = PruneWrapper(layer, mask_gradients=self.mask_gradients)
         else:
             result = layer
             if _keras_compat.child_layers(layer):

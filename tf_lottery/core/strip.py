@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.walk import clone_layer, is_graph_model, prune_wrappers
 from tf_lottery.core.wrapper import PruneWrapper
 
@@ -51,8 +52,10 @@ def strip(model: keras.Model) -> keras.Model:
 def _strip(model):
     if isinstance(model, PruneWrapper):
         return clone_layer(model.layer)
-    if is_graph_model(model):
+    if is_graph_model(model) and _keras_compat.graph_is_cloneable(model):
         return keras.models.clone_model(model, clone_function=_strip_one)
+    # Subclassed models, and functional subclasses with a constructor of their
+    # own (keras_hub), rebuild from their config (plain layers) with the values.
     return clone_layer(model)
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, toy_data
+from tf_lottery.core import optimizer_slots
 from tf_lottery.core.walk import model_variables
 
 
@@ -63,8 +64,18 @@ class TestSnapshot(TestCase):
         for variable, value in zip(model_variables(model), snapshot.model_values):
             expected = value * masks[id(variable)] if id(variable) in masks else value
             np.testing.assert_array_equal(variable.numpy(), expected)
+        # The optimizer's slots come back too, at 0 where the weight is pruned
+        # now (sparse-equivalent training keeps them there).
+        slot_masks = {
+            id(slot): masks[id(w)]
+            for wr in tfl.prune_wrappers(model)
+            for w in wr.pruned_weights
+            for slot in optimizer_slots.slots_for(model.optimizer, w)
+        }
+        assert len(slot_masks) == len(masks)  # SGD momentum: one slot per kernel
         for variable, value in zip(model.optimizer.variables, snapshot.optimizer_values):
-            np.testing.assert_array_equal(variable.numpy(), value)
+            expected = value * slot_masks[id(variable)] if id(variable) in slot_masks else value
+            np.testing.assert_array_equal(variable.numpy(), expected)
 
     def test_snapshot_for_another_model_is_refused(self):
         snapshot = tfl.Snapshot.capture(_bn_model(), 0)

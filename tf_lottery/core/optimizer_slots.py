@@ -32,7 +32,10 @@ def slots_for(optimizer, variable) -> list:
     base = _base(optimizer)
     if not base.built:
         return []
-    index = _keras_compat.optimizer_variable_index(base, variable)
+    try:
+        index = _keras_compat.optimizer_variable_index(base, variable)
+    except KeyError:  # a variable this optimizer does not train (frozen)
+        return []
     slots = [values[index] for values in slot_lists(base).values()]
     return [s for s in slots if s is not None and tuple(s.shape) == tuple(variable.shape)]
 

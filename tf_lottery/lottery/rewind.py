@@ -20,7 +20,8 @@ import keras
 import numpy as np
 
 from tf_lottery import _keras_compat
-from tf_lottery.core.walk import model_variables
+from tf_lottery.core import optimizer_slots
+from tf_lottery.core.walk import model_variables, prune_wrappers
 
 _SPEC = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 
@@ -97,6 +98,12 @@ class Snapshot:
         _check_same(variables, self.optimizer_values, "optimizer")
         for variable, value in zip(variables, self.optimizer_values):
             variable.assign(value)
+        # Slots saved before pruning hold values at positions pruned since;
+        # sparse-equivalent training keeps every slot at 0 there.
+        for wrapper in prune_wrappers(model):
+            for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
+                if wrapper.mask_gradients:
+                    optimizer_slots.reset_slots(model.optimizer, weight, ~mask)
 
 
 def _check_same(variables, values, what):

@@ -137,7 +137,9 @@ class TestNMTicketSurvives(TestCase):
     def test_pattern_after_imp_training_saving_and_export(self, tmp_path):
         x, y = toy_data(256)
         model = compile_classifier(tfl.prunable(mlp(hidden=(64, 32))))
-        lottery = tfl.LotteryCallback(rounds=3, target_sparsity=0.5, structure="2:4", verbose=0)
+        lottery = tfl.LotteryCallback(
+            rounds=3, target_sparsity=0.5, structure="2:4", monitor="loss", verbose=0
+        )
         model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[lottery])
         assert lottery.history[-1]["sparsity"] == 0.5
         assert set(structure.model_violations(model, "2:4").values()) == {0}

@@ -112,6 +112,50 @@ CASES = {
         lambda m, p: tfl.prune(mlp(), rate=0.2),
         r"`model`: '.*' has no PruneWrapper layers. Wrap it first: `model = tfl.prunable\(model\)`",
     ),
+    # N:M structure, schedules, GradualPruning, EarlyBird (issue #14)
+    "nm_n_above_m": (
+        lambda m, p: tfl.prune(m, structure="4:2"),
+        r"`structure`: expected None or a string 'N:M' with integers 1 <= N < M.*Received: structure='4:2'",
+    ),
+    "nm_m_not_dividing": (
+        lambda m, p: tfl.prune(m, structure="2:3"),
+        r"'2:3' needs the input dimension .* multiple of 3\. Received layer '.*' with 20 inputs.*"
+        r"`tfl\.prunable\(model, exclude=",
+    ),
+    "nm_past_the_pattern": (
+        lambda m, p: tfl.prune(m, target_sparsity=0.7, structure="2:4"),
+        r"`target_sparsity`: 0\.7 would prune \d+ more weights, but structure '2:4' spares only \d+",
+    ),
+    "nm_lottery_target_past_the_pattern": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, target_sparsity=0.8, structure="2:4"),
+        r"`target_sparsity`: expected at most 0\.5, the most structure '2:4' allows\. Received: target_sparsity=0\.8",
+    ),
+    "schedule_end_not_after_begin": (
+        lambda m, p: tfl.PolynomialDecay(0.0, 0.5, begin_step=100, end_step=100),
+        r"`end_step`: expected an int greater than begin_step=100\. Received: end_step=100\. Pass an `end_step`",
+    ),
+    "schedule_sparsity_one": (
+        lambda m, p: tfl.ConstantSparsity(1.0, begin_step=0),
+        r"`target_sparsity`: expected a float in \[0, 1\)\. Received: target_sparsity=1\.0",
+    ),
+    "schedule_decreasing": (
+        lambda m, p: tfl.PolynomialDecay(0.6, 0.3, begin_step=0, end_step=100),
+        r"`final_sparsity`: expected a float >= initial_sparsity=0\.6.*Received: final_sparsity=0\.3",
+    ),
+    "gradual_past_the_pattern": (
+        lambda m, p: tfl.GradualPruning(tfl.ConstantSparsity(0.6, 0), structure="2:4"),
+        r"`schedule`: final sparsity 0\.6 is above 0\.5, the most structure '2:4' allows",
+    ),
+    "gradual_on_an_unwrapped_model": (
+        lambda m, p: _fit(
+            mlp(input_dim=20, hidden=(16,), classes=4), tfl.GradualPruning(tfl.ConstantSparsity(0.5, 0))
+        ),
+        r"GradualPruning: model '.*' has no PruneWrapper layers\. Wrap it first",
+    ),
+    "early_bird_epsilon_zero": (
+        lambda m, p: tfl.EarlyBird(0.9, epsilon=0),
+        r"`epsilon`: expected a float > 0\. Received: epsilon=0",
+    ),
     # prunable() / PruneWrapper / strip()
     "prunable_not_a_model": (
         lambda m, p: tfl.prunable([1, 2]),

@@ -159,3 +159,58 @@ class TestGradualPruning(TestCase):
             tfl.GradualPruning(0.5)
         with pytest.raises(ValueError, match="has no PruneWrapper layers"):
             _fit(tfl.GradualPruning(schedule), model=compile_classifier(mlp()))
+
+
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        (
+            "PolynomialDecay",
+            dict(initial_sparsity=0.1, final_sparsity=0.8, begin_step=2, end_step=14, frequency=3),
+        ),
+        ("ConstantSparsity", dict(target_sparsity=0.6, begin_step=4, end_step=-1, frequency=5)),
+    ],
+)
+def test_prunes_at_the_same_batches_to_the_same_counts_as_tfmot(name, kwargs):
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    import tf_keras
+
+    x, y = toy_data(64, input_dim=8, classes=4)
+
+    def layer_sparsities(kernels_and_masks):
+        return [1.0 - float(np.mean(mask)) for mask in kernels_and_masks]
+
+    # tfmot, under tf_keras: per-layer mask sparsity after every batch.
+    theirs = []
+    model = tf_keras.Sequential([tf_keras.layers.Dense(16, input_shape=(8,)), tf_keras.layers.Dense(4)])
+    model = tfmot.sparsity.keras.prune_low_magnitude(
+        model, pruning_schedule=getattr(tfmot.sparsity.keras, name)(**kwargs)
+    )
+    model.compile("sgd", tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    masks = [v for v in model.weights if "mask" in v.name]
+    record = tf_keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: theirs.append(layer_sparsities([m.numpy() for m in masks]))
+    )
+    model.fit(
+        x, y, batch_size=4, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), record]
+    )
+
+    ours = []
+    model = tfl.prunable(keras.Sequential([keras.Input((8,)), keras.layers.Dense(16), keras.layers.Dense(4)]))
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda b, logs: ours.append(layer_sparsities(_masks(model)))
+    )
+    schedule = getattr(tfl, name)(**kwargs)
+    model.fit(
+        x,
+        y,
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[tfl.GradualPruning(schedule, scope="layer"), record],
+    )
+
+    assert len(ours) == len(theirs) == 16
+    np.testing.assert_allclose(ours, theirs, atol=1e-9)
+    assert max(ours[-1]) > 0.5

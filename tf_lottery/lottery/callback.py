@@ -251,6 +251,7 @@ class LotteryCallback(keras.callbacks.Callback):
             "scope": self.scope,
             "layer_rates": self.layer_rates,
             "scorer": self.scorer,
+            "ticket_masks": None,  # refused above unless None
             "structure": self.structure,
             "epochs_per_round": self.epochs_per_round,
             "one_round_per_fit": self.one_round_per_fit,

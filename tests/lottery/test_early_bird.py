@@ -44,7 +44,7 @@ class TestDrawMasks(TestCase):
     def test_channel_masks_drop_whole_conv_channels_by_l1_norm(self):
         model = tfl.prunable(_conv_model())
         model(np.zeros((1, 16, 4), "float32"))
-        drawn = draw_masks(model, 0.5, granularity="channel")
+        drawn = draw_masks(model, 0.5, granularity="channel", scope="layer")
         wrappers = tfl.prune_wrappers(model)
         for wrapper, mask in zip(wrappers, drawn):
             if wrapper.layer.name == "output":
@@ -56,6 +56,40 @@ class TestDrawMasks(TestCase):
             assert kept.size - kept.sum() == exact_count(0.5, kept.size)
             norms = np.abs(wrapper.layer.kernel.numpy()).reshape(-1, mask.shape[-1]).sum(axis=0)
             assert norms[kept].min() >= norms[~kept].max()
+
+    @pytest.mark.parametrize("functional", [False, True])
+    def test_channels_are_ranked_by_the_following_batchnorm_scale_globally(self, functional):
+        layers = [
+            keras.layers.Conv1D(8, 3, name="conv1"),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.Conv1D(6, 3, name="conv2"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(4, name="output"),
+        ]
+        if functional:
+            inputs = keras.Input((16, 4))
+            outputs = inputs
+            for layer in layers:
+                outputs = layer(outputs)
+            base = keras.Model(inputs, outputs)
+        else:
+            base = keras.Sequential([keras.Input((16, 4)), *layers])
+        model = tfl.prunable(base)
+        model(np.zeros((1, 16, 4), "float32"))
+        bn = next(layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization))
+        gamma = np.array([0.9, -0.05, 0.8, 0.01, -0.7, 0.6, 0.02, 0.5], "float32")
+        bn.gamma.assign(gamma)
+        conv1, conv2 = tfl.prune_wrappers(model)[:2]
+        # L1 norm of each conv2 channel: 24 weights x 0.01 = 0.24.
+        conv2.layer.kernel.assign(np.full(conv2.layer.kernel.shape, 0.01, "float32"))
+        drawn = draw_masks(model, 0.5, granularity="channel")
+        kept1 = drawn[0].reshape(-1, 8).all(axis=0)
+        kept2 = drawn[1].reshape(-1, 6).all(axis=0)
+        # 14 channels, 7 pruned over both layers: conv1's |gamma| 0.01, 0.02, 0.05 and four of
+        # conv2's equal scores 0.24 (ties: the first positions go first).
+        np.testing.assert_array_equal(kept1, np.abs(gamma) >= 0.5)
+        np.testing.assert_array_equal(kept2, [False, False, False, False, True, True])
+        assert drawn[2].size - drawn[2].sum() == exact_count(0.5, drawn[2].size)
 
     def test_mask_distance(self):
         a = [np.array([True, True, False, False]), np.ones((2, 2), bool)]

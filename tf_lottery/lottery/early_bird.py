@@ -7,7 +7,8 @@ import collections
 import keras
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import prune_wrappers, pruning_target
+from tf_lottery.core.wrapper import PruneWrapper
 from tf_lottery.lottery import rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner, scoring
@@ -27,11 +28,15 @@ def draw_masks(
             as already pruned).
         target_sparsity: float in [0, 1).
         granularity: `"unstructured"` (single weights) or `"channel"`
-            (whole output channels of convolution kernels, ranked by their
-            L1 norm, each layer losing `target_sparsity` of its channels;
-            other kernels stay unstructured). Defaults to `"unstructured"`.
-        scope: `"global"` or `"layer"` for unstructured weights. Defaults to
-            `"global"`.
+            (whole output channels of convolution kernels, ranked by the
+            |scale| of the BatchNormalization right after the convolution,
+            as in the paper, or by the L1 norm of each filter where there is
+            none; other kernels stay unstructured). Defaults to
+            `"unstructured"`.
+        scope: `"global"` (one ranking over all channels, and one over all
+            other weights: the paper's global threshold on BatchNorm scales)
+            or `"layer"` (each layer loses `target_sparsity` of its channels
+            or weights). Defaults to `"global"`.
 
     Returns:
         Boolean arrays, one per pruned weight, in `tfl.prune_wrappers` order.
@@ -39,32 +44,72 @@ def draw_masks(
     wrappers = prune_wrappers(model)
     alive = [m for wr in wrappers for m in wr.get_masks()]
     scores = scoring.magnitude(wrappers)
-    layers = [wr.layer for wr in wrappers for _ in wr.pruned_weights]
+    owners = [wr for wr in wrappers for _ in wr.pruned_weights]
+    batchnorms = batchnorm_after(model) if granularity == "channel" else {}
     masks = list(alive)
-    unstructured = []
-    for index, (layer, score, mask) in enumerate(zip(layers, scores, alive)):
-        if granularity == "channel" and isinstance(layer, _CONV):
-            channel_scores = score.reshape(-1, score.shape[-1]).sum(axis=0)
-            channel_alive = mask.reshape(-1, mask.shape[-1]).any(axis=0)
-            k = pruner.exact_count(target_sparsity, channel_scores.size) - int(
-                np.count_nonzero(~channel_alive)
-            )
-            kept = pruner.select_lowest([channel_scores], [channel_alive], max(k, 0))[0]
-            masks[index] = mask & kept
+    # Whole output channels of convolutions (granularity="channel"), single weights elsewhere.
+    channels, channel_scores, channel_alive, weights = [], [], [], []
+    for index, (owner, score, mask) in enumerate(zip(owners, scores, alive)):
+        if granularity == "channel" and isinstance(owner.layer, _CONV):
+            per_channel = score.reshape(-1, score.shape[-1]).sum(axis=0)
+            norm = batchnorms.get(id(owner))
+            if norm is not None and norm.gamma is not None and tuple(norm.gamma.shape) == per_channel.shape:
+                per_channel = np.abs(keras.ops.convert_to_numpy(norm.gamma))
+            channels.append(index)
+            channel_scores.append(per_channel)
+            channel_alive.append(mask.reshape(-1, mask.shape[-1]).any(axis=0))
         else:
-            unstructured.append(index)
-    groups = [unstructured] if scope == "global" else [[i] for i in unstructured]
-    for group in groups:
-        if not group:
-            continue
-        total = sum(alive[i].size for i in group)
-        pruned = total - sum(int(np.count_nonzero(alive[i])) for i in group)
+            weights.append(index)
+
+    def select(group_scores, group_alive):
+        total = sum(a.size for a in group_alive)
+        pruned = total - sum(int(np.count_nonzero(a)) for a in group_alive)
         k = max(pruner.exact_count(target_sparsity, total) - pruned, 0)
-        for i, mask in zip(
-            group, pruner.select_lowest([scores[i] for i in group], [alive[i] for i in group], k)
-        ):
-            masks[i] = mask
+        return pruner.select_lowest(group_scores, group_alive, k)
+
+    positions = list(range(len(channels)))
+    for group in [positions] if scope == "global" else [[p] for p in positions]:
+        if group:
+            kept = select([channel_scores[p] for p in group], [channel_alive[p] for p in group])
+            for p, keep in zip(group, kept):
+                masks[channels[p]] = alive[channels[p]] & keep
+    for group in [weights] if scope == "global" else [[i] for i in weights]:
+        if group:
+            for i, mask in zip(group, select([scores[i] for i in group], [alive[i] for i in group])):
+                masks[i] = mask
     return masks
+
+
+def batchnorm_after(model) -> dict:
+    """`{id(wrapper): BatchNormalization}` for each wrapper whose output only feeds a BatchNormalization.
+
+    Read from a Sequential model's layer order, or a functional model's
+    graph (`layer.output` is `norm.input`); other models give `{}`.
+    """
+    target = pruning_target(model)
+    layers = list(getattr(target, "layers", []))
+    found = {}
+    if isinstance(target, keras.Sequential):
+        for layer, following in zip(layers, layers[1:]):
+            if isinstance(layer, PruneWrapper) and isinstance(following, keras.layers.BatchNormalization):
+                found[id(layer)] = following
+        return found
+    outputs = {}
+    for layer in layers:
+        if isinstance(layer, PruneWrapper):
+            try:
+                outputs[id(layer.output)] = layer
+            except (AttributeError, ValueError):  # not in a graph, or called more than once
+                continue
+    for layer in layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            try:
+                source = outputs.get(id(layer.input))
+            except (AttributeError, ValueError):
+                continue
+            if source is not None:
+                found[id(source)] = layer
+    return found
 
 
 def mask_distance(a: list, b: list) -> float:
@@ -86,10 +131,11 @@ class EarlyBird(keras.callbacks.Callback):
     `stop_training=False`). Retrain it with `ticket.apply(model)` and `fit()`
     (see `tf_lottery.experiments.kinds.early_bird`).
 
-    The paper ranks channels by their BatchNorm scale; `granularity="channel"`
-    ranks convolution channels by the L1 norm of their filters instead
-    (models without BatchNorm have no scale), and `"unstructured"` ranks
-    single weights by magnitude, as IMP does.
+    With `granularity="channel"` convolution channels are ranked, as in the
+    paper, by the |scale| of the BatchNormalization that follows the
+    convolution (in a Sequential or functional model), or by the L1 norm of
+    their filters where there is none; `"unstructured"` ranks single weights
+    by magnitude, as IMP does.
 
     Args:
         target_sparsity: float in [0, 1). Sparsity of the ticket.

@@ -126,8 +126,15 @@ class TestSubclassedModels(TestCase):
         model._tracker.unlock()
         model._tracker.add_to_store("layers", hidden)
         model._tracker.lock()
-        with pytest.raises(ValueError, match=r"could not be wrapped: .*hidden_away.*`exclude`"):
+        with pytest.raises(
+            ValueError, match=r"could not be wrapped: .*hidden_away.*`exclude`.*Nothing was changed"
+        ):
             tfl.prunable(model)
+        # Refused before wrapping anything: the model is as it was.
+        assert not isinstance(model.d1, tfl.PruneWrapper) and not prune_wrappers(model)
+        # Leaving it dense on purpose works.
+        tfl.prunable(model, exclude=["hidden_away"])
+        assert len(prune_wrappers(model)) == 3
 
     @pytest.mark.parametrize("factory", [SubModel, ContainersModel], ids=["attributes", "containers"])
     def test_tf_train_checkpoint_keeps_the_masks(self, factory, tmp_path):

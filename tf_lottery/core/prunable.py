@@ -92,8 +92,9 @@ def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: boo
             f"Received: mask_gradients={mask_gradients!r}."
         )
     _check_strategy_scope(model)
+    _check_nothing_skipped(model, excluded, before_wrapping=True)
     result = _Wrapper(excluded, mask_gradients).wrap_model(model)
-    _check_nothing_skipped(result, excluded)
+    _check_nothing_skipped(result, excluded, before_wrapping=False)
     if not prune_wrappers(result):
         raise ValueError(
             f"Model '{model.name}' has nothing to prune: no Dense, EinsumDense, "
@@ -104,23 +105,27 @@ def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: boo
     return result
 
 
-def _check_nothing_skipped(model, excluded) -> None:
-    """Refuses a model in which a prunable layer Keras tracks was left unwrapped.
+def _check_nothing_skipped(model, excluded, before_wrapping: bool) -> None:
+    """Refuses a model in which a prunable layer Keras tracks cannot be wrapped.
 
     Such a layer is held somewhere `prunable` cannot put a wrapper (an object
     Keras tracks but that is neither an attribute, a list, a tuple, a dict nor
-    a set, e.g. a custom class). Pruning would then silently leave it dense.
+    a set, nor a node of a functional graph, e.g. a custom class). Pruning
+    would then silently leave it dense. Run `before_wrapping` (on the model as
+    given, so that nothing is changed when it fails) and again after.
     """
     skipped, seen = [], set()
 
     def visit(container, path):
+        reachable = _reachable_sub_layers(container) if before_wrapping else None
         for child in _keras_compat.child_layers(container):
             if isinstance(child, PruneWrapper) or excluded(child) or id(child) in seen:
                 continue
             seen.add(id(child))
             here = f"{path}/{child.name}"
             if is_prunable_layer(child):
-                skipped.append(here)
+                if reachable is None or id(child) not in reachable:
+                    skipped.append(here)
             else:
                 visit(child, here)
 
@@ -132,8 +137,29 @@ def _check_nothing_skipped(model, excluded) -> None:
             f"'{model.name}' could not be wrapped: {', '.join(skipped[:10])}. `prunable` "
             "replaces sub-layers held in attributes and in lists, tuples, dicts and sets "
             "(nested too); keep these layers in one of those, or pass their names in "
-            "`exclude` to leave them dense on purpose."
+            "`exclude` to leave them dense on purpose. Nothing was changed."
         )
+
+
+def _reachable_sub_layers(container) -> set[int]:
+    """Ids of the sub-layers `prunable` can replace in `container` (graph nodes, attributes)."""
+    found: set[int] = set()
+    if is_graph_model(container):
+        found.update(id(layer) for layer in container.layers)
+
+    def collect(value, depth=0):
+        if isinstance(value, keras.layers.Layer):
+            found.add(id(value))
+        elif depth < 32 and isinstance(value, (list, tuple, set, frozenset)):
+            for item in value:
+                collect(item, depth + 1)
+        elif depth < 32 and isinstance(value, dict):
+            for item in value.values():
+                collect(item, depth + 1)
+
+    for _, value in _keras_compat.instance_attributes(container):
+        collect(value)
+    return found
 
 
 def _forget_traced_functions(model) -> None:
@@ -204,7 +230,9 @@ class _Wrapper:
         if id(layer) in self.done:
             return self.done[id(layer)]
         if isinstance(layer, PruneWrapper):
-            result = PruneWrapper(clone_layer(layer.layer), mask_gradients=layer.mask_gradients, name=layer.name)
+            result = PruneWrapper(
+                clone_layer(layer.layer), mask_gradients=layer.mask_gradients, name=layer.name
+            )
             result.set_masks(layer.get_masks())
         elif is_graph_model(layer):
             result = self.wrap_model(layer)

@@ -46,6 +46,11 @@ def prune_to_schedule(
     current = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
     if target <= 0.0 or target <= current:
         return None
+    return _prune_to(model, schedule, target, scope, layer_rates, scorer, structure)
+
+
+def _prune_to(model, schedule, target, scope, layer_rates, scorer, structure) -> dict:
+    """`tfl.prune` to `target`, each layer of `layer_rates` scaled from its final sparsity."""
     final = schedule.final_sparsity
     rates = {p: (r * target / final if final > 0 else 0.0) for p, r in dict(layer_rates or {}).items()}
     return pruner.prune(
@@ -248,15 +253,8 @@ class GradualPruning(keras.callbacks.Callback):
         target = self.schedule(step)[1]
         if target <= 0.0 or (self._applied is not None and target <= self._applied):
             return
-        final = self.schedule.final_sparsity
-        layer_rates = {p: (r * target / final if final > 0 else 0.0) for p, r in self.layer_rates.items()}
-        result = pruner.prune(
-            self.model,
-            target_sparsity=target,
-            scope=self.scope,
-            layer_rates=layer_rates,
-            scorer=self._score_fn,
-            structure=self.structure,
+        result = _prune_to(
+            self.model, self.schedule, target, self.scope, self.layer_rates, self._score_fn, self.structure
         )
         self._applied = target
         self.sparsity = result["sparsity"]

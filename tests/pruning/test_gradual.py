@@ -89,6 +89,13 @@ class TestGradualPruning(TestCase):
         assert pruned == exact_count(0.7, total)
         assert pruned_weights_are_zero(model)
 
+    def test_xla_compiled_steps(self):
+        schedule = tfl.PolynomialDecay(0.0, 0.75, begin_step=1, end_step=41, frequency=8)
+        model, history = _fit(tfl.GradualPruning(schedule), jit_compile=True, steps_per_execution=4)
+        total = sum(m.size for m in _masks(model))
+        assert history.history["sparsity"][-1] == pytest.approx(exact_count(0.75, total) / total)
+        assert pruned_weights_are_zero(model)
+
     def test_the_count_continues_across_fit_calls(self):
         schedule = tfl.ConstantSparsity(0.5, begin_step=20, frequency=100)
         callback = tfl.GradualPruning(schedule)

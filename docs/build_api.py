@@ -14,31 +14,37 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import pkgutil
 import sys
 import warnings
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-# The public facade first, then each layer (see the README); pdoc adds their submodules.
-MODULES = (
-    "tf_lottery",
-    "tf_lottery.core",
-    "tf_lottery.pruning",
-    "tf_lottery.lottery",
-    "tf_lottery.sparse_training",
-    "tf_lottery.distillation",
-    "tf_lottery.export",
-    "tf_lottery.data",
-    "tf_lottery.models",
-    "tf_lottery.experiments",
-    "tf_lottery.cli",
-    "tf_lottery.utils",
-)
+def specs() -> list[str]:
+    """What to give pdoc so that it documents every public module of `tf_lottery`, each once.
+
+    pdoc adds a package's submodules itself, except under a package whose
+    `__all__` names none of them (e.g. `tf_lottery.distillation`); those are
+    added here. Private modules (`_keras_compat`, `__main__`) are left out.
+    """
+    import pdoc.extract
+
+    import tf_lottery
+
+    found = (name for _, name, _ in pkgutil.walk_packages(tf_lottery.__path__, "tf_lottery."))
+    public = sorted(n for n in found if not any(part.startswith("_") for part in n.split(".")))
+    chosen = ["tf_lottery"]
+    covered = set(pdoc.extract.walk_specs(chosen))
+    for name in public:  # sorted: a package comes before its submodules
+        if name not in covered:
+            chosen.append(name)
+            covered.update(pdoc.extract.walk_specs([name]))
+    return chosen
 
 
 def build(output: pathlib.Path) -> list[str]:
-    """Writes the reference of `MODULES` and their submodules to `output`; returns pdoc's warnings."""
+    """Writes the reference of every public module (`specs()`) to `output`; returns pdoc's warnings."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import pdoc
     import pdoc.render
@@ -46,7 +52,7 @@ def build(output: pathlib.Path) -> list[str]:
     pdoc.render.configure(docformat="google", footer_text="tf_lottery API reference")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pdoc.pdoc(*MODULES, output_directory=output)
+        pdoc.pdoc(*specs(), output_directory=output)
     pdoc_dir = str(pathlib.Path(pdoc.__file__).parent)
     return [
         f"{w.filename}:{w.lineno}: {w.category.__name__}: {w.message}"

@@ -92,7 +92,7 @@ def _artifacts(workdir):
 
 def _without_wall_time(data):
     if isinstance(data, dict):
-        data = {k: v for k, v in data.items() if k != "elapsed_s"}
+        data = {k: v for k, v in data.items() if k not in ("elapsed_s", "timing")}
     return data
 
 

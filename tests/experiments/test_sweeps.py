@@ -59,6 +59,7 @@ def _state(workdir):
                 with open(path) as handle:
                     metrics = json.load(handle)
                 metrics.pop("elapsed_s")
+                metrics.pop("timing")  # wall-clock seconds
                 state[rel] = metrics
     return state
 

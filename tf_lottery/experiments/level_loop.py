@@ -345,6 +345,7 @@ class Replicate:
             self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
         atomic_io.makedirs(directory)
+        clock = time.perf_counter()
         line = self.line(branch)
         fit_model, fit_data = self._fitting(line) if level > 0 else (None, None)
         if branch is None:
@@ -353,8 +354,11 @@ class Replicate:
             self._start_arm(branch, level)
         else:
             controls.start_branch(self, branch, level)
-        self._check_start(directory, level, branch)
         report = sparsity_report(self.model)
+        prune_s = time.perf_counter() - clock
+        clock = time.perf_counter()
+        self._check_start(directory, level, branch)
+        store_s = time.perf_counter() - clock
         plan = self._plan(level, line)
         capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
@@ -379,11 +383,15 @@ class Replicate:
             train_data=fit_data,
             on_steps=self._advance,
         )
+        clock = time.perf_counter()
         Ticket.from_model(
             self.model,
             weights=Snapshot.capture(self.model, plan.end).model_values,
             metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "end"},
         ).save(os.path.join(directory, "end.npz"))
+        timing = dict(result["timing"])
+        timing["prune_reset"] = prune_s
+        timing["store"] += store_s + time.perf_counter() - clock
         metrics = {
             "experiment": self.config.experiment,
             "branch": label,
@@ -398,6 +406,9 @@ class Replicate:
             "end_step": plan.end,
             "evals": result["evals"],
             "elapsed_s": result["elapsed_s"],
+            # Seconds: train, evaluate, prune_reset (pruning, rewinding, the
+            # start of the level) and store (its files, checkpoints included).
+            "timing": {key: round(value, 4) for key, value in sorted(timing.items())},
             **trainer.summarize(result["evals"]),
         }
         if not run_store.write_metrics(directory, metrics):

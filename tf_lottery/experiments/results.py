@@ -64,8 +64,46 @@ def collect(store, levels: int, replicates: int, branches: list[str]) -> list[di
     return rows
 
 
-def write(directory: str, rows: list[dict]) -> dict:
-    """Writes `rounds.csv` and `rounds.json` (rows and per-round aggregates)."""
+TIME_PARTS = ("train", "evaluate", "prune_reset", "store")
+
+
+def time_breakdown(store, levels: int, replicates: int, branches: list[str]) -> dict:
+    """Where the run's time went: seconds per part, per finished level and in total.
+
+    Parts: `train` (fit), `evaluate`, `prune_reset` (pruning, rewinding and
+    the rest of a level's start) and `store` (the level's files and
+    checkpoints). Levels stored by a version without timings count as 0.
+    """
+    per_level = []
+    for replicate in range(replicates):
+        for level in range(levels + 1):
+            for branch in [None] + (list(branches) if level else []):
+                directory = store.level_dir(replicate, level, branch)
+                if run_store.is_done(directory):
+                    timing = run_store.read_metrics(directory).get("timing", {})
+                    per_level.append(
+                        {
+                            "replicate": replicate,
+                            "level": level,
+                            "branch": branch or "main",
+                            **{part: float(timing.get(part, 0.0)) for part in TIME_PARTS},
+                        }
+                    )
+    total = {part: sum(entry[part] for entry in per_level) for part in TIME_PARTS}
+    seconds = sum(total.values())
+    share = {part: (total[part] / seconds if seconds else 0.0) for part in TIME_PARTS}
+    return {"levels": per_level, "total_s": total, "share": share}
+
+
+def time_line(breakdown: dict) -> str:
+    """One line: seconds and share of each part, and the non-training share."""
+    total, share = breakdown["total_s"], breakdown["share"]
+    parts = ", ".join(f"{part} {total[part]:.1f} s ({share[part]:.0%})" for part in TIME_PARTS)
+    return f"Time: {parts}; not training {1.0 - share['train']:.0%}"
+
+
+def write(directory: str, rows: list[dict], timing: dict | None = None) -> dict:
+    """Writes `rounds.csv` and `rounds.json` (rows, per-round aggregates and the time breakdown)."""
     atomic_io.makedirs(directory)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=FIELDS, lineterminator="\n")
@@ -74,7 +112,10 @@ def write(directory: str, rows: list[dict]) -> dict:
     csv_path = os.path.join(directory, "rounds.csv")
     atomic_io.write_text(csv_path, buffer.getvalue())
     json_path = os.path.join(directory, "rounds.json")
-    atomic_io.write_json(json_path, {"rows": rows, "summary": aggregate(rows)})
+    content = {"rows": rows, "summary": aggregate(rows)}
+    if timing is not None:
+        content["timing"] = timing
+    atomic_io.write_json(json_path, content)
     return {"csv": csv_path, "json": json_path}
 
 

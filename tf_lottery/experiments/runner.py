@@ -79,7 +79,8 @@ def run_levels(
 
     Returns:
         A dict with `root` (the run directory), `hash`, `rows`, `table`,
-        `files` (paths of the CSV, JSON and plots) and `elapsed_s`.
+        `files` (paths of the CSV, JSON and plots), `timing` (see
+        `results.time_breakdown`, also in `rounds.json`) and `elapsed_s`.
     """
     from tf_lottery.data.registry import load_dataset
 
@@ -104,12 +105,14 @@ def run_levels(
             bar.add(runner.planned_steps(levels, controls_) * len(pending))
         runner.run(levels, controls_)
     rows = results.collect(store, levels, replicates, branches)
-    files = results.write(store.results_dir, rows)
+    timing = results.time_breakdown(store, levels, replicates, branches)
+    files = results.write(store.results_dir, rows, timing)
     if config.run.plots and rows:
         files["plots"] = plots.plot_all(rows, store.results_dir, title=title, main=main.name)
     text = results.table(rows, branches, title=title, main=main.name)
     if config.run.verbose:
         log(text)
+        log(results.time_line(timing))
         log(f"Results: {store.results_dir}")
     return {
         "root": store.root,
@@ -117,5 +120,6 @@ def run_levels(
         "rows": rows,
         "table": text,
         "files": files,
+        "timing": timing,
         "elapsed_s": time.time() - began,
     }

@@ -200,16 +200,22 @@ def train_level(
     Returns:
         A dict with `evals` (one dict per evaluation: `step`, `train_loss`,
         `val_loss`, `val_accuracy`, `test_loss`, `test_accuracy`, those
-        available) and `elapsed_s`.
+        available), `elapsed_s` and `timing`: seconds spent in `train`
+        (fit), `evaluate` and `store` (checkpoints written and read), summed
+        over every process that worked on the level.
     """
     checkpoint = os.path.join(level_dir, CHECKPOINT)
     position, evals, elapsed, losses = plan.start, [], 0.0, []
+    timing = {"train": 0.0, "evaluate": 0.0, "store": 0.0}
+    clock = time.perf_counter()
     if atomic_io.exists(checkpoint):
         snapshot, info = run_store.load_state(checkpoint)
         snapshot.restore_weights(model)
         snapshot.restore_optimizer(model)
         position, evals, elapsed = int(info["position"]), list(info["evals"]), float(info["elapsed_s"])
         losses = [tuple(item) for item in info["pending_losses"]]
+        timing.update(info.get("timing", {}))
+        timing["store"] += time.perf_counter() - clock
         if on_steps is not None:
             on_steps(position - plan.start, False)
     elif on_capture is not None and position in plan.capture_steps:
@@ -221,7 +227,9 @@ def train_level(
     began = time.time()
     while position < plan.end:
         stop = _next_stop(position, plan)
+        clock = time.perf_counter()
         loss = fit_loop.fit(train_stream(train_data or data, plan, position, stop))
+        timing["train"] += time.perf_counter() - clock
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"Training diverged in '{level_dir}' (loss={loss} before data step {stop}). "
@@ -237,21 +245,26 @@ def train_level(
             total = sum(n for _, n in losses)
             record = {"step": position, "train_loss": sum(v * n for v, n in losses) / total}
             losses = []
+            clock = time.perf_counter()
             record.update(_evaluate(loop, validation, "val"))
             if plan.eval_test or position == plan.end:
                 record.update(_evaluate(loop, test, "test"))
+            timing["evaluate"] += time.perf_counter() - clock
             evals.append(record)
             if progress is not None:
                 progress(record)
         if position % plan.checkpoint_every == 0 or position == plan.end:
+            clock = time.perf_counter()
             info = {
                 "position": position,
                 "evals": evals,
                 "pending_losses": losses,
                 "elapsed_s": elapsed + time.time() - began,
+                "timing": timing,
             }
             run_store.save_state(checkpoint, Snapshot.capture(model, position), info)
-    return {"evals": evals, "elapsed_s": elapsed + time.time() - began}
+            timing["store"] += time.perf_counter() - clock
+    return {"evals": evals, "elapsed_s": elapsed + time.time() - began, "timing": dict(timing)}
 
 
 def summarize(evals: list) -> dict:

@@ -4,13 +4,14 @@ One tiny IMP run (MNIST-1D, 2 pruned levels, all five controls) is made once
 per module; the tests read its run store the way a researcher would.
 """
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.experiments import run_store, schema, trainer
+from tf_lottery.experiments import results, run_store, schema, trainer
 from tf_lottery.experiments.kinds import lottery as experiment
 
 LEVELS = 2
@@ -67,6 +68,23 @@ def test_every_level_and_branch_is_stored_and_reported(finished):
     assert [e["step"] for e in metrics["evals"]] == [14, 28, 42, 56]
     assert metrics["early_stop"]["monitor"] == "val_loss"
     assert "reinit (es)" in finished["table"] and "finetune (es)" in finished["table"]
+
+
+def test_the_run_reports_where_its_time_went(finished):
+    timing = finished["timing"]
+    assert len(timing["levels"]) == len(finished["rows"])
+    for entry in timing["levels"]:
+        assert entry["train"] > 0 and entry["evaluate"] > 0 and entry["store"] > 0
+        assert entry["prune_reset"] >= 0
+    total = timing["total_s"]
+    assert total["train"] == pytest.approx(sum(e["train"] for e in timing["levels"]))
+    assert sum(timing["share"].values()) == pytest.approx(1.0)
+    with open(finished["files"]["json"]) as handle:
+        assert json.load(handle)["timing"] == timing
+    line = results.time_line(timing)
+    assert line.startswith("Time: train ") and "not training" in line
+    metrics = run_store.read_metrics(os.path.join(finished["root"], "replicate_0", "round_1"))
+    assert set(metrics["timing"]) == {"train", "evaluate", "prune_reset", "store"}
 
 
 def test_masks_only_shrink_by_the_exact_per_layer_count(finished):

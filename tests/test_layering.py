@@ -35,7 +35,7 @@ ALLOWED = {
     | {"core", "pruning", "lottery", "sparse_training", "distillation", "export", "data", "models"}
     | {"experiments"},
     "main": {"cli"},
-    "__main__": {"version"},
+    "__main__": {"cli"},
 }
 # What the public facade (`tf_lottery/__init__.py`) may import: the Keras library only.
 FACADE = _LIBRARY_BASE | {"core", "pruning", "lottery", "sparse_training", "distillation", "export"}

@@ -21,8 +21,7 @@ import keras
 import tensorflow as tf
 from keras import ops
 from keras.src.losses import loss as keras_loss
-from keras.src.models.cloning import functional_like_constructor
-from keras.src.models.functional import Functional
+from keras.src.models.functional import Functional, functional_like_constructor
 from keras.src.utils import naming
 
 # -- layers and models --------------------------------------------------------

@@ -217,3 +217,13 @@ class TestPrune(TestCase):
     def test_model_without_wrappers_is_refused(self):
         with pytest.raises(ValueError, match=r"has no PruneWrapper layers. Wrap it first"):
             tfl.prune(mlp(), rate=0.2)
+
+
+def test_ties_are_broken_in_masks_that_are_not_c_contiguous():
+    # Fortran-ordered masks (e.g. transposed views) once lost the tie-breaking
+    # writes, which went to a copy made by `reshape(-1)`.
+    alive = [np.asfortranarray(np.ones((3, 4), bool))]
+    scores = [np.asfortranarray(np.ones((3, 4)))]
+    (mask,) = select_lowest(scores, alive, 5)
+    assert int(np.count_nonzero(~mask)) == 5
+    assert list(np.flatnonzero(~mask)) == [0, 1, 2, 3, 4]

@@ -68,7 +68,8 @@ def select_lowest(scores: list, alive: list, k: int) -> list:
     values = np.concatenate(flat) if flat else np.zeros(0)
     if k < 0 or k > values.size:
         raise ValueError(f"Cannot prune {k} weights: only {values.size} are alive.")
-    masks = [np.array(a, dtype=bool, copy=True) for a in alive]
+    # C order: the tie-breaking writes below go through `reshape(-1)`, a view only then.
+    masks = [np.array(a, dtype=bool, copy=True, order="C") for a in alive]
     if k == 0:
         return masks
     if np.isnan(values).any():

@@ -6,6 +6,7 @@ import pytest
 
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, mlp, toy_data
+from tf_lottery.pruning import pruner as pruner_module
 from tf_lottery.pruning.pruner import exact_count, select_lowest
 
 
@@ -227,3 +228,128 @@ def test_ties_are_broken_in_masks_that_are_not_c_contiguous():
     (mask,) = select_lowest(scores, alive, 5)
     assert int(np.count_nonzero(~mask)) == 5
     assert list(np.flatnonzero(~mask)) == [0, 1, 2, 3, 4]
+
+
+def _reference_select(scores, alive, k):
+    """Sort-based selection: a stable argsort of the alive scores in model, then row-major, order."""
+    alive_scores = np.concatenate([np.asarray(s)[a] for s, a in zip(scores, alive)])
+    owner = np.concatenate([np.full(np.count_nonzero(a), i) for i, a in enumerate(alive)])
+    position = np.concatenate([np.flatnonzero(a) for a in alive])
+    chosen = np.argsort(alive_scores, kind="stable")[:k]
+    masks = [np.array(a, copy=True, order="C") for a in alive]
+    for i, mask in enumerate(masks):
+        mask.reshape(-1)[position[chosen[owner[chosen] == i]]] = False
+    return masks
+
+
+def _reference_prune(model, scorer, amount, scope, layer_rates, by_target):
+    wrappers = tfl.prune_wrappers(model)
+    scores = scorer(wrappers)
+    alive = [m for wr in wrappers for m in wr.get_masks()]
+    owner = [wr.layer.name for wr in wrappers for _ in wr.masks]
+    groups, shared = [], []
+    for name in dict.fromkeys(owner):
+        indices = [j for j, n in enumerate(owner) if n == name]
+        if name in layer_rates:
+            groups.append((indices, layer_rates[name]))
+        elif scope == "layer":
+            groups.append((indices, amount))
+        else:
+            shared.extend(indices)
+    if shared:
+        groups.append((shared, amount))
+    masks = list(alive)
+    for indices, group_amount in groups:
+        n_alive = sum(int(alive[j].sum()) for j in indices)
+        n_total = sum(alive[j].size for j in indices)
+        if by_target:
+            k = exact_count(group_amount, n_total) - (n_total - n_alive)
+        else:
+            k = exact_count(group_amount, n_alive)
+        chosen = _reference_select([scores[j] for j in indices], [alive[j] for j in indices], k)
+        for j, mask in zip(indices, chosen):
+            masks[j] = mask
+    return masks
+
+
+def _coarse_magnitude(wrappers):
+    # float64 scores on a coarse grid: many ties, and a scorer other than magnitude.
+    return [np.round(np.abs(w.numpy()).astype("float64"), 1) for wr in wrappers for w in wr.pruned_weights]
+
+
+class TestSelectionMatchesSortReference(TestCase):
+    """The chunked, partition-based selection picks exactly what a full stable sort picks."""
+
+    @pytest.fixture(autouse=True)
+    def _small_chunks(self, monkeypatch):
+        # Chunks of 7 entries: every tensor spans several chunks, and ties cross chunk borders.
+        monkeypatch.setattr(pruner_module, "_CHUNK", 7)
+
+    @pytest.mark.parametrize("seed", [0, 1, 2])
+    def test_select_lowest_on_random_arrays_with_ties(self, seed):
+        rng = np.random.default_rng(seed)
+        shapes = [(9, 13), (50,), (4, 3, 5)]
+        scores = [rng.integers(0, 6, s).astype("float32") for s in shapes]
+        scores[1] = scores[1].astype("float64")  # mixed dtypes compare in float64
+        scores[2] = np.asfortranarray(scores[2])
+        alive = [rng.random(s) > 0.3 for s in shapes]
+        n_alive = sum(int(a.sum()) for a in alive)
+        for k in (0, 1, n_alive // 3, n_alive // 2 + 1, n_alive):
+            got = select_lowest(scores, alive, k)
+            for g, r in zip(got, _reference_select(scores, alive, k)):
+                np.testing.assert_array_equal(g, r)
+        weights = [rng.integers(-3, 4, s).astype("float32") for s in shapes]
+        got = select_lowest(weights, alive, n_alive // 2, key=np.abs)
+        for g, r in zip(got, _reference_select([np.abs(w) for w in weights], alive, n_alive // 2)):
+            np.testing.assert_array_equal(g, r)
+
+    @pytest.mark.parametrize(
+        "kwargs",
+        [
+            {"rate": 0.2},
+            {"rate": 0.35, "scope": "layer"},
+            {"rate": 0.5, "layer_rates": {"output": 0.1}},
+            {"rate": 0.25, "scope": "layer", "layer_rates": {"output": 0.45}},
+            {"target_sparsity": 0.9},
+        ],
+    )
+    @pytest.mark.parametrize("scorer", ["magnitude", "coarse"])
+    def test_prune_matches_the_reference_over_rounds(self, kwargs, scorer):
+        rng = np.random.default_rng(len(str(kwargs)))
+        model = _model()
+        for wrapper in tfl.prune_wrappers(model):
+            for weight in wrapper.pruned_weights:
+                # Multiples of 0.25: most magnitudes tie with many others.
+                weight.assign(rng.integers(-3, 4, tuple(weight.shape)).astype("float32") * 0.25)
+        score_fn = tfl.scoring.magnitude if scorer == "magnitude" else _coarse_magnitude
+        by_target = "target_sparsity" in kwargs
+        amount = kwargs.get("target_sparsity", kwargs.get("rate"))
+        for round_ in range(3):
+            if by_target:
+                amount = [0.5, 0.8, 0.9][round_]
+                kwargs = {"target_sparsity": amount}
+            expected = _reference_prune(
+                model,
+                score_fn,
+                amount,
+                kwargs.get("scope", "global"),
+                kwargs.get("layer_rates", {}),
+                by_target,
+            )
+            tfl.prune(model, scorer=score_fn if scorer == "coarse" else "magnitude", **kwargs)
+            got = [m for _, _, m in _weights_and_masks(model)]
+            for g, e in zip(got, expected):
+                np.testing.assert_array_equal(g, e)
+
+
+def test_magnitude_pruning_zeroes_exactly_the_pruned_weights():
+    # The scores are views of the weights; pruning writes the weights afterwards, and
+    # the values it wrote are the ones the model reads.
+    model = _model()
+    before = [np.array(w.numpy()) for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+    tfl.prune(model, rate=0.5)
+    after = [
+        (w.numpy(), m) for wr in tfl.prune_wrappers(model) for w, m in zip(wr.pruned_weights, wr.get_masks())
+    ]
+    for b, (w, m) in zip(before, after):
+        np.testing.assert_array_equal(w, np.where(m, b, 0.0))

@@ -6,16 +6,18 @@ taken on the rate as written (`exact_count`). Ties in score are broken
 deterministically: the weight that comes first (layer order of the model,
 then row-major position) is pruned first. Masks only ever shrink.
 
-The selection is a single `np.partition` over the surviving scores, linear in
-the number of weights: 25 million weights (ResNet-50 size) take a fraction of
-a second (see `benchmarks/global_threshold.py`).
+The selection is a single in-place `np.partition` over the surviving scores,
+linear in the number of weights; magnitude scores are read from views of the
+weights, never copied whole. A global prune of GPT-2 small's 124M weights
+takes a few seconds on 2 cores with peak extra memory about the weights'
+size (see `benchmarks/prune_scale.py`).
 """
 
 from __future__ import annotations
 
 import decimal
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -52,42 +54,84 @@ def rate_per_round(target_sparsity: float, rounds: int) -> float:
     return 1.0 - (1.0 - target_sparsity) ** (1.0 / rounds)
 
 
-def select_lowest(scores: list, alive: list, k: int) -> list:
+def select_lowest(scores: list, alive: list, k: int, key: Callable | None = None) -> list:
     """New masks with the `k` lowest-scored alive entries switched off.
+
+    Memory beyond the inputs and the returned masks is one buffer holding the
+    alive scores (partitioned in place) and temporaries of at most `_CHUNK`
+    entries, so that `scores` may be read-only views of the weights
+    themselves (see `key`).
 
     Args:
         scores: Arrays of scores, one per tensor.
         alive: Boolean arrays of the same shapes: the current masks.
         k: Number of alive entries to prune, `0 <= k <= alive count`.
+        key: Optional elementwise, dtype-preserving function (`np.abs` for
+            magnitude pruning): the entries compared are `key(scores)`,
+            computed chunk by chunk, never for a whole tensor at once.
+            Defaults to `None` (the scores themselves).
 
     Returns:
         New boolean masks (copies); ties broken by tensor order, then flat
         position.
     """
-    flat = [np.asarray(s).ravel()[np.asarray(a).ravel()] for s, a in zip(scores, alive)]
-    values = np.concatenate(flat) if flat else np.zeros(0)
-    if k < 0 or k > values.size:
-        raise ValueError(f"Cannot prune {k} weights: only {values.size} are alive.")
-    # C order: the tie-breaking writes below go through `reshape(-1)`, a view only then.
-    masks = [np.array(a, dtype=bool, copy=True, order="C") for a in alive]
+    # C order throughout: the flat positions are row-major, as the tie-breaking promises.
+    flat_scores = [np.ravel(np.asarray(s)) for s in scores]
+    flat_alive = [np.ravel(np.asarray(a, dtype=bool)) for a in alive]
+    n_alive = sum(int(np.count_nonzero(a)) for a in flat_alive)
+    if k < 0 or k > n_alive:
+        raise ValueError(f"Cannot prune {k} weights: only {n_alive} are alive.")
     if k == 0:
-        return masks
-    if np.isnan(values).any():
+        return [np.array(a, dtype=bool, copy=True, order="C") for a in alive]
+    threshold, ties = _kth_lowest(flat_scores, flat_alive, n_alive, k, key)
+    masks = []
+    for score, a, shape in zip(flat_scores, flat_alive, (np.shape(a) for a in alive)):
+        mask = a.copy()
+        for start in range(0, mask.size, _CHUNK):
+            part = mask[start : start + _CHUNK]
+            chunk = score[start : start + _CHUNK]
+            chunk = key(chunk) if key is not None else chunk
+            kept = chunk < threshold
+            np.logical_not(kept, out=kept)
+            part &= kept
+            if ties > 0:
+                tie_positions = np.flatnonzero(part & (chunk == threshold))[:ties]
+                part[tie_positions] = False
+                ties -= tie_positions.size
+        masks.append(mask.reshape(shape))
+    return masks
+
+
+# Entries per temporary array in the passes over a tensor: small enough for
+# the temporaries to stay in cache (256 KiB of float32), large enough for
+# NumPy's per-call cost not to matter.
+_CHUNK = 1 << 16
+
+
+def _kth_lowest(flat_scores: list, flat_alive: list, n_alive: int, k: int, key) -> tuple:
+    """The `k`-th lowest alive score and how many entries equal to it go (`k - #lower`)."""
+    dtype = np.result_type(*((key(s[:0]) if key is not None else s).dtype for s in flat_scores))
+    values = np.empty(n_alive, dtype)
+    position = 0
+    for score, a in zip(flat_scores, flat_alive):
+        for start in range(0, a.size, _CHUNK):
+            chunk = score[start : start + _CHUNK][a[start : start + _CHUNK]]
+            values[position : position + chunk.size] = key(chunk) if key is not None else chunk
+            position += chunk.size
+    if np.issubdtype(dtype, np.inexact) and np.isnan(values.max()):
         raise ValueError(
             "Pruning scores contain NaN: the weights (or gradients) are not "
             "finite, usually because training diverged. Lower the learning "
             "rate or check the data."
         )
-    threshold = np.partition(values, k - 1)[k - 1]
-    ties_left = k - int(np.count_nonzero(values < threshold))
-    for mask, score in zip(masks, scores):
-        score = np.asarray(score)
-        mask[mask & (score < threshold)] = False
-        if ties_left > 0:
-            tie_positions = np.flatnonzero(mask & (score == threshold))[:ties_left]
-            mask.reshape(-1)[tie_positions] = False
-            ties_left -= tie_positions.size
-    return masks
+    values.partition(k - 1)
+    threshold = values[k - 1]
+    # After the partition, everything below the threshold lies in values[:k - 1].
+    lower = sum(
+        int(np.count_nonzero(values[start : min(start + _CHUNK, k - 1)] < threshold))
+        for start in range(0, k - 1, _CHUNK)
+    )
+    return threshold, k - lower
 
 
 def prune(
@@ -169,16 +213,7 @@ def prune(
     groups = _groups(wrappers, tensors, amount or 0.0, scope, layer_rates or {})
 
     alive = [m for wr in wrappers for m in wr.get_masks()]
-    scores = score_fn(wrappers)
-    if len(scores) != len(alive):
-        raise ValueError(
-            f"The scorer returned {len(scores)} arrays; expected {len(alive)} (one per pruned weight)."
-        )
-    for s, a, (wr, i) in zip(scores, alive, tensors):
-        if np.shape(s) != a.shape:
-            raise ValueError(
-                f"The scorer returned shape {np.shape(s)} for '{wr.pruned_weights[i].path}'; expected {a.shape}."
-            )
+    scores, key = _scores(score_fn, wrappers, tensors, alive, structured=nm is not None)
 
     # Under N:M, only the entries a group can spare compete (see `structure`).
     if nm is None:
@@ -213,9 +248,12 @@ def prune(
                 f"spares only {n_candidates} (it allows at most {nm.max_sparsity:.4g} "
                 "sparsity). Pass a smaller amount, or `structure=None`."
             )
-        chosen = select_lowest([scores[j] for j in group.indices], group_candidates, k)
+        chosen = select_lowest([scores[j] for j in group.indices], group_candidates, k, key)
         for j, candidate, mask in zip(group.indices, group_candidates, chosen):
-            new_masks[j] = alive[j] & ~(candidate & ~mask)
+            new_masks[j] = mask if nm is None else alive[j] & ~(candidate & ~mask)
+    # The scores may be views of the weights' buffers: let go of them before
+    # the weights are written, or each write would copy its weight.
+    del scores
 
     position = 0
     for wr in wrappers:
@@ -232,6 +270,29 @@ def prune(
         "total": total,
         "sparsity": 1.0 - n_alive_after / total,
     }
+
+
+def _scores(score_fn, wrappers, tensors, alive, structured: bool) -> tuple[list, Callable | None]:
+    """The scores to compare and the `key` that `select_lowest` applies to them.
+
+    Unstructured magnitude pruning compares `|w|` computed chunk by chunk from
+    read-only views of the weights (`key=np.abs`): no copy of the weights is
+    made, which keeps a 125M-weight global prune within 1.5x the weights'
+    memory (see `benchmarks/prune_scale.py`).
+    """
+    if score_fn is scoring.magnitude and not structured:
+        return scoring.weight_values(wrappers), np.abs
+    scores = score_fn(wrappers)
+    if len(scores) != len(alive):
+        raise ValueError(
+            f"The scorer returned {len(scores)} arrays; expected {len(alive)} (one per pruned weight)."
+        )
+    for s, a, (wr, i) in zip(scores, alive, tensors):
+        if np.shape(s) != a.shape:
+            raise ValueError(
+                f"The scorer returned shape {np.shape(s)} for '{wr.pruned_weights[i].path}'; expected {a.shape}."
+            )
+    return scores, None
 
 
 def _layer_override(wrapper, layer_rates: Mapping[str, float]):

@@ -14,20 +14,30 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_lottery.pruning.scorers.taylor import TaylorScorer
 from tf_lottery.utils import validation
 
-__all__ = ["RandomScorer", "Scorer", "TaylorScorer", "get", "magnitude"]
+__all__ = ["RandomScorer", "Scorer", "TaylorScorer", "get", "magnitude", "weight_values"]
 
 Scorer = Callable[[Sequence], list]
 
 
 def magnitude(wrappers) -> list[np.ndarray]:
     """|w|: the magnitude criterion of Frankle & Carbin (2019, arXiv:1803.03635)."""
-    return [np.abs(keras.ops.convert_to_numpy(w)) for wr in wrappers for w in wr.pruned_weights]
+    return [np.abs(w) for w in weight_values(wrappers)]
+
+
+def weight_values(wrappers) -> list[np.ndarray]:
+    """The pruned weights' values as read-only NumPy arrays, in scorer order.
+
+    On CPU each array is a view of the tensor TensorFlow read the variable
+    into, not a copy: a later write to the variable goes to a new buffer
+    while the view is held (so hold it no longer than needed).
+    """
+    return [np.asarray(tf.convert_to_tensor(w)) for wr in wrappers for w in wr.pruned_weights]
 
 
 class RandomScorer:

@@ -474,14 +474,17 @@ def masks_gradients(variable: keras.Variable) -> bool:
 
 
 def write_current_value(variable: keras.Variable) -> None:
-    """Writes `variable`'s stored value back through `assign` (re-applying its mask).
+    """Writes `variable`'s stored value back through its masked `_direct_assign`.
 
     Why private: `variable.value` follows the autocast scope (under mixed
     precision a float32 variable reads as float16); the stored value at full
-    precision is the backing `tf.Variable`, `_value`.
-    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    precision is the backing `tf.Variable`, `_value`. And Keras 3.12's
+    `Variable.assign` converts to `variable.dtype`, which also follows the
+    autocast scope, so it is bypassed: `_direct_assign` (masked, see
+    `mask_writes`) converts to the stored dtype.
+    Checked: Keras 3.12.0 (TF 2.16.2) and 3.15.1 (TF 2.21).
     """
-    variable.assign(variable._value)
+    variable._direct_assign(variable._value)
 
 
 def stored_dtype(variable: keras.Variable) -> str:

@@ -85,6 +85,8 @@ def _train_with_gradient_masked_by_hand(make_optimizer):
 class TestSparseEquivalentUpdates(TestCase):
     @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
     def test_training_equals_the_gradient_masked_by_hand(self, name):
+        if name == "muon" and tuple(int(p) for p in keras.__version__.split(".")[:2]) < (3, 13):
+            pytest.skip("Keras 3.12's Muon fails on the TensorFlow backend for plain models too")
         ours = _train_with_masked_wrappers(OPTIMIZERS[name])
         reference = _train_with_gradient_masked_by_hand(OPTIMIZERS[name])
         assert len(ours) == len(reference)

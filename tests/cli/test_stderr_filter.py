@@ -22,9 +22,19 @@ NOISE = [
     "with the appropriate compiler flags.",
     "E0000 00:00:1796085820.919401    2470 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA "
     "error: Failed call to cuInit: UNKNOWN ERROR (303)",
+    # TensorFlow 2.16 (the oldest supported) logs through TSL, with another prefix.
+    "2026-12-01 01:50:52.980682: I tensorflow/core/util/port.cc:113] oneDNN custom operations are on.",
+    "2026-12-01 01:50:52.981465: I external/local_tsl/tsl/cuda/cudart_stub.cc:32] Could not find cuda "
+    "drivers on your machine, GPU will not be used.",
+    "2026-12-01 01:50:53.018052: E external/local_xla/xla/stream_executor/cuda/cuda_fft.cc:479] Unable "
+    "to register cuFFT factory: Attempting to register factory for plugin cuFFT when one has already "
+    "been registered",
+    "2026-12-01 01:50:56.280623: W tensorflow/compiler/tf2tensorrt/utils/py_utils.cc:38] TF-TRT "
+    "Warning: Could not find TensorRT",
 ]
 KEPT = [
     "E0000 00:00:1796085820.919401    2470 tensor_slice_reader.cc:98] Could not open ckpt: NOT_FOUND",
+    "2026-12-01 01:50:53.018052: E tensorflow/core/util/tensor_slice_reader.cc:98] Could not open ckpt",
     "Traceback (most recent call last):",
     "tf_lottery: error: Unknown config key `config.train.epochs`.",
     "UserWarning: fit(epochs=3) is fewer than rounds * epochs_per_round = 4",

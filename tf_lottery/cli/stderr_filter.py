@@ -21,26 +21,38 @@ import re
 import sys
 import threading
 
-# A C++ log line's prefix after its level letter: date, time, thread id.
-_CPP = r"\d{4} [\d:.]+\s+\d+ "
+# A C++ log line up to its level letter: absl's "I0000 00:00:1796085818.144414    2470 port.cc:153] "
+# (TensorFlow 2.18+) or TSL's "2026-12-01 01:50:52.980682: I tensorflow/core/util/port.cc:113] "
+# (TensorFlow 2.16, 2.17).
+_ABSL = r"(?P<absl>[IWE])\d{4} [\d:.]+\s+\d+ "
+_TSL = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+: (?P<tsl>[IWE]) "
+_SOURCE = r"(?:[\w.-]+/)*(?P<file>[\w.]+)\.cc:\d+\] "
 # Errors that only mean "no GPU here": CUDA's driver probe on a CPU machine.
-_PROBES = r"(?:cuda_platform|cuda_executor|cuda_diagnostics|cuda_dnn|cuda_fft|cuda_blas)"
-_NOISE = re.compile(
+_PROBES = ("cuda_platform", "cuda_executor", "cuda_diagnostics", "cuda_dnn", "cuda_fft", "cuda_blas")
+_CPP_LINE = re.compile(rf"(?:{_ABSL}|{_TSL}){_SOURCE}")
+_OTHER_NOISE = re.compile(
     r"WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR$"
-    rf"|[IW]{_CPP}[\w.]+\.cc:\d+\] "
-    rf"|E{_CPP}{_PROBES}\.cc:\d+\] "
     r"|To enable the following instructions: .*rebuild TensorFlow with the appropriate compiler flags\.$"
 )
 # The start of a line that may turn out to be noise once the rest of it arrives.
-_MAYBE_NOISE = re.compile(r"(?:[IWE]\d|WARNING: All log|To enable)")
+_MAYBE_NOISE = re.compile(r"(?:[IWE]\d|\d{4}-\d\d-|WARNING: All log|To enable)")
 
 # While the filter runs: the terminal's stderr, written past the filter.
 _terminal = None
 
 
 def is_noise(line: str) -> bool:
-    """Whether `line` (without its newline) is one of TensorFlow's start-up lines."""
-    return _NOISE.match(line) is not None
+    """Whether `line` (without its newline) is one of TensorFlow's start-up lines.
+
+    Those are C++ info and warning lines (TensorFlow logs them only before its
+    logging honours `TF_CPP_MIN_LOG_LEVEL`), CUDA's probe errors, and two
+    banner lines.
+    """
+    cpp = _CPP_LINE.match(line)
+    if cpp is not None:
+        level = cpp.group("absl") or cpp.group("tsl")
+        return level in "IW" or cpp.group("file") in _PROBES
+    return _OTHER_NOISE.match(line) is not None
 
 
 def terminal():

@@ -71,3 +71,37 @@ def test_an_analysis_is_computed_once_and_read_back(tmp_path):
     assert first == {"rows": [{"barrier": 0.25, "path": [0.5, 0.75]}]}
     assert read_or_compute(path, compute) == first and len(calls) == 1
     assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")] == []
+
+
+def test_evaluation_in_memory_equals_keras_evaluate():
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_lottery.experiments import trainer
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(3)])
+    model.compile(
+        optimizer="sgd",
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        steps_per_execution=7,
+    )
+    rng = np.random.default_rng(0)
+    dataset = tf.data.Dataset.from_tensor_slices(
+        (rng.normal(size=(250, 8)).astype("float32"), rng.integers(0, 3, 250))
+    ).batch(64)
+    expected = model.evaluate(dataset, verbose=0, return_dict=True)
+    loop = trainer._KerasLoop(model)
+    assert loop.evaluate(dataset) == {key: float(value) for key, value in expected.items()}
+    assert len(trainer._in_memory(dataset)) == 4  # held once, reused
+    assert loop.evaluate(dataset) == {key: float(value) for key, value in expected.items()}
+    # Too large to hold: Keras' evaluate, same numbers.
+    previous, trainer.EVAL_IN_MEMORY_BYTES = trainer.EVAL_IN_MEMORY_BYTES, 100
+    try:
+        other = dataset.map(lambda x, y: (x, y))
+        assert trainer._in_memory(other) is None
+        assert loop.evaluate(other) == pytest.approx({key: float(value) for key, value in expected.items()})
+    finally:
+        trainer.EVAL_IN_MEMORY_BYTES = previous

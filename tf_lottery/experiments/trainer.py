@@ -92,7 +92,16 @@ def train_stream(data, plan: LevelPlan, start: int, stop: int):
 
 
 class _KerasLoop:
-    """One pass of `fit` or `evaluate` over a dataset."""
+    """One pass of `fit` or `evaluate` over a dataset.
+
+    Evaluation of a small dataset (the batches fit in
+    `EVAL_IN_MEMORY_BYTES`) runs the model's own `test_step`, traced once per
+    model and kept across levels, over the batches held in memory: the same
+    step, batches and metric accumulation as `evaluate()`, without its
+    per-call set-up (data adapter, iterator, callbacks), which costs more than
+    evaluating a validation set of a few hundred examples. Larger datasets,
+    and models under a distribution strategy, go through `evaluate()`.
+    """
 
     def __init__(self, model: keras.Model):
         self.model = model
@@ -104,7 +113,38 @@ class _KerasLoop:
         return float(history.history["loss"][-1])
 
     def evaluate(self, dataset) -> dict:
-        return self.model.evaluate(dataset, verbose=0, return_dict=True)
+        batches = _in_memory(dataset)
+        if batches is None or self.model.distribute_strategy is not tf.distribute.get_strategy():
+            return self.model.evaluate(dataset, verbose=0, return_dict=True)
+        if self.model not in _TEST_STEPS:
+            model = weakref.ref(self.model)
+            _TEST_STEPS[self.model] = tf.function(lambda batch: model().test_step(batch), reduce_retracing=True)
+        step = _TEST_STEPS[self.model]
+        self.model.reset_metrics()
+        for batch in batches:
+            step(batch)
+        return {key: float(value) for key, value in self.model.get_metrics_result().items()}
+
+
+# One traced test step per model, kept across levels, and the batches of each
+# evaluation dataset held in memory when they are small (see `_KerasLoop`).
+_TEST_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_EVAL_BATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+EVAL_IN_MEMORY_BYTES = 256 * 2**20
+
+
+def _in_memory(dataset):
+    """`dataset`'s batches as eager tensors if they fit in `EVAL_IN_MEMORY_BYTES`, else None."""
+    if dataset not in _EVAL_BATCHES:
+        batches, size = [], 0
+        for batch in dataset:
+            size += sum(int(tf.size(t)) * t.dtype.size for t in tf.nest.flatten(batch))
+            if size > EVAL_IN_MEMORY_BYTES:
+                batches = None
+                break
+            batches.append(batch)
+        _EVAL_BATCHES[dataset] = batches
+    return _EVAL_BATCHES[dataset]
 
 
 class _MultiWorkerLoop:

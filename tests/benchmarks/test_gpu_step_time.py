@@ -1,4 +1,4 @@
-"""`benchmarks/gpu_step_time.py` runs end to end without a GPU (slow: about 30 s a variant on 2 cores)."""
+"""`benchmarks/gpu_step_time.py` runs end to end without a GPU (slow: about 1 min for two variants on 2 cores)."""
 
 import pathlib
 import re

@@ -29,6 +29,11 @@ from tf_lottery.utils import validation
 
 SCOPES = ("global", "layer")
 
+# Entries per temporary array in the passes over a tensor: small enough for
+# the temporaries to stay in cache (256 KiB of float32), large enough for
+# NumPy's per-call cost not to matter.
+_CHUNK = 1 << 16
+
 
 @dataclass
 class _Group:
@@ -85,7 +90,7 @@ def select_lowest(scores: list, alive: list, k: int, key: Callable | None = None
         return [np.array(a, dtype=bool, copy=True, order="C") for a in alive]
     threshold, ties = _kth_lowest(flat_scores, flat_alive, n_alive, k, key)
     masks = []
-    for score, a, shape in zip(flat_scores, flat_alive, (np.shape(a) for a in alive)):
+    for score, a, original in zip(flat_scores, flat_alive, alive):
         mask = a.copy()
         for start in range(0, mask.size, _CHUNK):
             part = mask[start : start + _CHUNK]
@@ -98,14 +103,8 @@ def select_lowest(scores: list, alive: list, k: int, key: Callable | None = None
                 tie_positions = np.flatnonzero(part & (chunk == threshold))[:ties]
                 part[tie_positions] = False
                 ties -= tie_positions.size
-        masks.append(mask.reshape(shape))
+        masks.append(mask.reshape(np.shape(original)))
     return masks
-
-
-# Entries per temporary array in the passes over a tensor: small enough for
-# the temporaries to stay in cache (256 KiB of float32), large enough for
-# NumPy's per-call cost not to matter.
-_CHUNK = 1 << 16
 
 
 def _kth_lowest(flat_scores: list, flat_alive: list, n_alive: int, k: int, key) -> tuple:
@@ -252,7 +251,7 @@ def prune(
         for j, candidate, mask in zip(group.indices, group_candidates, chosen):
             new_masks[j] = mask if nm is None else alive[j] & ~(candidate & ~mask)
     # The scores may be views of the weights' buffers: let go of them before
-    # the weights are written, or each write would copy its weight.
+    # the weights are written, or each old buffer would stay beside the new one.
     del scores
 
     position = 0

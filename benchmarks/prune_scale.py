@@ -74,19 +74,24 @@ def _status_kib(field: str) -> int:
         return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1))
 
 
-def _reset_peak_rss() -> None:
-    with open("/proc/self/clear_refs", "w") as clear_refs:
-        clear_refs.write("5")
+def _reset_peak_rss() -> bool:
+    """Resets the process's RSS high-water mark; False where Linux's /proc is missing."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
 
 
-def _timed_round(model) -> tuple[float, int]:
-    """Seconds of one `prune` call and its peak RSS growth in bytes."""
-    _reset_peak_rss()
-    before = _status_kib("VmRSS")
+def _timed_round(model) -> tuple[float, int | None]:
+    """Seconds of one `prune` call and its peak RSS growth in bytes (None without /proc)."""
+    measured = _reset_peak_rss()
+    before = _status_kib("VmRSS") if measured else 0
     start = time.perf_counter()
     tfl.prune(model, rate=0.2)
     seconds = time.perf_counter() - start
-    return seconds, (_status_kib("VmHWM") - before) * 1024
+    return seconds, (_status_kib("VmHWM") - before) * 1024 if measured else None
 
 
 def _numpy_peak(model) -> int:
@@ -99,11 +104,11 @@ def _numpy_peak(model) -> int:
     return peak - baseline
 
 
-def main():
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=sorted(SHAPES), choices=sorted(SHAPES))
     parser.add_argument("--rounds", type=int, default=3, help="timed IMP rounds per size (median)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     print(
         f"{'weights':>12} {'build (s)':>10} {'prune (s)':>10} {'first (s)':>10} "
         f"{'RSS peak':>9} {'NumPy peak':>11}   (peaks: extra memory / pruned weight bytes)"
@@ -118,10 +123,11 @@ def main():
         rounds = [_timed_round(model) for _ in range(args.rounds)]
         numpy_peak = _numpy_peak(model)
         seconds = statistics.median(s for s, _ in rounds)
-        rss_peak = max(r for _, r in rounds)
+        rss = [r for _, r in rounds if r is not None]
+        rss_peak = f"{max(rss) / weight_bytes:.2f}x" if rss else "n/a"
         print(
             f"{weight_bytes // 4:>12,d} {build:>10.1f} {seconds:>10.3f} {rounds[0][0]:>10.3f} "
-            f"{rss_peak / weight_bytes:>8.2f}x {numpy_peak / weight_bytes:>10.2f}x",
+            f"{rss_peak:>9} {numpy_peak / weight_bytes:>10.2f}x",
             flush=True,
         )
         del model

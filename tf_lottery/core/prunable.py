@@ -313,25 +313,3 @@ class _Wrapper:
                 return value
             return _keras_compat.rebuild_tuple(value, news)
         return value
-        if isinstance(value, dict):
-            for key, item in list(value.items()):
-                new = self._replace_in(container, item)
-                if new is not item:
-                    value[key] = new
-            return value
-        if isinstance(value, (set, frozenset)):
-            items = list(value)
-            news = [self._replace_in(container, item) for item in items]
-            if all(new is item for new, item in zip(items, news)):
-                return value
-            if isinstance(value, frozenset):
-                return frozenset(news)
-            value.clear()
-            value.update(news)
-            return value
-        if isinstance(value, tuple):
-            news = [self._replace_in(container, item) for item in value]
-            if all(new is item for new, item in zip(news, value)):
-                return value
-            return _keras_compat.rebuild_tuple(value, news)
-        return value

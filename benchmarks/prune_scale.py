@@ -14,13 +14,16 @@ weights' bytes (4 per float32 weight):
 - NumPy (tracemalloc): NumPy registers its buffers with `tracemalloc`, so
   the traced peak is exactly the pruner's own arrays (masks read, scores,
   the selection buffer, new masks). It does not see TensorFlow's tensors.
-  Measured on an extra round, as tracing slows Python a little.
+  Measured on one more round (tracing slows Python a little), with the
+  masks reset to all ones first: every weight alive, the worst case, as in
+  the first round from dense.
 - RSS: the process's high-water mark (`VmHWM` in /proc/self/status, reset
   by writing 5 to /proc/self/clear_refs before the call) minus its resident
   size before it. This sees everything, TensorFlow's tensors in
   `set_masks` (mask copies, the weights written back through the mask)
   included, at page granularity; memory malloc reuses from earlier frees is
-  not counted again, so it can read lower than the NumPy figure.
+  not counted again, so it can read lower than the NumPy figure. The largest
+  over the timed rounds (the first, from dense, is the largest).
 
     python benchmarks/prune_scale.py [--sizes 1 25 125] [--rounds 3]
 
@@ -41,6 +44,7 @@ import tracemalloc
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import tf_lottery as tfl  # noqa: E402
 
@@ -95,7 +99,9 @@ def _timed_round(model) -> tuple[float, int | None]:
 
 
 def _numpy_peak(model) -> int:
-    """Peak bytes NumPy held during one `prune` call, over what it held before."""
+    """Peak bytes NumPy held during one `prune` call with every weight alive, over what it held before."""
+    for wrapper in tfl.prune_wrappers(model):
+        wrapper.set_masks([np.ones(tuple(m.shape), bool) for m in wrapper.masks])
     tracemalloc.start()
     baseline = tracemalloc.get_traced_memory()[0]
     tfl.prune(model, rate=0.2)

@@ -1,0 +1,45 @@
+"""The benchmark scripts run end to end on a CPU and print their tables."""
+
+import pathlib
+import re
+import subprocess
+import sys
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _run(script: str, *args: str) -> str:
+    return subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    ).stdout
+
+
+def test_prune_scale_smallest_size_prints_time_and_both_memory_peaks():
+    out = _run("prune_scale.py", "--sizes", "1", "--rounds", "1")
+    (row,) = re.findall(
+        r"^ +1,081,344 +[\d.]+ +([\d.]+) +[\d.]+ +(n/a|[\d.]+x) +([\d.]+)x$", out, re.MULTILINE
+    )
+    seconds, _, numpy_peak = row
+    assert float(seconds) > 0
+    # The pruner's own arrays: the masks read, the new masks and one buffer of alive scores.
+    assert 0 < float(numpy_peak) <= 1.5
+
+
+@pytest.mark.slow
+def test_gpu_step_time_quick_run_prints_a_row_per_variant():
+    # About 1 min on 2 cores, mostly tracing and XLA compilation. Mixed precision without
+    # XLA is left out: float16 convolutions take seconds a step on a CPU.
+    out = _run("gpu_step_time.py", "--quick", "--variants", "float32", "mixed-xla")
+    rows = re.findall(
+        r"^(float32|mixed_float16), (XLA|no XLA) +([\d.]+) +([\d.]+) +([\d.]+)x$", out, re.MULTILINE
+    )
+    assert [(policy, jit) for policy, jit, *_ in rows] == [("float32", "no XLA"), ("mixed_float16", "XLA")]
+    for *_, dense, masked, ratio in rows:
+        assert float(dense) > 0 and float(masked) > 0
+        assert float(ratio) == pytest.approx(float(masked) / float(dense), abs=2e-3)

@@ -71,10 +71,10 @@ def select_lowest(scores: list, alive: list, k: int, key: Callable | None = None
         scores: Arrays of scores, one per tensor.
         alive: Boolean arrays of the same shapes: the current masks.
         k: Number of alive entries to prune, `0 <= k <= alive count`.
-        key: Optional elementwise, dtype-preserving function (`np.abs` for
-            magnitude pruning): the entries compared are `key(scores)`,
-            computed chunk by chunk, never for a whole tensor at once.
-            Defaults to `None` (the scores themselves).
+        key: Callable or `None`. An elementwise, dtype-preserving function
+            (`np.abs` for magnitude pruning): the entries compared are
+            `key(scores)`, computed chunk by chunk, never for a whole tensor
+            at once. Defaults to `None` (the scores themselves).
 
     Returns:
         New boolean masks (copies); ties broken by tensor order, then flat

@@ -45,16 +45,14 @@ setup(
     packages=find_packages(include=["tf_lottery", "tf_lottery.*"]),
     python_requires=">=3.11",
     # The Keras library alone: TensorFlow (any release that ships Keras 3) and
-    # Keras 3.13.2+. `keras.distillation` came with 3.12, but on 3.12.0 two mask tests
-    # fail (tests/core/test_masked_variable.py: the Muon optimizer, and a mixed-precision
-    # weight's float32 value); with 3.13.2 the whole library suite passes. The oldest pair,
-    # tensorflow==2.16.2 with keras==3.13.2, is what .ci/run tests on the library's
+    # Keras 3.12.0+ (the first with `keras.distillation`). The oldest pair,
+    # tensorflow==2.16.2 with keras==3.12.0, is what .ci/run tests on the library's
     # tests (OLDEST_TF / OLDEST_KERAS there); the full suite runs on the newest pair.
     install_requires=[
         "tensorflow>=2.16.2",
         # Capped below the next minor: the masks rest on Keras internals that
         # tf_lottery.core.masked_variable checks at run time (TESTED_KERAS).
-        "keras>=3.13.2,<3.16",
+        "keras>=3.12.0,<3.16",
         "numpy",
     ],
     extras_require=_EXTRAS,

@@ -28,7 +28,7 @@ from tf_lottery.core import optimizer_slots
 
 # The Keras versions this mechanism is tested on (setup.py declares the same
 # range; `tests/core/test_masked_variable.py` checks they agree).
-TESTED_KERAS = (">=3.12", "<3.16")
+TESTED_KERAS = (">=3.12.0", "<3.16")
 
 
 class MaskAfterUpdate(keras.constraints.Constraint):

@@ -197,7 +197,7 @@ def test_the_tested_keras_range_is_declared_and_installed():
     setup = (pathlib.Path(__file__).parents[2] / "setup.py").read_text()
     low, high = masked_variable.TESTED_KERAS
     assert f'"keras{low},{high}"' in setup
-    version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)", keras.__version__).groups())
+    version = tuple(int(p) for p in re.match(r"(\d+)\.(\d+)\.(\d+)", keras.__version__).groups())
     floor = tuple(int(p) for p in low[2:].split("."))
     ceiling = tuple(int(p) for p in high[1:].split("."))
     assert floor <= version < ceiling, f"Keras {keras.__version__} is outside {low},{high}"

@@ -118,7 +118,9 @@ class _KerasLoop:
             return self.model.evaluate(dataset, verbose=0, return_dict=True)
         if self.model not in _TEST_STEPS:
             model = weakref.ref(self.model)
-            _TEST_STEPS[self.model] = tf.function(lambda batch: model().test_step(batch), reduce_retracing=True)
+            _TEST_STEPS[self.model] = tf.function(
+                lambda batch: model().test_step(batch), reduce_retracing=True
+            )
         step = _TEST_STEPS[self.model]
         self.model.reset_metrics()
         for batch in batches:

@@ -104,6 +104,7 @@ class TestKerasHub(TestCase):
         _train(pruned, x, np.arange(8) % 3)
         assert _violations(pruned) == 0
 
+    @pytest.mark.slow  # ~8 s each; BERT covers keras_hub in the default suite
     @pytest.mark.parametrize("factory", [_gpt2_lm, _gemma_lm], ids=["gpt2", "gemma"])
     def test_causal_lm_trains_with_one_mask_on_the_tied_embedding(self, factory):
         model = factory()

@@ -195,10 +195,14 @@ class TestRecurrentAndKerasWrappers(TestCase):
         "recurrent",
         [
             lambda: keras.layers.LSTM(8, name="rnn"),
-            lambda: keras.layers.GRU(8, name="rnn"),
-            lambda: keras.layers.SimpleRNN(8, name="rnn"),
-            lambda: keras.layers.RNN(
-                keras.layers.StackedRNNCells([keras.layers.LSTMCell(8), keras.layers.GRUCell(8)]), name="rnn"
+            pytest.param(lambda: keras.layers.GRU(8, name="rnn"), marks=pytest.mark.slow),
+            pytest.param(lambda: keras.layers.SimpleRNN(8, name="rnn"), marks=pytest.mark.slow),
+            pytest.param(
+                lambda: keras.layers.RNN(
+                    keras.layers.StackedRNNCells([keras.layers.LSTMCell(8), keras.layers.GRUCell(8)]),
+                    name="rnn",
+                ),
+                marks=pytest.mark.slow,
             ),
             lambda: keras.layers.Bidirectional(keras.layers.LSTM(8), name="rnn"),
         ],
@@ -226,6 +230,7 @@ class TestRecurrentAndKerasWrappers(TestCase):
         assert all(int(np.count_nonzero(~m)) > 0 for m in wrapper.get_masks())
         assert _violations(pruned) == 0
 
+    @pytest.mark.slow
     def test_conv_lstm_kernels(self):
         model = keras.Sequential(
             [

@@ -164,6 +164,11 @@ def parse_rates(value: str, argument: str = "pruning.layer_rates") -> dict[str, 
     return rates
 
 
+def fail(key: str, expected: str, value) -> None:
+    """Raises the standard error for a config option: its key, what is expected, the value."""
+    raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
+
+
 def _choice(config, key: str, choices) -> None:
     value = _get(config, key)
     if value not in choices:

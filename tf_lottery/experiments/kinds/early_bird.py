@@ -32,6 +32,7 @@ import numpy as np
 from tf_lottery.experiments import registry, run_store, trainer
 from tf_lottery.experiments.kinds import controls, training_runs
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.early_bird import GRANULARITIES, draw_masks, mask_distance
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
@@ -59,10 +60,6 @@ def defaults() -> ml_collections.ConfigDict:
     config.early_bird.every = "1ep"
     config.early_bird.granularity = "unstructured"
     return config
-
-
-def _fail(key: str, expected: str, value) -> None:
-    raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -28,6 +28,7 @@ import ml_collections
 
 from tf_lottery.experiments import registry, trainer
 from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.experiments.schema import parse_rates
 from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.pruning import structure as nm_structure
@@ -57,10 +58,6 @@ def defaults() -> ml_collections.ConfigDict:
     # '' (unstructured) or 'N:M', e.g. '2:4'.
     config.gradual.structure = ""
     return config
-
-
-def _fail(key: str, expected: str, value) -> None:
-    raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:

@@ -35,6 +35,7 @@ import ml_collections
 from tf_lottery.experiments import registry
 from tf_lottery.experiments.level_loop import Line
 from tf_lottery.experiments.runner import run_levels
+from tf_lottery.experiments.schema import fail as _fail
 
 KINDS = ("kd_ticket", "kd_rewind")
 # arm -> (rewinds to the early point rather than initialisation, distils)
@@ -64,10 +65,6 @@ def kd_defaults() -> ml_collections.ConfigDict:
     # Stream the teacher's logits with the data (only without augmentation).
     config.kd.cache_teacher_logits = True
     return config
-
-
-def _fail(key: str, expected: str, value) -> None:
-    raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
 
 
 def arms_of(config) -> tuple:

@@ -13,32 +13,9 @@ import pathlib
 
 import pytest
 
-PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tf_lottery"
+from tests.layers_table import ALLOWED, FACADE
 
-_LIBRARY_BASE = {"_keras_compat", "version", "utils"}
-# Unit (first component under tf_lottery/) -> units it may import.
-ALLOWED = {
-    "_keras_compat": set(),
-    "version": set(),
-    "utils": {"_keras_compat", "version"},
-    "core": _LIBRARY_BASE,
-    "pruning": _LIBRARY_BASE | {"core"},
-    "lottery": _LIBRARY_BASE | {"core", "pruning"},
-    "sparse_training": _LIBRARY_BASE | {"core", "pruning"},
-    "distillation": _LIBRARY_BASE | {"core"},
-    "export": _LIBRARY_BASE | {"core"},
-    "data": _LIBRARY_BASE,
-    "models": _LIBRARY_BASE,
-    "experiments": _LIBRARY_BASE
-    | {"core", "pruning", "lottery", "sparse_training", "distillation", "export", "data", "models"},
-    "cli": _LIBRARY_BASE
-    | {"core", "pruning", "lottery", "sparse_training", "distillation", "export", "data", "models"}
-    | {"experiments"},
-    "main": {"cli"},
-    "__main__": {"cli"},
-}
-# What the public facade (`tf_lottery/__init__.py`) may import: the Keras library only.
-FACADE = _LIBRARY_BASE | {"core", "pruning", "lottery", "sparse_training", "distillation", "export"}
+PACKAGE = pathlib.Path(__file__).resolve().parents[1] / "tf_lottery"
 
 
 def unit_of(path: pathlib.Path) -> str:

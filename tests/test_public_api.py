@@ -31,8 +31,8 @@ def test_version():
 
 def test_every_public_name_is_one_entry_of_the_table_in_a_library_layer():
     # `_EXPORTS` is the facade's one list of where each name is defined (imported lazily by the
-    # command line); only the Keras library's layers may appear in it (see tests/test_layering.py).
-    from tests.test_layering import FACADE
+    # command line); only the Keras library's layers may appear in it (see tests/layers_table.py).
+    from tests.layers_table import FACADE
 
     assert set(tf_lottery._EXPORTS) == set(tf_lottery.__all__) - {"__version__"}
     for name, (module, _) in tf_lottery._EXPORTS.items():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 import pytest
@@ -30,6 +32,18 @@ def op_determinism_enabled() -> bool:
     from tensorflow.python.framework import config
 
     return bool(config.is_op_determinism_enabled())
+
+
+@contextlib.contextmanager
+def op_determinism():
+    """Switches TensorFlow's op determinism on inside the block, and off again after it."""
+    from tensorflow.python.framework import config
+
+    config.enable_op_determinism()
+    try:
+        yield
+    finally:
+        config.disable_op_determinism()
 
 
 def mlp(input_dim: int = 40, hidden=(64, 32), classes: int = 10, name=None) -> keras.Model:

@@ -533,3 +533,30 @@ def variable_attribute(variable, name: str, default=None):
 def set_variable_attribute(variable, name: str, value) -> None:
     """Stores a `_tf_lottery_*` attribute on a Keras variable."""
     setattr(variable, name, value)
+
+
+# -- compilation --------------------------------------------------------------
+
+
+def set_jit_compile(model: keras.Model, value: bool) -> None:
+    """Sets whether `model`'s train/test/predict steps are compiled with XLA, and drops traced ones.
+
+    Why private: the public setter `Model.jit_compile = True` turns XLA off
+    (with a `UserWarning`) whenever TensorFlow's op determinism is enabled,
+    because "not all ops are supported by XLA with determinism" — a blanket
+    veto. TensorFlow itself compiles XLA clusters deterministically when op
+    determinism is on (`GetExecutableBuildOptions` in
+    tensorflow/compiler/jit/device_compiler_client.cc sets
+    `xla_gpu_exclude_nondeterministic_ops`), and an op that has no
+    deterministic XLA kernel fails to compile with an error, never silently;
+    the runner catches that error and falls back (`experiments/xla.py`). So
+    the value is written to the attribute behind the property
+    (`Trainer._jit_compile`), after the per-layer check the setter also makes
+    (`supports_jit`), which the caller does. The steps traced so far
+    (`train_function`, ...) are dropped so the next call retraces.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    model._jit_compile = bool(value)
+    for name in ("train_function", "test_function", "predict_function"):
+        if getattr(model, name, None) is not None:
+            setattr(model, name, None)

@@ -47,7 +47,7 @@ import numpy as np
 
 from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.experiments import run_store, trainer
+from tf_lottery.experiments import run_store, trainer, xla
 from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
@@ -197,6 +197,7 @@ class Replicate:
                     config.run.strategy, int(config.run.steps_per_execution)
                 ),
             )
+            xla.apply(self.model, bool(config.run.get("jit_compile", True)))
             self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
         self._captured = {}

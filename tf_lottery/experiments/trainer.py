@@ -31,7 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_lottery.experiments import run_store
+from tf_lottery.experiments import run_store, xla
 from tf_lottery.experiments.strategy import is_multi_worker
 from tf_lottery.lottery.rewind import Snapshot
 from tf_lottery.utils import atomic_io, failpoints
@@ -107,9 +107,18 @@ class _KerasLoop:
         self.model = model
 
     def fit(self, dataset) -> float:
-        history = self.model.fit(
-            dataset, epochs=1, verbose=0, shuffle=False, callbacks=failpoints.fit_callbacks()
-        )
+        try:
+            history = self.model.fit(
+                dataset, epochs=1, verbose=0, shuffle=False, callbacks=failpoints.fit_callbacks()
+            )
+        except Exception as error:  # noqa: BLE001 - only XLA's compile failures are retried.
+            # A step XLA cannot compile fails before it runs: nothing was trained, so the same
+            # chunk runs again without XLA.
+            if not xla.fall_back(self.model, error):
+                raise
+            history = self.model.fit(
+                dataset, epochs=1, verbose=0, shuffle=False, callbacks=failpoints.fit_callbacks()
+            )
         return float(history.history["loss"][-1])
 
     def evaluate(self, dataset) -> dict:

@@ -141,3 +141,12 @@ def test_jit_compile_must_be_a_bool():
     with pytest.raises(ValueError, match=r"`config.run.jit_compile`: expected True or False. Received: "):
         schema.validate(config)
     assert isinstance(config, ml_collections.ConfigDict)
+
+
+def test_xla_is_used_on_one_device_only():
+    from tf_lottery.experiments import strategy
+
+    assert strategy.jit_compile("default", True) is True
+    assert strategy.jit_compile("default", False) is False
+    for name in ("mirrored", "multi_worker", "tpu"):
+        assert strategy.jit_compile(name, True) is False

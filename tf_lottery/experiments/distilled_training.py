@@ -22,6 +22,7 @@ import tensorflow as tf
 from tf_lottery.core.strip import strip
 from tf_lottery.distillation.distiller import KDDistiller
 from tf_lottery.distillation.teacher_logits import INPUTS_KEY, TEACHER_LOGITS_KEY
+from tf_lottery.experiments import xla
 
 
 class _TeacherLogitsData:
@@ -87,6 +88,8 @@ class DistilledTraining:
                     loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                     steps_per_execution=self.model.steps_per_execution,
                 )
+                # XLA as the student has it (`config.run.jit_compile`, see `xla.py`).
+                xla.apply(distiller, bool(self.model.jit_compile))
             self._distiller = distiller
             if kd.cache_teacher_logits and not getattr(self.data, "augment", True):
                 # Same inputs every epoch: the teacher's logits are computed once.

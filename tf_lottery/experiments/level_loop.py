@@ -52,7 +52,7 @@ from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
 from tf_lottery.experiments.schema import csv_list, parse_rates
-from tf_lottery.experiments.strategy import make_strategy, steps_per_execution
+from tf_lottery.experiments.strategy import jit_compile, make_strategy, steps_per_execution
 from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
@@ -197,7 +197,7 @@ class Replicate:
                     config.run.strategy, int(config.run.steps_per_execution)
                 ),
             )
-            xla.apply(self.model, bool(config.run.get("jit_compile", True)))
+            xla.apply(self.model, jit_compile(config.run.strategy, config.run.get("jit_compile", True)))
             self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
         self._captured = {}

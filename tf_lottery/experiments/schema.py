@@ -109,8 +109,9 @@ def defaults() -> ml_collections.ConfigDict:
     config.run.branches = "reinit"
     config.run.checkpoint_every = "1ep"
     config.run.steps_per_execution = 1
-    # Compile the train and evaluation steps with XLA (see `xla.py`): faster on CPU and GPU; a
-    # model XLA cannot compile falls back to plain graphs with one warning naming the op.
+    # Compile the train step with XLA (see `xla.py`; one-device strategy only, see
+    # `strategy.jit_compile`); a model XLA cannot compile falls back to plain graphs with one
+    # warning naming the op.
     config.run.jit_compile = True
     # The `tf.distribute` strategy, from STRATEGIES (see `strategy.py`):
     # "default" (one device), "mirrored" (all local GPUs or CPUs),

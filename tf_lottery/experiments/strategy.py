@@ -144,3 +144,16 @@ def steps_per_execution(name: str, steps: int) -> int:
         )
         return 1
     return steps
+
+
+def jit_compile(name: str, requested: bool) -> bool:
+    """`requested` (`config.run.jit_compile`) for the one-device strategy; False for the others.
+
+    Under `MirroredStrategy` an XLA-compiled step reads variables placed on the
+    other replicas' devices, which XLA refuses ("Trying to access resource ...
+    located in device ...", TensorFlow's XLA known issue "tf.Variable on a
+    different device"); Keras' own `jit_compile="auto"` is off under every
+    strategy for that reason. The multi-worker loop runs without XLA, and
+    `TPUStrategy` compiles every step with XLA anyway.
+    """
+    return bool(requested) and name == "default"

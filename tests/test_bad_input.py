@@ -432,6 +432,11 @@ CLI_CASES = {
         "random_global_from_middle",
         r"`config.run.branches`: unknown control 'random_global_from_middle'",
     ),
+    "pretrain_classes_repeated": (
+        "pretrain.classes",
+        "0-5,5",
+        r"`config.pretrain.classes`: expected distinct class indices or ranges.*Received: '0-5,5'",
+    ),
     "bad_layer_rates": (
         "pruning.layer_rates",
         "output=2",

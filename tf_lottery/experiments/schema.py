@@ -26,6 +26,9 @@ The open_lth options (`foundations/hparams.py` there) keep open_lth's names:
 `random_<layerwise|global|even>[_from_<init|end>]` (`kinds/controls.py`).
 Where they differ from open_lth, and how pruning counts differ, is in
 docs/OPEN_LTH.md.
+- `pretrain`: optionally, train the dense network on another task first
+  and start every level from its weights (open_lth's `--pretrain`; see
+  `pretrain.py`). Hashed.
 - `run`: how the run is carried out (levels, replicates, controls,
   checkpointing, output); none of it changes a result, so none is hashed.
 """
@@ -148,6 +151,18 @@ def defaults() -> ml_collections.ConfigDict:
     # 'lr_rewind' (trained weights, schedule rewound), 'finetune' (trained
     # weights, final learning rate), 'reinit' (fresh random weights).
     config.pruning.retrain = "rewind"
+
+    config.pretrain = ml_collections.ConfigDict()
+    # Train the dense network this long on the pretraining task first; every
+    # level then starts from its weights (open_lth's `--pretrain`; see
+    # `pretrain.py`). '0it' = no pretraining.
+    config.pretrain.training_steps = "0it"
+    # The pretraining dataset ('' = `dataset.name`; the rest of `dataset`
+    # and all of `train` apply to it) ...
+    config.pretrain.dataset_name = ""
+    # ... and its classes ('' = all; e.g. '0-5', relabelled 0..5). With
+    # another number of classes the output layer is not transferred.
+    config.pretrain.classes = ""
 
     config.run = ml_collections.ConfigDict()
     # Levels 0 (dense) .. `levels` are trained.
@@ -290,6 +305,8 @@ def _fraction(config, key: str, zero: bool) -> None:
 
 def _check_open_lth_options(config) -> None:
     """The options named after open_lth's (see the module docstring)."""
+    from tf_lottery.data.registry import NAMES as DATASETS
+
     model = config.model
     _choice(config, "model.model_init", MODEL_INITS)
     _choice(config, "model.batchnorm_init", BATCHNORM_INITS)
@@ -314,6 +331,13 @@ def _check_open_lth_options(config) -> None:
             config.dataset.name,
         )
     _number(config, "train.data_order_seed", -1, integer=True)
+    _point(config, "pretrain.training_steps")
+    if config.pretrain.dataset_name:
+        _choice(config, "pretrain.dataset_name", DATASETS)
+    if config.pretrain.classes:
+        from tf_lottery.data.classes import parse_classes
+
+        parse_classes(config.pretrain.classes, "pretrain.classes")
     _boolean(config, "train.eval_on_train")
 
 

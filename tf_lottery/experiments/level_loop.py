@@ -202,35 +202,24 @@ class Replicate:
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
         self.layer_rates = parse_rates(config.pruning.layer_rates)
         self.strategy = make_strategy(config.run.strategy)
-        self.model = self.compiled_network(data)
-        if pretrain.enabled(config):
-            kept = pretrain.load_into(self.model, pretrain.pretrain(self, pretrain.load_task(config)))
-            if any("output" not in path for path in kept):
-                raise ValueError(
-                    f"The pretrained network differs from the run's beyond its output layer: {kept}."
-                )
         with self.strategy.scope():
-            self.initial = Snapshot.capture(self.model, 0)
-        self._captured = {}
-        self._distillation = DistilledTraining(
-            config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
-        )
-
-    def compiled_network(self, data) -> keras.Model:
-        """The config's network for `data` (see `build_network`), compiled in the strategy's scope."""
-        config = self.config
-        with self.strategy.scope():
-            model = build_network(config, data, self.seed)
-            model.compile(
-                optimizer=build_optimizer(config.train, data.steps_per_epoch(int(config.train.batch_size))),
+            self.model = build_network(config, data, self.seed)
+            self.model.compile(
+                optimizer=build_optimizer(train, self.steps_per_epoch),
                 loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                 metrics=["accuracy"],
                 steps_per_execution=steps_per_execution(
                     config.run.strategy, int(config.run.steps_per_execution)
                 ),
             )
-            model.optimizer.build(model.trainable_variables)
-        return model
+            self.model.optimizer.build(self.model.trainable_variables)
+            self.initial = Snapshot.capture(self.model, 0)
+        if pretrain.enabled(config):
+            pretrain.start_from_pretrained(self)  # sets the model and `initial`
+        self._captured = {}
+        self._distillation = DistilledTraining(
+            config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
+        )
 
     # -- stored states ------------------------------------------------------
 

@@ -73,12 +73,45 @@ def directory(store, replicate: int) -> str:
     return os.path.join(store.replicate_dir(replicate), "pretrain")
 
 
+def start_from_pretrained(replicate) -> None:
+    """Sets the model of `replicate` (being built) and its `initial` state to the pretrained network.
+
+    The optimizer state stays the fresh one (step 0).
+    """
+    from tf_lottery.lottery.rewind import Snapshot
+
+    kept = load_into(replicate.model, pretrain(replicate, load_task(replicate.config)))
+    if any("output" not in path for path in kept):
+        raise ValueError(f"The pretrained network differs from the run's beyond its output layer: {kept}.")
+    with replicate.strategy.scope():
+        replicate.initial = Snapshot.capture(replicate.model, 0)
+
+
+def _compiled_like(replicate, data):
+    """The config's network for `data`, compiled as the replicate's model is (in its strategy's scope)."""
+    from tf_lottery.experiments.level_loop import build_network
+    from tf_lottery.experiments.optimizers import build_optimizer
+
+    config, main = replicate.config, replicate.model
+    with replicate.strategy.scope():
+        model = build_network(config, data, replicate.seed)
+        model.compile(
+            optimizer=build_optimizer(config.train, data.steps_per_epoch(int(config.train.batch_size))),
+            loss=main.loss,
+            metrics=["accuracy"],
+            steps_per_execution=main.steps_per_execution,
+            jit_compile=main.jit_compile,
+        )
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
 def pretrain(replicate, data) -> list:
     """Trains (or reads back) replicate `replicate`'s pretrained network; returns its weights.
 
     Args:
         replicate: level_loop.Replicate being built (its config, store,
-            seeds, strategy and `compiled_network`).
+            seeds, strategy and compiled model).
         data: The pretraining task (`load_task(config)`).
 
     Returns:
@@ -94,7 +127,7 @@ def pretrain(replicate, data) -> list:
     folder = directory(replicate.store, replicate.replicate)
     checkpoint = os.path.join(folder, trainer.CHECKPOINT)
     if not run_store.is_done(folder):
-        model = replicate.compiled_network(data)
+        model = _compiled_like(replicate, data)
         steps_per_epoch = data.steps_per_epoch(int(config.train.batch_size))
         end = to_steps(config.pretrain.training_steps, steps_per_epoch)
         plan = trainer.LevelPlan(

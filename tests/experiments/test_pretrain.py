@@ -30,7 +30,9 @@ def _start(root, level=0):
 
 
 def test_imp_starts_from_the_pretrained_network_with_a_fresh_output_layer(tmp_path):
-    plain = run_levels(tiny_config(), str(tmp_path / "plain"))
+    fresh_config = tiny_config()
+    fresh_config.run.levels = 0
+    plain = run_levels(fresh_config, str(tmp_path / "plain"))
     config = tiny_config()
     config.pretrain.training_steps = "3ep"
     config.pretrain.classes = "0-5"

@@ -42,7 +42,17 @@ def test_a_frozen_pruned_output_layer_is_bit_identical_after_training():
 def test_frozen_batchnorm_keeps_gamma_and_beta_but_normalises_with_batch_statistics():
     rng = np.random.default_rng(0)
     x, y = rng.normal(2.0, 1.0, size=(32, 8, 8, 3)).astype("float32"), rng.integers(0, 10, 32)
-    model = build_model("resnet20", (8, 8, 3), 10)
+    model = keras.Sequential(
+        [
+            keras.Input((8, 8, 3)),
+            keras.layers.Conv2D(4, 3, name="stem_conv"),
+            keras.layers.BatchNormalization(name="bn1"),
+            keras.layers.Flatten(),
+            keras.layers.Dense(8, name="fc1"),
+            keras.layers.BatchNormalization(name="bn2"),
+            keras.layers.Dense(10, name="output"),
+        ]
+    )
     freeze(model, batchnorm=True)
     norms = [layer for layer in layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
     gammas = [np.asarray(layer.gamma).copy() for layer in norms]

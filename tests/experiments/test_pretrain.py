@@ -70,6 +70,13 @@ def test_pretraining_on_the_same_classes_keeps_the_output_layer(tmp_path):
         np.testing.assert_array_equal(a, b)
 
 
+def test_the_dataset_table_matches_the_pipelines():
+    from tf_lottery.data.registry import SHAPES, load_dataset
+
+    data = load_dataset(tiny_config().dataset)
+    assert SHAPES["mnist1d"] == (tuple(data.input_shape), data.num_classes)
+
+
 def test_no_pretraining_by_default():
     assert not pretrain.enabled(schema.defaults())
     config = schema.defaults()
@@ -96,6 +103,17 @@ def test_no_pretraining_by_default():
             "classes",
             "0-3,2",
             r"`config.pretrain.classes`: expected distinct class indices.*Received: '0-3,2'",
+        ),
+        (
+            "classes",
+            "8-10",
+            r"`config.pretrain.classes`: expected classes of 'mnist1d', 0..9. Received: pretrain.classes='8-10'",
+        ),
+        (
+            "dataset_name",
+            "cifar10",
+            r"`config.pretrain.dataset_name`: expected a dataset with examples of shape \(40,\) like "
+            r"`config.dataset.name`='mnist1d'.*not \(32, 32, 3\). Received: pretrain.dataset_name='cifar10'",
         ),
     ],
 )

@@ -15,6 +15,15 @@ from tf_lottery.data.pipeline import ArrayPipeline
 
 IN_MEMORY_TFDS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 NAMES = ("mnist1d", *IN_MEMORY_TFDS, "imagenet2012")
+# name: (input shape, classes); MNIST-1D's length is its generator's default.
+SHAPES = {
+    "mnist1d": ((40,), 10),
+    "mnist": ((28, 28, 1), 10),
+    "fashion_mnist": ((28, 28, 1), 10),
+    "cifar10": ((32, 32, 3), 10),
+    "cifar100": ((32, 32, 3), 100),
+    "imagenet2012": ((224, 224, 3), 1000),
+}
 
 
 def load_dataset(config):

@@ -17,20 +17,20 @@ Groups:
 - `seed`: base seed; replicate `r` uses seed `seed + r`.
 - `dataset`, `model`, `train`, `pruning`: what is trained and how (hashed).
   `model` also takes the model builder's own keyword arguments.
-
-The open_lth options (`foundations/hparams.py` there) keep open_lth's names:
-`dataset.subsample_fraction`, `dataset.random_labels_fraction`,
-`dataset.transformation_seed`, `train.data_order_seed`, `model.model_init`,
-`model.batchnorm_init`, `model.output_frozen`, `model.batchnorm_frozen`,
-`train.eval_on_train`; open_lth's random-pruning branch is the controls
-`random_<layerwise|global|even>[_from_<init|end>]` (`kinds/controls.py`).
-Where they differ from open_lth, and how pruning counts differ, is in
-docs/OPEN_LTH.md.
 - `pretrain`: optionally, train the dense network on another task first
   and start every level from its weights (open_lth's `--pretrain`; see
   `pretrain.py`). Hashed.
 - `run`: how the run is carried out (levels, replicates, controls,
   checkpointing, output); none of it changes a result, so none is hashed.
+
+The open_lth options (`foundations/hparams.py` there) keep open_lth's names:
+`dataset.subsample_fraction`, `dataset.random_labels_fraction`,
+`dataset.transformation_seed`, `train.data_order_seed`, `model.model_init`,
+`model.batchnorm_init`, `model.output_frozen`, `model.batchnorm_frozen`,
+`train.eval_on_train`, `pretrain.*`; open_lth's random-pruning branch is the
+controls `random_<layerwise|global|even>[_from_<init|end>]`
+(`kinds/controls.py`). Where they differ from open_lth, and how pruning
+counts differ, is in docs/OPEN_LTH.md.
 """
 
 from __future__ import annotations
@@ -303,10 +303,32 @@ def _fraction(config, key: str, zero: bool) -> None:
         fail(key, f"a number in {'[0' if zero else '(0'}, 1]", value)
 
 
+def _check_pretrain(config) -> None:
+    from tf_lottery.data.classes import parse_classes
+    from tf_lottery.data.registry import NAMES as DATASETS
+    from tf_lottery.data.registry import SHAPES
+
+    group = config.pretrain
+    _point(config, "pretrain.training_steps")
+    name = str(group.dataset_name or config.dataset.name).lower()
+    if group.dataset_name:
+        _choice(config, "pretrain.dataset_name", DATASETS)
+        main = str(config.dataset.name).lower()
+        if SHAPES[name][0] != SHAPES[main][0]:
+            fail(
+                "pretrain.dataset_name",
+                f"a dataset with examples of shape {SHAPES[main][0]} like `config.dataset.name`={main!r} "
+                f"(its weights are reused), not {SHAPES[name][0]}",
+                group.dataset_name,
+            )
+    if group.classes:
+        classes = parse_classes(group.classes, "pretrain.classes")
+        if max(classes) >= SHAPES[name][1]:
+            fail("pretrain.classes", f"classes of '{name}', 0..{SHAPES[name][1] - 1}", group.classes)
+
+
 def _check_open_lth_options(config) -> None:
     """The options named after open_lth's (see the module docstring)."""
-    from tf_lottery.data.registry import NAMES as DATASETS
-
     model = config.model
     _choice(config, "model.model_init", MODEL_INITS)
     _choice(config, "model.batchnorm_init", BATCHNORM_INITS)
@@ -331,13 +353,7 @@ def _check_open_lth_options(config) -> None:
             config.dataset.name,
         )
     _number(config, "train.data_order_seed", -1, integer=True)
-    _point(config, "pretrain.training_steps")
-    if config.pretrain.dataset_name:
-        _choice(config, "pretrain.dataset_name", DATASETS)
-    if config.pretrain.classes:
-        from tf_lottery.data.classes import parse_classes
-
-        parse_classes(config.pretrain.classes, "pretrain.classes")
+    _check_pretrain(config)
     _boolean(config, "train.eval_on_train")
 
 

@@ -122,3 +122,51 @@ def test_bad_pretrain_options_are_named(key, value, message):
     config.pretrain[key] = value
     with pytest.raises(ValueError, match=message):
         schema.validate(config)
+
+
+@pytest.mark.slow
+def test_a_run_killed_while_pretraining_resumes_to_the_uninterrupted_result(tmp_path):
+    import json
+    import pathlib
+    import subprocess
+    import sys
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    flags = [
+        "--config=configs/default.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.pretrain.training_steps=3ep",
+        "--config.pretrain.classes=0-5",
+        "--config.run.levels=1",
+        "--config.run.branches=",
+        "--config.run.steps_per_execution=1",
+        "--config.run.checkpoint_every=1ep",
+        "--config.run.plots=False",
+    ]
+
+    def run(workdir, failpoint=None):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+        env.pop("TF_LOTTERY_FAILPOINT", None)
+        if failpoint:
+            env["TF_LOTTERY_FAILPOINT"] = failpoint
+        command = [sys.executable, "-m", "tf_lottery.main", f"--workdir={workdir}", *flags]
+        return subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=600)
+
+    # Digits 0-5 of the first 1,000 sequences (about 600), batch 100: 6 steps an epoch; batch 14 is in epoch 3.
+    killed = run(tmp_path / "killed", "train_batch:14")
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    (pretrain_dir,) = (tmp_path / "killed").glob("lottery/*/replicate_0/pretrain")
+    assert (pretrain_dir / "checkpoint.npz").exists() and not (pretrain_dir / "metrics.json").exists()
+    for workdir in ("killed", "reference"):
+        finished = run(tmp_path / workdir)
+        assert finished.returncode == 0, finished.stderr[-2000:]
+    for path in sorted((tmp_path / "reference").rglob("*.npz")):
+        other = tmp_path / "killed" / path.relative_to(tmp_path / "reference")
+        with np.load(path) as a, np.load(other) as b:
+            for key in a.files:
+                if key != "info":  # wall times
+                    np.testing.assert_array_equal(a[key], b[key], err_msg=f"{path}:{key}")
+    for path in sorted((tmp_path / "reference").rglob("metrics.json")):
+        other = tmp_path / "killed" / path.relative_to(tmp_path / "reference")
+        a, b = json.loads(path.read_text()), json.loads(other.read_text())
+        assert a["evals"] == b["evals"], path

@@ -16,8 +16,8 @@ same data steps; only one thing differs from the ticket:
   n) of each layer's n weights, at random), rewind weights: open_lth's
   `even` strategy. Its total count can differ from M_k's by rounding.
 - `random_<layerwise|global|even>_from_init`: the same random mask,
-  weights of initialization (step 0), trained from step 0: open_lth's
-  `start_at='init'`.
+  weights of initialization (step 0; with `config.pretrain`, the
+  pretrained network), trained from step 0: open_lth's `start_at='init'`.
 - `random_<layerwise|global|even>_from_end`: the same random mask applied
   to the weights that the ticket of level k ended its training with, fresh
   optimizer, trained from step 0: open_lth's `start_at='end'` ("from the

@@ -13,7 +13,11 @@ none out, so the early-stopping column uses the training loss). Pruning:
 20% per round of all convolution and fully-connected weights, globally
 (open_lth `sparse_global`); rewinding to iteration 0 by default; the paper's
 stable rewinding point for ResNet-20 is early in training
-(`--config.pruning.rewind_to=2000it`, as an example).
+(`--config.pruning.rewind_to=2000it`, as an example). Our exact counts
+differ from open_lth's `sparse_global` by 6 weights after 10 rounds here
+(docs/OPEN_LTH.md). open_lth's ResNets draw `model_init=kaiming_normal`,
+`batchnorm_init=uniform`: add `--config.model.model_init=kaiming_normal
+--config.model.batchnorm_init=uniform` for its initialisation.
 
 Expected result (paper): dense test accuracy about 91-92%; with rewinding
 to iteration 0 at this learning rate, IMP subnetworks fall below the dense

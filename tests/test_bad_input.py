@@ -341,6 +341,8 @@ def _config_with(path, value):
     config = get_config("smoke")
     section, key = path.split(".") if "." in path else (None, path)
     (config[section] if section else config)[key] = value
+    if path == "model.kernel_initializer":
+        config.model.model_init = "orthogonal"  # two initializers for the kernels
     return config
 
 
@@ -389,6 +391,51 @@ CLI_CASES = {
         "train.optimizer",
         "adamax9",
         r"`config.train.optimizer`: expected one of .*Received: train.optimizer='adamax9'",
+    ),
+    "subsample_fraction_above_one": (
+        "dataset.subsample_fraction",
+        1.5,
+        r"`config.dataset.subsample_fraction`: expected a number in \(0, 1\]. Received: .*=1.5",
+    ),
+    "random_labels_fraction_negative": (
+        "dataset.random_labels_fraction",
+        -0.1,
+        r"`config.dataset.random_labels_fraction`: expected a number in \[0, 1\]. Received: .*=-0.1",
+    ),
+    "negative_transformation_seed": (
+        "dataset.transformation_seed",
+        -3,
+        r"`config.dataset.transformation_seed`: expected an int >= 0. Received: .*=-3",
+    ),
+    "data_order_seed_below_minus_one": (
+        "train.data_order_seed",
+        -5,
+        r"`config.train.data_order_seed`: expected an int >= -1. Received: train.data_order_seed=-5",
+    ),
+    "unknown_model_init": (
+        "model.model_init",
+        "he_normal",
+        r"`config.model.model_init`: expected one of \('', 'kaiming_normal'.*Received: model.model_init='he_normal'",
+    ),
+    "unknown_batchnorm_init": (
+        "model.batchnorm_init",
+        "ones",
+        r"`config.model.batchnorm_init`: expected one of \('', 'uniform'.*Received: model.batchnorm_init='ones'",
+    ),
+    "model_init_with_kernel_initializer": (
+        "model.kernel_initializer",
+        "he_normal",
+        r"`config.model.model_init`: expected '' when `config.model.kernel_initializer` is set",
+    ),
+    "unknown_random_start": (
+        "run.branches",
+        "random_global_from_middle",
+        r"`config.run.branches`: unknown control 'random_global_from_middle'",
+    ),
+    "pretrain_classes_repeated": (
+        "pretrain.classes",
+        "0-5,5",
+        r"`config.pretrain.classes`: expected distinct class indices or ranges.*Received: '0-5,5'",
     ),
     "bad_layer_rates": (
         "pruning.layer_rates",

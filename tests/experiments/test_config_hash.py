@@ -80,6 +80,45 @@ def test_model_builder_defaults_and_spellings_are_canonical():
     assert config_hash.config_hash(config) == before
 
 
+OPEN_LTH_OPTIONS = {
+    "dataset.subsample_fraction": (1.0, 0.5),
+    "dataset.random_labels_fraction": (0.0, 0.1),
+    "dataset.transformation_seed": (0, 3),
+    "train.data_order_seed": (-1, 0),
+    "train.eval_on_train": (False, True),
+    "model.model_init": ("", "orthogonal"),
+    "model.batchnorm_init": ("", "uniform"),
+    "model.output_frozen": (False, True),
+    "model.batchnorm_frozen": (False, True),
+}
+
+
+def test_open_lth_options_at_their_defaults_keep_the_default_run_hash():
+    config = default_config()
+    for key, (default, _) in OPEN_LTH_OPTIONS.items():
+        group, name = key.split(".")
+        assert schema.defaults()[group][name] == default
+        config[group][name] = default
+    assert config_hash.config_hash(config) == "57c99b1ad12605c4"
+
+
+@pytest.mark.parametrize("key", sorted(OPEN_LTH_OPTIONS))
+def test_each_open_lth_option_changes_the_hash(key):
+    config = default_config()
+    group, name = key.split(".")
+    config[group][name] = OPEN_LTH_OPTIONS[key][1]
+    schema.validate(config)
+    assert config_hash.hparams(config)[key] == OPEN_LTH_OPTIONS[key][1]
+    assert config_hash.config_hash(config) != "57c99b1ad12605c4"
+
+
+def test_schema_choices_match_the_model_modules():
+    from tf_lottery.models import initializers
+
+    assert schema.MODEL_INITS == ("", *initializers.MODEL_INITS)
+    assert schema.BATCHNORM_INITS == ("", *initializers.BATCHNORM_INITS)
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [
@@ -101,6 +140,44 @@ def test_model_builder_defaults_and_spellings_are_canonical():
         ("pruning.layer_rates", "output:0.1", r"`pruning.layer_rates`: expected 'layer=rate' pairs"),
         ("run.branches", "reinit,shuffle", r"`config.run.branches`: unknown control 'shuffle'"),
         ("train.epochs", 3, r"Unknown config key `config.train.epochs`. Known keys of `config.train`"),
+        (
+            "dataset.subsample_fraction",
+            0.0,
+            r"`config.dataset.subsample_fraction`: expected a number in \(0, 1\]. Received: dataset.subsample_fraction=0.0",
+        ),
+        (
+            "dataset.random_labels_fraction",
+            1.5,
+            r"`config.dataset.random_labels_fraction`: expected a number in \[0, 1\]. Received: "
+            r"dataset.random_labels_fraction=1.5",
+        ),
+        (
+            "dataset.transformation_seed",
+            -1,
+            r"`config.dataset.transformation_seed`: expected an int >= 0. Received: dataset.transformation_seed=-1",
+        ),
+        (
+            "train.data_order_seed",
+            -2,
+            r"`config.train.data_order_seed`: expected an int >= -1. Received: train.data_order_seed=-2",
+        ),
+        (
+            "model.model_init",
+            "xavier",
+            r"`config.model.model_init`: expected one of \('', 'kaiming_normal', 'kaiming_uniform', "
+            r"'glorot_normal', 'glorot_uniform', 'orthogonal'\). Received: model.model_init='xavier'",
+        ),
+        (
+            "model.batchnorm_init",
+            "zeros",
+            r"`config.model.batchnorm_init`: expected one of \('', 'uniform', 'fixed', 'oneone', "
+            r"'positivenegative'\). Received: model.batchnorm_init='zeros'",
+        ),
+        (
+            "run.branches",
+            "random_even_from_start",
+            r"`config.run.branches`: unknown control 'random_even_from_start'; expected .*'random_even_from_init'",
+        ),
     ],
 )
 def test_bad_values_are_named_in_the_error(key, value, message):
@@ -128,3 +205,19 @@ def test_every_runner_config_validates_and_documents_its_command():
             config = module.get_config(arg)
             schema.validate(config)
             config_hash.config_hash(config)
+
+
+@pytest.mark.parametrize(
+    "group, key, value",
+    [("model", "output_frozen", "yes"), ("model", "batchnorm_frozen", 1), ("train", "eval_on_train", "no")],
+)
+def test_switches_must_be_booleans(group, key, value):
+    import ml_collections
+
+    config = default_config()
+    # A group written as a whole (e.g. from a dict) escapes ConfigDict's per-field type check.
+    config[group] = ml_collections.ConfigDict({**config[group].to_dict(), key: value})
+    with pytest.raises(
+        ValueError, match=rf"`config.{group}.{key}`: expected True or False. Received: {group}.{key}="
+    ):
+        schema.validate(config)

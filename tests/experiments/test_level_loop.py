@@ -7,7 +7,7 @@ import pytest
 
 import tf_lottery as tfl
 from tf_lottery.experiments import run_store, schema
-from tf_lottery.experiments.level_loop import Line, read_or_compute
+from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
 from tf_lottery.experiments.runner import run_levels
 
 
@@ -107,3 +107,72 @@ def test_evaluation_in_memory_equals_keras_evaluate():
         assert loop.evaluate(other) == pytest.approx({key: float(value) for key, value in expected.items()})
     finally:
         trainer.EVAL_IN_MEMORY_BYTES = previous
+
+
+def _end(root, level=0):
+    return tfl.Ticket.load(os.path.join(root, "replicate_0", f"round_{level}", "end.npz"))
+
+
+def test_data_order_seed_set_to_what_seed_implied_gives_identical_training(tmp_path):
+    config = tiny_config()
+    config.run.levels = 0
+    default = run_levels(config, str(tmp_path / "default"))
+    config.train.data_order_seed = 0  # seed 0 + replicate 0: what the data order was seeded with
+    same = run_levels(config, str(tmp_path / "same"))
+    assert same["hash"] != default["hash"]  # a non-default value is part of the run's name
+    for a, b in zip(_end(default["root"]).weights, _end(same["root"]).weights):
+        np.testing.assert_array_equal(a, b)
+    config.train.data_order_seed = 7
+    other = run_levels(config, str(tmp_path / "other"))
+    assert not np.array_equal(_end(default["root"]).weights[0], _end(other["root"]).weights[0])
+
+
+def test_data_order_seed_is_shared_by_replicates_and_the_init_is_not(tmp_path):
+    from tf_lottery.data.registry import load_dataset
+
+    config = tiny_config()
+    config.run.replicates = 2
+    config.train.data_order_seed = 5
+    data = load_dataset(config.dataset)
+    store = run_store.RunStore(str(tmp_path), config)
+    replicates = [Replicate(config, store, r, data, log=lambda line: None) for r in (0, 1)]
+    assert [r._plan(0).seed for r in replicates] == [5, 5]
+    assert not np.array_equal(replicates[0].initial.model_values[0], replicates[1].initial.model_values[0])
+    config.train.data_order_seed = -1
+    assert Replicate(config, store, 1, data, log=lambda line: None)._plan(0).seed == 1
+
+
+def test_eval_on_train_records_the_training_set_accuracy(tmp_path):
+    from tf_lottery.data.registry import load_dataset
+    from tf_lottery.experiments.level_loop import build_network
+
+    config = tiny_config()
+    config.run.levels = 0
+    config.train.eval_on_train = True
+    root = run_levels(config, str(tmp_path))["root"]
+    evals = run_store.read_metrics(os.path.join(root, "replicate_0", "round_0"))["evals"]
+    assert [e["step"] for e in evals] == [14, 28, 42]
+    assert all("train_eval_accuracy" in e and "train_eval_loss" in e for e in evals)
+    # Independent check: the stored end weights classify the 900 training examples as recorded.
+    data = load_dataset(config.dataset)
+    model = build_network(config, data, 0)
+    _end(root).apply(model)
+    predicted = np.argmax(model.predict(data.x_train, verbose=0), axis=1)
+    assert evals[-1]["train_eval_accuracy"] == pytest.approx(np.mean(predicted == data.y_train), abs=1e-6)
+
+
+def test_a_frozen_output_layer_ends_every_level_as_it_started(tmp_path):
+    config = tiny_config()
+    config.model.output_frozen = True
+    config.model.model_init = "kaiming_normal"
+    root = run_levels(config, str(tmp_path))["root"]
+    for level in (0, 1):
+        start = tfl.Ticket.load(os.path.join(root, "replicate_0", f"round_{level}", "start.npz"))
+        end = _end(root, level)
+        np.testing.assert_array_equal(end.weights[4], start.weights[4])  # output kernel
+        np.testing.assert_array_equal(end.weights[5], start.weights[5])  # output bias
+        assert not np.array_equal(end.weights[0], start.weights[0])  # fc1 trained
+    # model_init drew the kernels: N(0, 2 / fan_in), fan_in 40 for fc1.
+    assert tfl.Ticket.load(os.path.join(root, "replicate_0", "round_0", "start.npz")).weights[0].std() == (
+        pytest.approx(np.sqrt(2 / 40), rel=0.05)
+    )

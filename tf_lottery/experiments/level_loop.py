@@ -47,15 +47,17 @@ import numpy as np
 
 from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.experiments import run_store, trainer, xla
+from tf_lottery.experiments import pretrain, run_store, trainer, xla
 from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
-from tf_lottery.experiments.schema import csv_list, parse_rates
+from tf_lottery.experiments.schema import MODEL_OPTIONS, csv_list, parse_rates
 from tf_lottery.experiments.strategy import jit_compile, make_strategy, steps_per_execution
 from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
+from tf_lottery.models.freezing import freeze
+from tf_lottery.models.initializers import initialize
 from tf_lottery.pruning.pruner import prune
 from tf_lottery.utils import atomic_io, failpoints
 
@@ -99,13 +101,23 @@ def _exclusion(patterns: list[str]):
 def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.Model:
     """The config's model for `data`, initialised from `seed`, wrapped with `prunable`.
 
-    Layers matching `config.pruning.exclude` stay unwrapped. Not compiled.
+    Layers matching `config.pruning.exclude` stay unwrapped. Then
+    `config.model.model_init`/`batchnorm_init` re-draw the initial weights
+    and `output_frozen`/`batchnorm_frozen` freeze parameters
+    (`tf_lottery.models.initializers`, `tf_lottery.models.freezing`). Not
+    compiled.
     """
     keras.utils.set_random_seed(int(seed))
-    model_options = {k: v for k, v in config.model.items() if k != "name"}
+    model_options = {k: v for k, v in config.model.items() if k != "name" and k not in MODEL_OPTIONS}
     exclude = csv_list(config.pruning.exclude)
     base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
-    return prunable(base, exclude=_exclusion(exclude) if exclude else None)
+    model = prunable(base, exclude=_exclusion(exclude) if exclude else None)
+    option = config.model.get
+    if option("model_init", "") or option("batchnorm_init", ""):
+        initialize(model, option("model_init", ""), option("batchnorm_init", ""), seed=int(seed))
+    if option("output_frozen", False) or option("batchnorm_frozen", False):
+        freeze(model, output=option("output_frozen", False), batchnorm=option("batchnorm_frozen", False))
+    return model
 
 
 def read_or_compute(path: str, compute: Callable[[], dict]) -> dict:
@@ -162,6 +174,9 @@ class Replicate:
         self.data = data
         self.log = log
         self.seed = int(config.seed) + int(replicate)
+        # open_lth's `data_order_seed`: one data order for every replicate when set.
+        order_seed = int(config.train.get("data_order_seed", -1))
+        self.data_seed = self.seed if order_seed < 0 else order_seed
         train = config.train
         self.steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
         self.total_steps = to_steps(train.training_steps, self.steps_per_epoch)
@@ -200,6 +215,8 @@ class Replicate:
             xla.apply(self.model, jit_compile(config.run.strategy, config.run.get("jit_compile", True)))
             self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
+        if pretrain.enabled(config):
+            pretrain.start_from_pretrained(self)  # sets the model and `initial`
         self._captured = {}
         self._distillation = DistilledTraining(
             config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
@@ -313,18 +330,29 @@ class Replicate:
 
     # -- running ------------------------------------------------------------
 
-    def _plan(self, level: int, line: Line | None) -> trainer.LevelPlan:
+    def _start_step(self, level: int, branch: str | None) -> int:
+        if level == 0:
+            return 0
+        line = self.line(branch)
+        return (
+            self.restart_step(line)
+            if branch is None or line is not None
+            else controls.start_step(self, branch)
+        )
+
+    def _plan(self, level: int, branch: str | None = None) -> trainer.LevelPlan:
         run, train = self.config.run, self.config.train
         return trainer.LevelPlan(
-            start=0 if level == 0 else self.restart_step(line),
+            start=self._start_step(level, branch),
             end=self.total_steps,
             steps_per_epoch=self.steps_per_epoch,
             batch_size=int(train.batch_size),
-            seed=self.seed,
+            seed=self.data_seed,
             eval_every=max(1, to_steps(train.eval_every, self.steps_per_epoch)),
             checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
             capture_steps=self.capture_steps if level == 0 else (),
             eval_test=bool(train.eval_test),
+            eval_train=bool(train.get("eval_on_train", False)),
         )
 
     def planned_steps(self, levels: int, branches: list[str]) -> int:
@@ -332,7 +360,7 @@ class Replicate:
         steps = self.total_steps
         for line in [self.main, *self.arms.values()]:
             steps += levels * (self.total_steps - self.restart_step(line))
-        return steps + levels * len(branches) * (self.total_steps - self.restart_step())
+        return steps + levels * sum(self.total_steps - controls.start_step(self, b) for b in branches)
 
     def _advance(self, steps: int, trained: bool = True) -> None:
         if self.progress is not None:
@@ -342,7 +370,7 @@ class Replicate:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
         if run_store.is_done(directory):
-            plan = self._plan(level, self.line(branch))
+            plan = self._plan(level, branch)
             self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
         atomic_io.makedirs(directory)
@@ -360,7 +388,7 @@ class Replicate:
         clock = time.perf_counter()
         self._check_start(directory, level, branch)
         store_s = time.perf_counter() - clock
-        plan = self._plan(level, line)
+        plan = self._plan(level, branch)
         capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
         label = self.main.name if branch is None else branch

@@ -17,8 +17,20 @@ Groups:
 - `seed`: base seed; replicate `r` uses seed `seed + r`.
 - `dataset`, `model`, `train`, `pruning`: what is trained and how (hashed).
   `model` also takes the model builder's own keyword arguments.
+- `pretrain`: optionally, train the dense network on another task first
+  and start every level from its weights (open_lth's `--pretrain`; see
+  `pretrain.py`). Hashed.
 - `run`: how the run is carried out (levels, replicates, controls,
   checkpointing, output); none of it changes a result, so none is hashed.
+
+The open_lth options (`foundations/hparams.py` there) keep open_lth's names:
+`dataset.subsample_fraction`, `dataset.random_labels_fraction`,
+`dataset.transformation_seed`, `train.data_order_seed`, `model.model_init`,
+`model.batchnorm_init`, `model.output_frozen`, `model.batchnorm_frozen`,
+`train.eval_on_train`, `pretrain.*`; open_lth's random-pruning branch is the
+controls `random_<layerwise|global|even>[_from_<init|end>]`
+(`kinds/controls.py`). Where they differ from open_lth, and how pruning
+counts differ, is in docs/OPEN_LTH.md.
 """
 
 from __future__ import annotations
@@ -26,11 +38,27 @@ from __future__ import annotations
 import ml_collections
 
 RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
-BRANCHES = ("reinit", "random_layerwise", "random_global", "lr_rewind", "finetune")
+RANDOM_STRATEGIES = ("layerwise", "global", "even")
+RANDOM_STARTS = ("rewind", "init", "end")
+# `random_<strategy>` starts at the rewind point; `random_<strategy>_from_<start>` elsewhere.
+BRANCHES = (
+    "reinit",
+    "random_layerwise",
+    "random_global",
+    "lr_rewind",
+    "finetune",
+    "random_even",
+    *(f"random_{s}_from_{start}" for s in RANDOM_STRATEGIES for start in RANDOM_STARTS[1:]),
+)
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("constant", "step", "cosine")
 WEIGHT_DECAY_MODES = ("coupled", "decoupled")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+# open_lth's names (models/initializers.py, models/bn_initializers.py); '' = the builder's own.
+MODEL_INITS = ("", "kaiming_normal", "kaiming_uniform", "glorot_normal", "glorot_uniform", "orthogonal")
+BATCHNORM_INITS = ("", "uniform", "fixed", "oneone", "positivenegative")
+# Options of `config.model` handled around the builder, not passed to it.
+MODEL_OPTIONS = ("model_init", "batchnorm_init", "output_frozen", "batchnorm_frozen")
 
 # Groups whose values never change a result: left out of the hash.
 UNHASHED = ("experiment", "run", "dataset.data_dir")
@@ -55,9 +83,31 @@ def defaults() -> ml_collections.ConfigDict:
     # MNIST-1D generator: total samples (80/20 train/test) and seed.
     config.dataset.num_samples = 5000
     config.dataset.generator_seed = 42
+    # open_lth's dataset transformations, applied to the training split only
+    # (after `train_limit`), random labels first: keep a random
+    # ceil(fraction * n) of the training examples (1.0 = all) ...
+    config.dataset.subsample_fraction = 1.0
+    # ... and give ceil(fraction * n) of them a label drawn uniformly from
+    # all classes (it may equal the old one; 0.0 = none) ...
+    config.dataset.random_labels_fraction = 0.0
+    # ... both drawn from this seed, the same for every replicate and level.
+    config.dataset.transformation_seed = 0
 
     config.model = ml_collections.ConfigDict()
     config.model.name = "mnist1d_mlp"
+    # Every Dense/Conv kernel (output layer included) drawn from one of
+    # MODEL_INITS ('' = the builder's own `kernel_initializer`); the reinit
+    # control draws from it too. Not together with `kernel_initializer`.
+    config.model.model_init = ""
+    # BatchNormalization gamma/beta from BATCHNORM_INITS ('' = ones/zeros,
+    # which is open_lth's 'fixed').
+    config.model.batchnorm_init = ""
+    # Kernel and bias of the layer named `output` stay at their initial
+    # (masked) values: not trained.
+    config.model.output_frozen = False
+    # BatchNormalization gamma and beta stay at their initial values (the
+    # layers still normalise with batch statistics while training).
+    config.model.batchnorm_frozen = False
 
     config.train = ml_collections.ConfigDict()
     config.train.optimizer = "adam"
@@ -80,6 +130,12 @@ def defaults() -> ml_collections.ConfigDict:
     # iteration is measured at this resolution.
     config.train.eval_every = "1ep"
     config.train.eval_test = True
+    # Also evaluate the whole training set (no augmentation) at every
+    # evaluation: `train_eval_loss`, `train_eval_accuracy`.
+    config.train.eval_on_train = False
+    # Seed of the training data order (and augmentation draws), the same for
+    # every replicate; -1 = `seed + replicate` (open_lth: unset).
+    config.train.data_order_seed = -1
 
     config.pruning = ml_collections.ConfigDict()
     # Fraction of the surviving weights removed at each level.
@@ -95,6 +151,18 @@ def defaults() -> ml_collections.ConfigDict:
     # 'lr_rewind' (trained weights, schedule rewound), 'finetune' (trained
     # weights, final learning rate), 'reinit' (fresh random weights).
     config.pruning.retrain = "rewind"
+
+    config.pretrain = ml_collections.ConfigDict()
+    # Train the dense network this long on the pretraining task first; every
+    # level then starts from its weights (open_lth's `--pretrain`; see
+    # `pretrain.py`). '0it' = no pretraining.
+    config.pretrain.training_steps = "0it"
+    # The pretraining dataset ('' = `dataset.name`; the rest of `dataset`
+    # and all of `train` apply to it) ...
+    config.pretrain.dataset_name = ""
+    # ... and its classes ('' = all; e.g. '0-5', relabelled 0..5). With
+    # another number of classes the output layer is not transferred.
+    config.pretrain.classes = ""
 
     config.run = ml_collections.ConfigDict()
     # Levels 0 (dense) .. `levels` are trained.
@@ -219,11 +287,78 @@ def _check_model(model: ml_collections.ConfigDict) -> None:
 
     accepted = registry.builder_defaults(registry.canonical_name(model.get("name")))
     for key, value in model.items():
-        if key != "name" and key not in accepted:
+        if key != "name" and key not in MODEL_OPTIONS and key not in accepted:
             raise ValueError(
                 f"Unknown config key `config.model.{key}` for model '{registry.canonical_name(model.name)}': "
                 f"expected one of {sorted(accepted)}. Received: {key}={value!r}."
             )
+
+
+def _boolean(config, key: str) -> None:
+    value = _get(config, key)
+    if not isinstance(value, bool):
+        fail(key, "True or False", value)
+
+
+def _fraction(config, key: str, zero: bool) -> None:
+    value = _get(config, key)
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (0.0 <= value <= 1.0) or (value == 0.0 and not zero):
+        fail(key, f"a number in {'[0' if zero else '(0'}, 1]", value)
+
+
+def _check_pretrain(config) -> None:
+    from tf_lottery.data.classes import parse_classes
+    from tf_lottery.data.registry import NAMES as DATASETS
+    from tf_lottery.data.registry import SHAPES
+
+    group = config.pretrain
+    _point(config, "pretrain.training_steps")
+    name = str(group.dataset_name or config.dataset.name).lower()
+    if group.dataset_name:
+        _choice(config, "pretrain.dataset_name", DATASETS)
+        main = str(config.dataset.name).lower()
+        if SHAPES[name][0] != SHAPES[main][0]:
+            fail(
+                "pretrain.dataset_name",
+                f"a dataset with examples of shape {SHAPES[main][0]} like `config.dataset.name`={main!r} "
+                f"(its weights are reused), not {SHAPES[name][0]}",
+                group.dataset_name,
+            )
+    if group.classes:
+        classes = parse_classes(group.classes, "pretrain.classes")
+        if max(classes) >= SHAPES[name][1]:
+            fail("pretrain.classes", f"classes of '{name}', 0..{SHAPES[name][1] - 1}", group.classes)
+
+
+def _check_open_lth_options(config) -> None:
+    """The options named after open_lth's (see the module docstring)."""
+    model = config.model
+    _choice(config, "model.model_init", MODEL_INITS)
+    _choice(config, "model.batchnorm_init", BATCHNORM_INITS)
+    _boolean(config, "model.output_frozen")
+    _boolean(config, "model.batchnorm_frozen")
+    if model.model_init and "kernel_initializer" in model:
+        fail(
+            "model.model_init",
+            "'' when `config.model.kernel_initializer` is set (both choose the kernels' "
+            f"initializer; set one of them, kernel_initializer={model.kernel_initializer!r})",
+            model.model_init,
+        )
+    _fraction(config, "dataset.subsample_fraction", zero=False)
+    _fraction(config, "dataset.random_labels_fraction", zero=True)
+    _number(config, "dataset.transformation_seed", 0, integer=True)
+    transformed = config.dataset.subsample_fraction != 1.0 or config.dataset.random_labels_fraction != 0.0
+    if transformed and str(config.dataset.name).lower() == "imagenet2012":
+        fail(
+            "dataset.name",
+            "a dataset held in memory when `subsample_fraction` or `random_labels_fraction` is set "
+            "(ImageNet is streamed from its files)",
+            config.dataset.name,
+        )
+    _number(config, "train.data_order_seed", -1, integer=True)
+    _check_pretrain(config)
+    _boolean(config, "train.eval_on_train")
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
@@ -250,6 +385,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     from tf_lottery.data.registry import NAMES as DATASETS
 
     _choice(config, "dataset.name", DATASETS)
+    _check_open_lth_options(config)
     _number(config, "seed", 0, integer=True)
     _number(config, "dataset.validation", 0, integer=True)
     _number(config, "dataset.train_limit", 0, integer=True)

@@ -56,6 +56,9 @@ class LevelPlan:
             called (the rewind points that level 0 records).
         eval_test: bool. Also evaluate the test set at every evaluation (it
             is always evaluated at `end`).
+        eval_train: bool. Also evaluate the whole training set, without
+            augmentation, at every evaluation (`train_eval_loss`,
+            `train_eval_accuracy`; open_lth's `eval_on_train`).
     """
 
     start: int
@@ -67,6 +70,7 @@ class LevelPlan:
     checkpoint_every: int
     capture_steps: tuple[int, ...] = ()
     eval_test: bool = True
+    eval_train: bool = False
 
 
 def _next_stop(position: int, plan: LevelPlan) -> int:
@@ -273,6 +277,7 @@ def train_level(
         on_capture(position)
     validation = data.eval_batches("validation")
     test = data.eval_batches("test")
+    train_eval = data.eval_batches("train") if plan.eval_train else None
     loop = _loop(model)
     fit_loop = loop if fit_model is None else _loop(fit_model)
     began = time.time()
@@ -300,6 +305,8 @@ def train_level(
             record.update(_evaluate(loop, validation, "val"))
             if plan.eval_test or position == plan.end:
                 record.update(_evaluate(loop, test, "test"))
+            if plan.eval_train:
+                record.update(_evaluate(loop, train_eval, "train_eval"))
             timing["evaluate"] += time.perf_counter() - clock
             evals.append(record)
             if progress is not None:

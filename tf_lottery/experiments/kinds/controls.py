@@ -12,10 +12,24 @@ same data steps; only one thing differs from the ticket:
 - `random_global`: a uniformly random mask over all prunable weights with
   M_k's total count (layers end up equally sparse on average), rewind
   weights.
+- `random_even`: every layer pruned to M_k's overall sparsity (round(s *
+  n) of each layer's n weights, at random), rewind weights: open_lth's
+  `even` strategy. Its total count can differ from M_k's by rounding.
+- `random_<layerwise|global|even>_from_init`: the same random mask,
+  weights of initialization (step 0; with `config.pretrain`, the
+  pretrained network), trained from step 0: open_lth's `start_at='init'`.
+- `random_<layerwise|global|even>_from_end`: the same random mask applied
+  to the weights that the ticket of level k ended its training with, fresh
+  optimizer, trained from step 0: open_lth's `start_at='end'` ("from the
+  trained weights").
 - `lr_rewind`: mask M_k, the *trained* weights of the level it was pruned
   from, optimizer and schedule rewound (Renda et al. 2020).
 - `finetune`: mask M_k, trained weights, the final optimizer state and
   learning rate of that level (Renda et al. 2020's fine-tuning baseline).
+
+The random masks of one strategy are the same whatever the start (their
+seed depends on the replicate, the level and the strategy), so the starts
+compare on identical masks.
 
 Reference:
     Frankle & Carbin, ICLR 2019, arXiv:1803.03635; Frankle et al., "Pruning
@@ -43,6 +57,41 @@ def shuffle_layerwise(masks: list, seed: int) -> list:
     """Each mask with its entries permuted at random: the per-tensor count is kept."""
     rng = np.random.default_rng(seed)
     return [rng.permutation(np.asarray(m).ravel()).reshape(np.shape(m)) for m in masks]
+
+
+def even_masks(masks: list, seed: int) -> list:
+    """Random masks with every tensor at the overall sparsity s of `masks`.
+
+    Each tensor of n entries keeps `n - round(s * n)` of them, at positions
+    drawn at random (open_lth's `even` random pruning; its own code keeps
+    `ceil(s * n)` instead, the pruned fraction, and cannot run as written).
+    """
+    masks = [np.asarray(m, bool) for m in masks]
+    total = sum(m.size for m in masks)
+    sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / total
+    rng = np.random.default_rng(seed)
+    result = []
+    for mask in masks:
+        flat = np.zeros(mask.size, bool)
+        flat[: mask.size - round(sparsity * mask.size)] = True
+        result.append(rng.permutation(flat).reshape(mask.shape))
+    return result
+
+
+def parse_random(name: str) -> tuple[str, str] | None:
+    """`"random_even_from_init"` -> `("even", "init")`; None for a branch that is not random pruning."""
+    if not name.startswith("random_"):
+        return None
+    strategy, _, start = name[len("random_") :].partition("_from_")
+    return strategy, start or "rewind"
+
+
+def start_step(replicate, name: str) -> int:
+    """The data step branch `name` starts training at."""
+    random = parse_random(name)
+    if random is not None and random[1] in ("init", "end"):
+        return 0
+    return replicate.restart_step()
 
 
 def set_masks(model, masks: list) -> None:
@@ -85,13 +134,25 @@ def start_branch(replicate, name: str, level: int) -> None:
     if name == "reinit":
         set_masks(model, ticket_masks)
         rewind.reset_for_retrain(model, "reinit", point, seed=seed)
-    elif name in ("random_layerwise", "random_global"):
-        if name == "random_layerwise":
+    elif parse_random(name) is not None:
+        strategy, start = parse_random(name)
+        # The seed of the plain name: every start of a strategy gets the same masks.
+        seed = derive_seed(replicate.seed, level, sum(map(ord, f"random_{strategy}")))
+        trained = None
+        if start == "end":
+            replicate.load_end(level)
+            trained = rewind.Snapshot.capture(model, 0)
+        if strategy == "layerwise":
             set_masks(model, shuffle_layerwise(ticket_masks, seed))
-        else:
+        elif strategy == "global":
             pruned = sum(int(m.size - np.count_nonzero(m)) for m in ticket_masks)
             random_global_masks(model, pruned, seed)
-        rewind.reset_for_retrain(model, "rewind", point)
+        else:
+            set_masks(model, even_masks(ticket_masks, seed))
+        if start == "end":
+            rewind.reset_for_retrain(model, "lr_rewind", replicate.initial, trained=trained)
+        else:
+            rewind.reset_for_retrain(model, "rewind", replicate.initial if start == "init" else point)
     elif name in ("lr_rewind", "finetune"):
         replicate.load_end(source)
         set_masks(model, ticket_masks)

@@ -35,11 +35,12 @@ def plan(replicate: Replicate, start: int, end: int, capture_steps=()) -> traine
         end=end,
         steps_per_epoch=replicate.steps_per_epoch,
         batch_size=int(config.train.batch_size),
-        seed=replicate.seed,
+        seed=replicate.data_seed,
         eval_every=max(1, to_steps(config.train.eval_every, replicate.steps_per_epoch)),
         checkpoint_every=max(1, to_steps(config.run.checkpoint_every, replicate.steps_per_epoch)),
         capture_steps=tuple(sorted(set(capture_steps))),
         eval_test=bool(config.train.eval_test),
+        eval_train=bool(config.train.get("eval_on_train", False)),
     )
 
 

@@ -46,7 +46,6 @@ Reference:
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import os
 import time
@@ -55,6 +54,8 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.core.report import sparsity_report
+from tf_lottery.data import classes
+from tf_lottery.data.classes import class_subset
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_loop import Replicate, build_network, read_or_compute
@@ -97,51 +98,8 @@ def defaults() -> ml_collections.ConfigDict:
 
 
 def parse_classes(spec: str, key: str = "transfer.source_classes") -> list[int]:
-    """`"0-5"` -> `[0, 1, 2, 3, 4, 5]`, `"1,3,7-8"` -> `[1, 3, 7, 8]`."""
-    classes = []
-    try:
-        for item in str(spec).split(","):
-            item = item.strip()
-            if not item:
-                continue
-            low, _, high = item.partition("-")
-            classes.extend(range(int(low), int(high or low) + 1))
-    except ValueError:
-        classes = []
-    if not classes or len(set(classes)) != len(classes):
-        raise ValueError(
-            f"Invalid value for `config.{key}`: expected distinct class indices or ranges, e.g. '0-5' "
-            f"or '1,3,7-8'. Received: {spec!r}."
-        )
-    return classes
-
-
-def class_subset(data, classes: list[int]):
-    """The pipeline restricted to `classes`, relabelled `0..len(classes)-1` in that order."""
-    lookup = np.full(int(data.num_classes), -1, np.int64)
-    if max(classes) >= data.num_classes:
-        raise ValueError(
-            f"Invalid class {max(classes)}: dataset '{data.name}' has classes 0..{data.num_classes - 1}."
-        )
-    lookup[classes] = np.arange(len(classes))
-
-    def keep(x, y):
-        chosen = lookup[np.asarray(y, np.int64)] >= 0
-        return np.asarray(x)[chosen], lookup[np.asarray(y, np.int64)[chosen]]
-
-    x_train, y_train = keep(data.x_train, data.y_train)
-    x_val, y_val = keep(data.x_val, data.y_val)
-    x_test, y_test = keep(data.x_test, data.y_test)
-    return dataclasses.replace(
-        data,
-        x_train=x_train,
-        y_train=y_train,
-        x_val=x_val,
-        y_val=y_val,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=len(classes),
-    )
+    """`"0-5"` -> `[0, 1, 2, 3, 4, 5]`, `"1,3,7-8"` -> `[1, 3, 7, 8]` (see `tf_lottery.data.classes`)."""
+    return classes.parse_classes(spec, key)
 
 
 def transfer_levels(config: ml_collections.ConfigDict) -> list[int]:

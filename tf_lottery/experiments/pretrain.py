@@ -1,0 +1,182 @@
+"""`config.pretrain`: the dense network trained on another task first; IMP starts from it.
+
+open_lth's `--pretrain` trains the dense network on a pretraining dataset
+with its own training hyperparameters, then starts the lottery run from the
+pretrained weights (a new output layer when the number of classes differs).
+Here, per replicate, the network built from the replicate's seed trains for
+`pretrain.training_steps` on the pretraining task (`pretrain.dataset_name`,
+by default the run's dataset, restricted to `pretrain.classes` if given,
+with the rest of `config.dataset` and all of `config.train`), through the
+trainer, stored and resumable in `replicate_<r>/pretrain/`. Its final
+weights replace the replicate's initial weights, except, when the tasks'
+numbers of classes differ, the output layer, which keeps its fresh
+initialisation. Level 0 then trains from those weights with a fresh
+optimizer from data step 0 on the run's own task, and every level rewinds
+as usual (to `pruning.rewind_to` of that training): the pretrained network
+is the replicate's initialisation for everything that follows (the
+`random_*_from_init` controls included; `reinit` still draws fresh
+weights).
+
+Where open_lth differs: its main training starts at the data step where
+pretraining ended (pretraining is how it implements rewinding), so level 0
+trains `training_steps - pretrain_training_steps`; here level 0 trains the
+full `train.training_steps`, and rewinding stays `pruning.rewind_to`.
+
+Example:
+
+```python
+config = get_config()  # configs/default.py: IMP on all ten MNIST-1D digits
+config.pretrain.training_steps = "10ep"
+config.pretrain.classes = "0-5"  # pretrain on digits 0-5 first
+```
+
+Reference:
+    Frankle et al., open_lth (github.com/facebookresearch/open_lth),
+    `lottery/desc.py` and `lottery/runner.py`; Morcos et al., "One ticket to
+    win them all", NeurIPS 2019, arXiv:1906.02773.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+
+import numpy as np
+
+from tf_lottery.core.walk import model_variables
+from tf_lottery.experiments import run_store, trainer, xla
+from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.utils import atomic_io
+
+
+def enabled(config) -> bool:
+    """Whether `config` pretrains (`pretrain.training_steps` is not zero)."""
+    group = config.get("pretrain")
+    return group is not None and to_steps(group.training_steps, 1) > 0
+
+
+def load_task(config):
+    """The pretraining task's data pipeline."""
+    from tf_lottery.data.classes import class_subset, parse_classes
+    from tf_lottery.data.registry import load_dataset
+
+    dataset = copy.deepcopy(config.dataset)
+    if config.pretrain.dataset_name:
+        dataset.name = config.pretrain.dataset_name
+    data = load_dataset(dataset)
+    if config.pretrain.classes:
+        data = class_subset(data, parse_classes(config.pretrain.classes, "pretrain.classes"))
+    return data
+
+
+def directory(store, replicate: int) -> str:
+    return os.path.join(store.replicate_dir(replicate), "pretrain")
+
+
+def start_from_pretrained(replicate) -> None:
+    """Sets the model of `replicate` (being built) and its `initial` state to the pretrained network.
+
+    The optimizer state stays the fresh one (step 0).
+    """
+    from tf_lottery.lottery.rewind import Snapshot
+
+    kept = load_into(replicate.model, pretrain(replicate, load_task(replicate.config)))
+    if any("output" not in path for path in kept):
+        raise ValueError(f"The pretrained network differs from the run's beyond its output layer: {kept}.")
+    with replicate.strategy.scope():
+        replicate.initial = Snapshot.capture(replicate.model, 0)
+
+
+def _compiled_like(replicate, data):
+    """The config's network for `data`, compiled as the replicate's model is (in its strategy's scope)."""
+    from tf_lottery.experiments.level_loop import build_network
+    from tf_lottery.experiments.optimizers import build_optimizer
+
+    config, main = replicate.config, replicate.model
+    with replicate.strategy.scope():
+        model = build_network(config, data, replicate.seed)
+        model.compile(
+            optimizer=build_optimizer(config.train, data.steps_per_epoch(int(config.train.batch_size))),
+            loss=main.loss,
+            metrics=["accuracy"],
+            steps_per_execution=main.steps_per_execution,
+        )
+        xla.apply(model, bool(main.jit_compile))  # as the main model has it (see `xla.py`)
+        model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def pretrain(replicate, data) -> list:
+    """Trains (or reads back) replicate `replicate`'s pretrained network; returns its weights.
+
+    Args:
+        replicate: level_loop.Replicate being built (its config, store,
+            seeds, strategy and compiled model).
+        data: The pretraining task (`load_task(config)`).
+
+    Returns:
+        The pretrained model's variable values (`model_variables` order).
+    """
+    config = replicate.config
+    if tuple(data.input_shape) != tuple(replicate.data.input_shape):
+        raise ValueError(
+            f"Invalid value for `config.pretrain.dataset_name`: its examples have shape {data.input_shape}, "
+            f"the run's dataset {replicate.data.input_shape}; the pretrained weights cannot be reused. "
+            f"Received: dataset_name={config.pretrain.dataset_name!r}."
+        )
+    folder = directory(replicate.store, replicate.replicate)
+    checkpoint = os.path.join(folder, trainer.CHECKPOINT)
+    if not run_store.is_done(folder):
+        model = _compiled_like(replicate, data)
+        steps_per_epoch = data.steps_per_epoch(int(config.train.batch_size))
+        end = to_steps(config.pretrain.training_steps, steps_per_epoch)
+        plan = trainer.LevelPlan(
+            start=0,
+            end=end,
+            steps_per_epoch=steps_per_epoch,
+            batch_size=int(config.train.batch_size),
+            seed=replicate.data_seed,
+            eval_every=max(1, to_steps(config.train.eval_every, steps_per_epoch)),
+            checkpoint_every=max(1, to_steps(config.run.checkpoint_every, steps_per_epoch)),
+            eval_test=bool(config.train.eval_test),
+        )
+        atomic_io.makedirs(folder)
+        result = trainer.train_level(model, data, plan, folder)
+        metrics = {
+            "experiment": config.experiment,
+            "branch": "pretrain",
+            "replicate": replicate.replicate,
+            "num_classes": int(data.num_classes),
+            "end_step": end,
+            "evals": result["evals"],
+            "elapsed_s": result["elapsed_s"],
+            **trainer.summarize(result["evals"]),
+        }
+        run_store.write_metrics(folder, metrics)
+        if config.run.verbose:
+            accuracy = metrics["final"].get("test_accuracy", float("nan"))
+            replicate.log(f"[replicate {replicate.replicate} pretrain] test acc {accuracy:.4f} at step {end}")
+    snapshot, _ = run_store.load_state(checkpoint)
+    return snapshot.model_values
+
+
+def load_into(model, values: list) -> list[str]:
+    """Sets `model`'s variables to the pretrained `values` where the shapes agree.
+
+    Returns:
+        The paths of the variables left as they were (the output layer's,
+        when the numbers of classes differ).
+    """
+    variables = model_variables(model)
+    if len(variables) != len(values):
+        raise ValueError(
+            f"The pretrained network has {len(values)} variables, the run's {len(variables)}: "
+            "`config.pretrain` needs the same model."
+        )
+    kept = []
+    for variable, value in zip(variables, values):
+        if tuple(variable.shape) == np.shape(value):
+            variable.assign(value)
+        else:
+            kept.append(variable.path)
+    return kept

@@ -293,6 +293,31 @@ class TestBadInput(TestCase):
             callback.update(7)
 
 
+class TestRecurrentModels(TestCase):
+    def _rnn(self):
+        model = keras.Sequential([keras.Input((5, 3)), keras.layers.SimpleRNN(8), keras.layers.Dense(2)])
+        model = tfl.prunable(model)
+        sd.prune_to_distribution(model, 0.5, "uniform", seed=0)
+        return compile_classifier(model)
+
+    def test_a_kernel_read_inside_a_loop_is_refused_with_the_alternative(self):
+        model = self._rnn()
+        masks = _masks(model)
+        x = np.random.default_rng(0).normal(size=(32, 5, 3)).astype("float32")
+        y = np.arange(32) % 2
+        callback = DynamicSparseTraining("rigl", delta_t=1, t_end=100)
+        with pytest.raises(
+            ValueError,
+            match=r"'simple_rnn/simple_rnn_cell/kernel' cannot be captured.*gradient='drawn_batch'",
+        ):
+            model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+        assert all(np.array_equal(a, b) for a, b in zip(masks, _masks(model)))
+        # The hooks came off: the same model trains, here with the drawn-batch gradient.
+        drawn = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", delta_t=1, t_end=100)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[drawn])
+        assert [r["step"] for r in drawn.history] == [1, 2] and drawn.history[0]["grown"] > 0
+
+
 class TestConfig:
     def test_every_new_knob_round_trips(self):
         callback = DynamicSparseTraining(

@@ -399,6 +399,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         capture = getattr(self, "_capture", None)
         if (
             capture is None
+            or capture.released
             or capture.model is not model
             or list(map(id, capture.weights)) != list(map(id, weights))
         ):

@@ -112,7 +112,7 @@ def main():
         ),
         "rigl_idle": (
             _model(args.model, args.sparsity, args.steps_per_execution, args.jit_compile),
-            [DynamicSparseTraining("rigl", delta_t=args.delta_t, begin_step=far - 1, t_end=far)],
+            [DynamicSparseTraining("rigl", delta_t=args.delta_t, begin_step=far - args.delta_t, t_end=far)],
         ),
     }
     rewiring = ("set", "rigl", "rigl_drawn")

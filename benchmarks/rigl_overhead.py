@@ -17,6 +17,7 @@ median block time of each is compared. The update itself is also timed on
 its own.
 
     python benchmarks/rigl_overhead.py [--model mnist1d_mlp|lenet_300_100] [--blocks 9] [--jit-compile]
+        [--steps-per-execution 10] [--pairs 20] [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -59,10 +60,16 @@ class _BatchHook(keras.callbacks.Callback):
         pass
 
 
+# `--clock cpu` counts this process's CPU time over all its threads: less sensitive than wall
+# time to other processes on a shared machine (it still sees their cache and memory traffic).
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+_CLOCK = [time.perf_counter]
+
+
 def _block(model, x, y, batch_size, callbacks) -> float:
-    began = time.perf_counter()
+    began = _CLOCK[0]()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0, shuffle=False, callbacks=callbacks)
-    return time.perf_counter() - began
+    return _CLOCK[0]() - began
 
 
 def main():
@@ -74,7 +81,10 @@ def main():
     parser.add_argument("--sparsity", type=float, default=0.9)
     parser.add_argument("--steps-per-execution", type=int, default=1)
     parser.add_argument("--jit-compile", action="store_true", help="compile the train step with XLA")
+    parser.add_argument("--pairs", type=int, default=20, help="rounds of the paired comparisons")
+    parser.add_argument("--clock", default="wall", choices=sorted(CLOCKS), help="wall or process CPU time")
     args = parser.parse_args()
+    _CLOCK[0] = CLOCKS[args.clock]
 
     rng = np.random.default_rng(0)
     samples = args.delta_t * args.batch_size
@@ -146,7 +156,7 @@ def main():
     print(
         f"{args.model} ({weights} prunable weights, {args.sparsity:.0%} sparse, ERK), batch {args.batch_size}, "
         f"delta_t={args.delta_t}, steps_per_execution={args.steps_per_execution}, "
-        f"jit_compile={args.jit_compile}; {args.blocks} blocks of "
+        f"jit_compile={args.jit_compile}, clock={args.clock}; {args.blocks} blocks of "
         f"{args.delta_t} steps each, median (and minimum, the least disturbed by other load)"
     )
     static, static_min = statistics.median(times["static"]), min(times["static"])
@@ -166,6 +176,19 @@ def main():
                 f"= {100 * update_times[name] / static_min:.1f}% of a block"
             )
         print(line)
+    # Paired: each round times both models back to back (alternating which goes first), so that
+    # slow drifts of the shared machine cancel in the per-round ratio.
+    for slow, fast in (("rigl_idle", "static"), ("rigl_idle", "hook"), ("rigl", "rigl_drawn")):
+        ratios = []
+        for round_ in range(args.pairs):
+            order = (slow, fast) if round_ % 2 else (fast, slow)
+            measured = {name: _block(runs[name][0], x, y, args.batch_size, runs[name][1]) for name in order}
+            ratios.append(measured[slow] / measured[fast])
+        quartiles = statistics.quantiles(ratios, n=4)
+        print(
+            f"  paired {slow}/{fast}: median ratio {statistics.median(ratios):.3f} "
+            f"(quartiles {quartiles[0]:.3f}-{quartiles[2]:.3f}, {args.pairs} rounds)"
+        )
     rigl, drawn = statistics.median(times["rigl"]), statistics.median(times["rigl_drawn"])
     idle, hook = statistics.median(times["rigl_idle"]), statistics.median(times["hook"])
     print(

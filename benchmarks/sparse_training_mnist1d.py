@@ -58,8 +58,6 @@ def run(method: str, seed: int, args, arrays) -> dict:
             callbacks.append(
                 DynamicSparseTraining(
                     method.split("_")[0],
-                    data=(x, y),
-                    batch_size=common.BATCH_SIZE,
                     delta_t=args.delta_t,
                     t_end=0.75,
                     drop_fraction=0.3,

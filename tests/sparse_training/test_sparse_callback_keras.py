@@ -33,6 +33,7 @@ class TestDynamicSparseTrainingConfig:
         callback = DynamicSparseTraining(
             "rigl",
             data=toy_data(32),
+            gradient="drawn_batch",
             batch_size=8,
             drop_fraction=0.4,
             delta_t=10,
@@ -45,6 +46,7 @@ class TestDynamicSparseTrainingConfig:
         assert set(config) == set(inspect.signature(DynamicSparseTraining.__init__).parameters) - {
             "self",
             "data",
+            "initial_values",
         }
         clone = DynamicSparseTraining.from_config({**config, "data": toy_data(32)})
         assert isinstance(clone.loss, keras.losses.SparseCategoricalCrossentropy)

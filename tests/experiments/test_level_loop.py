@@ -176,3 +176,18 @@ def test_a_frozen_output_layer_ends_every_level_as_it_started(tmp_path):
     assert tfl.Ticket.load(os.path.join(root, "replicate_0", "round_0", "start.npz")).weights[0].std() == (
         pytest.approx(np.sqrt(2 / 40), rel=0.05)
     )
+
+
+def test_a_rewind_step_inside_an_execution_block_is_captured_exactly(tmp_path):
+    # steps_per_execution=7 and a rewind point at step 5: the trainer ends a chunk at step 5,
+    # so the rewind state is that of step 5 exactly, as with one step per execution.
+    states = {}
+    for spe in (1, 7):
+        config = tiny_config(rewind_to="5it")
+        config.run.steps_per_execution = spe
+        config.run.levels = 0
+        result = run_levels(config, str(tmp_path / f"spe{spe}"))
+        states[spe], _ = run_store.load_state(os.path.join(result["root"], "replicate_0", "rewind.npz"))
+    assert states[1].step == states[7].step == 5
+    for a, b in zip(states[1].model_values, states[7].model_values):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)

@@ -423,6 +423,45 @@ def _masked_gradient(value, mask):
     return identity(value, tf.convert_to_tensor(mask))
 
 
+def _captured_gradient(value, mask, capture):
+    """`value` unchanged; its dense gradient is added to `capture.buffer` when `capture.armed()`.
+
+    The gradient that continues upstream is zeroed where `mask` is False
+    (`mask=None`: left dense). The write is a `tf.cond` inside the backward
+    pass of the compiled step, so a step on which the capture is not armed
+    costs one scalar comparison per read, and no host transfer.
+    """
+
+    def record(dy):
+        def add():
+            capture.buffer.assign_add(tf.cast(dy, capture.buffer.dtype))
+            return tf.constant(True)
+
+        tf.cond(capture.armed(), add, lambda: tf.constant(False))
+
+    if mask is None:
+
+        @tf.custom_gradient
+        def identity(x):
+            def grad(dy):
+                record(dy)
+                return dy
+
+            return tf.identity(x), grad
+
+        return identity(value)
+
+    @tf.custom_gradient
+    def masked_identity(x, keep):
+        def grad(dy):
+            record(dy)
+            return tf.where(keep, dy, tf.zeros_like(dy)), None
+
+        return tf.identity(x), grad
+
+    return masked_identity(value, tf.convert_to_tensor(mask))
+
+
 def _masked_class(base: type) -> type:
     """A subclass of the backend variable class whose writes (and gradients) are masked."""
     if base in _MASKED_CLASSES:
@@ -439,7 +478,13 @@ def _masked_class(base: type) -> type:
 
         def __tf_tensor__(self, dtype=None, name=None):
             tensor = super().__tf_tensor__(dtype=dtype, name=name)
-            if not self._tf_lottery_mask_gradients or _DENSE_GRADIENTS[0] or not tensor.dtype.is_floating:
+            if not tensor.dtype.is_floating:
+                return tensor
+            masking = self._tf_lottery_mask_gradients and not _DENSE_GRADIENTS[0]
+            capture = getattr(self, "_tf_lottery_capture", None)
+            if capture is not None:
+                return _captured_gradient(tensor, self._tf_lottery_mask if masking else None, capture)
+            if not masking:
                 return tensor
             return _masked_gradient(tensor, self._tf_lottery_mask)
 
@@ -461,6 +506,25 @@ def mask_writes(variable: keras.Variable, mask: keras.Variable, mask_gradients: 
         variable.__class__ = _masked_class(type(variable))
     variable._tf_lottery_mask = mask
     variable._tf_lottery_mask_gradients = bool(mask_gradients)
+
+
+def capture_gradients(variable: keras.Variable, capture) -> None:
+    """Makes reads of masked `variable` add their dense gradient to `capture.buffer`.
+
+    `capture` has a `buffer` (a `tf.Variable` of `variable`'s shape) and an
+    `armed()` callable that returns a scalar bool tensor, evaluated inside the
+    backward pass; the gradient is added only when it is True. `None`
+    removes the hook. Functions traced before the call do not capture: the
+    caller retraces them (`Model.make_train_function(force=True)`).
+    Why private: the hook sits in the masked class's `__tf_tensor__` (see
+    above), the only place where the upstream, unmasked gradient of the
+    training step's own batch exists.
+    Checked: Keras 3.15.1 (TF 2.21), eager, `tf.function`, `jit_compile=True`
+    and `MirroredStrategy` (an on-read, summed buffer).
+    """
+    if not has_masked_writes(variable):
+        raise ValueError(f"Variable '{variable.path}' has no bound mask; prune the model first.")
+    variable._tf_lottery_capture = capture
 
 
 def has_masked_writes(variable: keras.Variable) -> bool:

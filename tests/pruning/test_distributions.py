@@ -100,7 +100,7 @@ class TestLayerSparsities(TestCase):
             sd.layer_sparsities(model, 0.9, dense=["conv9"])
         with pytest.raises(ValueError, match="Invalid value for argument `sparsity`"):
             sd.layer_sparsities(model, 1.0)
-        with pytest.raises(ValueError, match="the dense layers hold"):
+        with pytest.raises(ValueError, match="the dense and fixed layers keep"):
             sd.densities(MLP_SHAPES, 0.9, "erk", dense=[False, True, False])
 
     def test_a_layer_with_two_pruned_weights_gets_their_count_weighted_sparsity(self):

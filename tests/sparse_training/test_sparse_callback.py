@@ -97,7 +97,7 @@ class TestDynamicSparseTraining(TestCase):
     def test_grown_weights_start_at_zero_with_reset_adam_slots(self):
         x, y = toy_data(256)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), batch_size=64, delta_t=1000, t_end=2000)
+        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=64, delta_t=1000, t_end=2000)
         model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
         assert callback.history == []
         before = _masks(model)
@@ -120,7 +120,7 @@ class TestDynamicSparseTraining(TestCase):
     def test_rigl_grows_the_inactive_weights_of_largest_gradient(self):
         x, y = toy_data(128)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), batch_size=len(x), delta_t=1000, t_end=2000)
+        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=len(x), delta_t=1000, t_end=2000)
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
         weights = [w for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
         grads = BatchGradients(model, weights)(x, y)
@@ -143,7 +143,7 @@ class TestDynamicSparseTraining(TestCase):
     def test_rigl_gradient_function_is_traced_once_across_fit_calls(self):
         x, y = toy_data(128)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), batch_size=32, delta_t=2, t_end=100)
+        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=2, t_end=100)
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
         first = callback._gradients
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
@@ -166,7 +166,7 @@ class TestDynamicSparseTraining(TestCase):
         with strategy.scope():
             model = _sparse_model()
         counts = [m.sum() for m in _masks(model)]
-        callback = DynamicSparseTraining("rigl", data=(x, y), batch_size=32, delta_t=4, t_end=24)
+        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=4, t_end=24)
         model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[callback])
         assert len(callback.history) == 5 and callback.history[0]["grown"] > 0
         assert [m.sum() for m in _masks(model)] == counts
@@ -181,7 +181,7 @@ class TestDynamicSparseTraining(TestCase):
 
     def test_config_round_trip(self):
         callback = DynamicSparseTraining(
-            "rigl", data=toy_data(32), batch_size=16, delta_t=50, t_end=900, seed=3
+            "rigl", data=toy_data(32), gradient="drawn_batch", batch_size=16, delta_t=50, t_end=900, seed=3
         )
         config = callback.get_config()
         assert "data" not in config

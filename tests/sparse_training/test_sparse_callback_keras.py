@@ -33,6 +33,7 @@ class TestDynamicSparseTrainingConfig:
         callback = DynamicSparseTraining(
             "rigl",
             data=toy_data(32),
+            gradient="drawn_batch",
             batch_size=8,
             drop_fraction=0.4,
             delta_t=10,

@@ -71,8 +71,10 @@ def get_config(arg=None):
     config = _sparse_defaults(method)
     for group in ("dataset", "model", "train"):
         config[group] = base[group]
-    for key in ("replicates", "steps_per_execution", "checkpoint_every"):
+    for key in ("replicates", "checkpoint_every"):
         config.run[key] = base.run[key]
+    # The mask updates (every 100 or 20 steps) must fall between Keras' multi-step calls.
+    config.run.steps_per_execution = 20
     config.sparse.distribution = distributions[0]
     if smoke and method != "static":
         config.sparse.update_every = "20it"

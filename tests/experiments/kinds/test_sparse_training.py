@@ -193,6 +193,42 @@ def test_a_killed_run_resumes_to_the_uninterrupted_masks_and_metrics(
         np.testing.assert_array_equal(a, b)
 
 
+def test_rigl_drawn_batch_gradient_resumes_exactly(tmp_path, monkeypatch):
+    config = tiny_config("rigl", gradient="drawn_batch")
+    reference = sparse_training.run_experiment(config, str(tmp_path / "reference"))
+    with monkeypatch.context() as patch:
+        _arm(patch, "train_batch:23")
+        with pytest.raises(_Killed):
+            sparse_training.run_experiment(config, str(tmp_path / "killed"))
+    resumed = sparse_training.run_experiment(config, str(tmp_path / "killed"))
+    expected, metrics = (run_store.read_metrics(_level(s)) for s in (reference, resumed))
+    assert [u["step"] for u in metrics["updates"]] == UPDATES
+    for key in ("updates", "replaced", "grown", "mask_change", "final"):
+        assert metrics[key] == expected[key], key
+    for a, b in zip(_tickets(resumed)[1].masks, _tickets(reference)[1].masks):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_dense_and_custom_layers_keep_their_sparsity_through_rewiring(tmp_path):
+    config = tiny_config(
+        "rigl",
+        dense_layers="fc1",
+        custom_sparsity="output=0.5",
+        fixed_layers="outside_budget",
+        grow_init="random_normal",
+    )
+    summary = sparse_training.run_experiment(config, str(tmp_path))
+    start, end = _tickets(summary)
+    first, second, output = end.masks
+    assert first.all()  # dense, never rewired
+    assert int(output.sum()) == int(start.masks[2].sum()) == 160  # 50% of 32 x 10
+    # 'outside_budget': the 80% applies to the solved layer alone (fc2, 32 x 32).
+    assert int(second.sum()) == int(start.masks[1].sum()) == 1024 - round(0.8 * 1024)
+    assert not np.array_equal(second, start.masks[1])
+    metrics = run_store.read_metrics(_level(summary))
+    assert metrics["mask_change"] > 0
+
+
 def test_a_finished_run_is_read_back_not_retrained(runs):
     summary = runs["set"]
     path = os.path.join(_level(summary), "metrics.json")
@@ -207,8 +243,10 @@ def test_a_finished_run_is_read_back_not_retrained(runs):
 def test_update_steps_follow_begin_end_and_the_interval():
     config = tiny_config(begin=0.25, end=0.5)
     assert sparse_training.update_steps(config, 100, 14) == [25, 30, 35, 40, 45]
-    config.sparse.update_every = "1ep"
-    assert sparse_training.update_steps(config, 100, 14) == [28, 42]
+    config.sparse.update_every = "1ep"  # 14 steps: begin + n * 14, as the callback counts
+    assert sparse_training.update_steps(config, 100, 14) == [25, 39]
+    config.sparse.begin = 0.0
+    assert sparse_training.update_steps(config, 100, 14) == [14, 28, 42]
     assert sparse_training.update_steps(tiny_config("static"), 100, 14) == []
 
 
@@ -221,6 +259,13 @@ def test_registered_with_their_defaults():
         entry.validate(tiny_config(kind))
     rigl = registry.get("rigl").defaults().sparse
     assert (rigl.drop_fraction, rigl.update_every, rigl.begin, rigl.end) == (0.3, "100it", 0.0, 0.75)
+    assert (rigl.drop_fraction_anneal, rigl.grow_init, rigl.gradient) == ("cosine", "zeros", "train_batch")
+    assert (rigl.dense_layers, rigl.custom_sparsity, rigl.fixed_layers, rigl.erk_power_scale) == (
+        "",
+        "",
+        "in_budget",
+        1.0,
+    )
     assert "drop_fraction" not in registry.get("static").defaults().sparse
 
 
@@ -287,6 +332,43 @@ BAD = {
     "end_before_begin": (
         _with("rigl", **{"sparse.begin": 0.5, "sparse.end": 0.5}),
         r"`config\.sparse\.end`: expected a fraction greater than sparse\.begin=0\.5\. Received: sparse\.end=0\.5",
+    ),
+    "unknown_fixed_layers": (
+        _with("static", **{"sparse.fixed_layers": "outside"}),
+        r"`config\.sparse\.fixed_layers`: expected one of \('in_budget', 'outside_budget'\)\. "
+        r"Received: sparse\.fixed_layers='outside'",
+    ),
+    "custom_sparsity_out_of_range": (
+        _with("rigl", **{"sparse.custom_sparsity": "output=1.0"}),
+        r"`sparse\.custom_sparsity`: expected 'layer=rate' pairs .*Received: 'output=1\.0'",
+    ),
+    "erk_power_scale_zero": (
+        _with("rigl", **{"sparse.erk_power_scale": 0.0}),
+        r"`config\.sparse\.erk_power_scale`: expected a number > 0\. Received: sparse\.erk_power_scale=0\.0",
+    ),
+    "erk_power_scale_on_uniform": (
+        _with("set", **{"sparse.distribution": "uniform", "sparse.erk_power_scale": 0.5}),
+        r"`config\.sparse\.erk_power_scale`: expected 1\.0 with sparse\.distribution='uniform'",
+    ),
+    "unknown_anneal": (
+        _with("rigl", **{"sparse.drop_fraction_anneal": "cosin"}),
+        r"`config\.sparse\.drop_fraction_anneal`: expected one of 'cosine', 'constant', 'linear' or "
+        r"'exponential_<k>'.*Received: sparse\.drop_fraction_anneal='cosin'",
+    ),
+    "unknown_grow_init": (
+        _with("set", **{"sparse.grow_init": "ones"}),
+        r"`config\.sparse\.grow_init`: expected one of \('zeros', 'random_normal', 'initial_value'\)\. "
+        r"Received: sparse\.grow_init='ones'",
+    ),
+    "unknown_gradient": (
+        _with("rigl", **{"sparse.gradient": "batch"}),
+        r"`config\.sparse\.gradient`: expected one of \('train_batch', 'drawn_batch'\)\. "
+        r"Received: sparse\.gradient='batch'",
+    ),
+    "update_every_not_a_multiple_of_steps_per_execution": (
+        _with("rigl", **{"sparse.update_every": "30it", "run.steps_per_execution": 20}),
+        r"`config\.sparse\.update_every`: expected a multiple of run\.steps_per_execution=20 .*"
+        r"Received: sparse\.update_every='30it'",
     ),
     "static_has_no_updates": (
         _with("static", **{"sparse.drop_fraction": 0.3}),

@@ -55,8 +55,10 @@ from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
-from tf_lottery.pruning.distributions import DISTRIBUTIONS, prune_to_distribution
-from tf_lottery.sparse_training.callback import DynamicSparseTraining
+from tf_lottery.pruning.distributions import BUDGETS, DISTRIBUTIONS, prune_to_distribution
+from tf_lottery.sparse_training import schedule
+from tf_lottery.sparse_training.callback import GRADIENTS, DynamicSparseTraining
+from tf_lottery.sparse_training.grow_init import GROW_INITS, snapshot_initial_values
 from tf_lottery.utils import atomic_io
 
 __all__ = ["KINDS", "defaults", "run_experiment", "update_steps", "validate"]
@@ -66,7 +68,15 @@ DISTRIBUTION_NAMES = DISTRIBUTIONS + ("er", "erk")
 START = "start.npz"
 MASKS = "masks.npz"
 # Options of the `sparse` group that only the dynamic kinds (rigl, set) have.
-DYNAMIC_KEYS = ("drop_fraction", "update_every", "begin", "end")
+DYNAMIC_KEYS = (
+    "drop_fraction",
+    "drop_fraction_anneal",
+    "update_every",
+    "begin",
+    "end",
+    "grow_init",
+    "gradient",
+)
 
 
 def defaults(kind: str = "rigl") -> ml_collections.ConfigDict:
@@ -94,15 +104,34 @@ def defaults(kind: str = "rigl") -> ml_collections.ConfigDict:
     # How the sparsity is spread over layers: 'uniform', 'erdos_renyi' ('er') or
     # 'erdos_renyi_kernel' ('erk').
     config.sparse.distribution = "erk"
+    # Layers (comma-separated names or globs, e.g. "fc1") whose weights stay dense:
+    # masks of ones that are never rewired. `pruning.exclude` instead leaves a
+    # layer unwrapped, outside the sparsity altogether.
+    config.sparse.dense_layers = ""
+    # Fixed per-layer sparsities, "name=sparsity,glob*=sparsity" (rigl's custom_sparsity_map).
+    config.sparse.custom_sparsity = ""
+    # Whether `sparsity` counts the dense and fixed layers ('in_budget': the others
+    # become sparser) or only the solved ones ('outside_budget': rigl's convention).
+    config.sparse.fixed_layers = "in_budget"
+    # ERK's raw densities are raised to this power (rigl's erk_power_scale; ERK only).
+    config.sparse.erk_power_scale = 1.0
     if kind != "static":
-        # alpha: the fraction of each tensor's active weights replaced at step 0,
-        # decayed to 0 at `end` by a cosine.
+        # alpha: the fraction of each tensor's active weights replaced at `begin`,
+        # annealed to 0 at `end` by `drop_fraction_anneal`.
         config.sparse.drop_fraction = 0.3
+        # 'cosine' (the paper), 'constant', 'linear' or 'exponential_<k>'.
+        config.sparse.drop_fraction_anneal = "cosine"
         # delta_t: steps between mask updates, '<N>it' or '<N>ep'.
         config.sparse.update_every = "100it"
         # Fractions of `train.training_steps` between which the masks are updated.
         config.sparse.begin = 0.0
         config.sparse.end = 0.75
+        # Value of grown weights: 'zeros' (the paper), 'random_normal' or 'initial_value'.
+        config.sparse.grow_init = "zeros"
+        # RigL's dense gradient: 'train_batch' (the update step's own batch, captured in
+        # the train step, as in the paper) or 'drawn_batch' (recomputed by the callback
+        # on that batch after the step's weight update). Unused by SET.
+        config.sparse.gradient = "train_batch"
     return config
 
 
@@ -142,9 +171,32 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("sparse.sparsity", "a fraction in [0, 1)", group.sparsity)
     if group.distribution not in DISTRIBUTION_NAMES:
         _fail("sparse.distribution", f"one of {DISTRIBUTION_NAMES}", group.distribution)
+    schema.parse_rates(group.custom_sparsity, "sparse.custom_sparsity")
+    if group.fixed_layers not in BUDGETS:
+        _fail("sparse.fixed_layers", f"one of {BUDGETS}", group.fixed_layers)
+    if not _is_number(group.erk_power_scale) or not group.erk_power_scale > 0:
+        _fail("sparse.erk_power_scale", "a number > 0", group.erk_power_scale)
+    if group.erk_power_scale != 1.0 and group.distribution not in ("erk", "erdos_renyi_kernel"):
+        _fail(
+            "sparse.erk_power_scale",
+            f"1.0 with sparse.distribution={group.distribution!r} (it scales ERK densities only)",
+            group.erk_power_scale,
+        )
     if kind != "static":
         if not _is_number(group.drop_fraction) or not 0.0 < group.drop_fraction <= 1.0:
             _fail("sparse.drop_fraction", "a fraction in (0, 1]", group.drop_fraction)
+        try:
+            schedule.parse_anneal(group.drop_fraction_anneal)
+        except ValueError:
+            _fail(
+                "sparse.drop_fraction_anneal",
+                "one of 'cosine', 'constant', 'linear' or 'exponential_<k>' with a number k > 0",
+                group.drop_fraction_anneal,
+            )
+        if group.grow_init not in GROW_INITS:
+            _fail("sparse.grow_init", f"one of {GROW_INITS}", group.grow_init)
+        if group.gradient not in GRADIENTS:
+            _fail("sparse.gradient", f"one of {GRADIENTS}", group.gradient)
         for key in ("begin", "end"):
             if not _is_number(group[key]) or not 0.0 <= group[key] <= 1.0:
                 _fail(f"sparse.{key}", "a fraction of training in [0, 1]", group[key])
@@ -158,6 +210,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
             every = None
         if every is None or every.amount < 1:
             _fail("sparse.update_every", "'<N>it' or '<N>ep' with N >= 1, e.g. '100it'", group.update_every)
+        per_call = int(config.run.steps_per_execution)
+        if every.unit == "it" and every.amount % per_call:
+            _fail(
+                "sparse.update_every",
+                f"a multiple of run.steps_per_execution={per_call} (Keras runs that many steps per "
+                "call, and masks change only between calls)",
+                group.update_every,
+            )
     if int(config.run.levels) != 0:
         _fail("run.levels", f"0 ({kind} trains once per replicate)", config.run.levels)
     if schema.csv_list(config.run.branches):
@@ -181,16 +241,25 @@ def validate(config: ml_collections.ConfigDict) -> None:
 def update_steps(config: ml_collections.ConfigDict, total_steps: int, steps_per_epoch: int) -> list[int]:
     """The data steps after which the masks are rewired (none for `static`).
 
-    Every multiple of `update_every` from `begin` (inclusive) to `end`
-    (exclusive), as fractions of `total_steps`; the callback counts optimizer
-    steps the same way inside `fit()`.
+    `begin + n * update_every` (step 0 excluded) before `end`, with `begin`
+    and `end` fractions of `total_steps`: the steps at which
+    `DynamicSparseTraining` updates inside `fit()` (`schedule.next_update_step`).
     """
     if config.experiment == "static":
         return []
+    begin, end, every = _schedule(config, total_steps, steps_per_epoch)
+    steps, step = [], schedule.next_update_step(0, begin, end, every) if end > begin else None
+    while step is not None:
+        steps.append(step)
+        step = schedule.next_update_step(step, begin, end, every)
+    return steps
+
+
+def _schedule(config, total_steps: int, steps_per_epoch: int) -> tuple[int, int, int]:
+    """`(begin_step, end_step, delta_t)` of a dynamic kind's config."""
     group = config.sparse
-    every = to_steps(group.update_every, steps_per_epoch)
-    begin, end = int(round(group.begin * total_steps)), int(round(group.end * total_steps))
-    return [step for step in range(every, total_steps, every) if begin <= step < end]
+    every = max(1, to_steps(group.update_every, steps_per_epoch))
+    return int(round(group.begin * total_steps)), int(round(group.end * total_steps)), every
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
@@ -202,9 +271,11 @@ def describe(config: ml_collections.ConfigDict) -> str:
     )
     if config.experiment != "static":
         text += (
-            f", drop fraction {group.drop_fraction} (cosine) every {group.update_every} from "
-            f"{group.begin:.0%} to {group.end:.0%} of training"
+            f", drop fraction {group.drop_fraction} ({group.drop_fraction_anneal}) every "
+            f"{group.update_every} from {group.begin:.0%} to {group.end:.0%} of training"
         )
+        if config.experiment == "rigl":
+            text += f", {group.gradient} gradient"
     return text
 
 
@@ -264,7 +335,16 @@ def _initial_masks(replicate, directory: str) -> list:
         return Ticket.load(path).masks
     group = replicate.config.sparse
     controls.set_masks(model, controls.dense_masks(model))
-    prune_to_distribution(model, float(group.sparsity), group.distribution, seed=replicate.seed)
+    prune_to_distribution(
+        model,
+        float(group.sparsity),
+        group.distribution,
+        dense=schema.csv_list(group.dense_layers),
+        custom_sparsity=schema.parse_rates(group.custom_sparsity, "sparse.custom_sparsity"),
+        erk_power_scale=float(group.erk_power_scale),
+        fixed_layers=group.fixed_layers,
+        seed=replicate.seed,
+    )
     masks = controls.get_masks(model)
     ticket = Ticket.from_model(
         model,
@@ -275,20 +355,48 @@ def _initial_masks(replicate, directory: str) -> list:
     return masks
 
 
-def _callback(replicate, method: str, total_steps: int, batch) -> DynamicSparseTraining:
-    group = replicate.config.sparse
+def _initial_values(replicate) -> list:
+    """The pruned weights' values at initialisation, before pruning (for `grow_init='initial_value'`)."""
+    model = replicate.model
+    controls.set_masks(model, controls.dense_masks(model))
+    replicate.initial.restore_weights(model)
+    return snapshot_initial_values(model)
+
+
+def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
+    """The library callback, set up on the replicate's model as `fit()` would (`on_train_begin`)."""
+    config, group = replicate.config, replicate.config.sparse
+    begin, end, every = _schedule(config, replicate.total_steps, replicate.steps_per_epoch)
+    drawn = method == "rigl" and group.gradient == "drawn_batch"
     callback = DynamicSparseTraining(
         method,
-        data=batch,
-        batch_size=int(replicate.config.train.batch_size),
+        data=batch if drawn else None,
+        gradient=group.gradient,
+        batch_size=int(config.train.batch_size) if drawn else None,
         drop_fraction=float(group.drop_fraction),
-        delta_t=max(1, to_steps(group.update_every, replicate.steps_per_epoch)),
-        t_end=max(1, int(round(group.end * total_steps))),
+        drop_fraction_anneal=group.drop_fraction_anneal,
+        delta_t=every,
+        begin_step=begin,
+        t_end=max(end, begin + 1),
+        grow_init=group.grow_init,
+        initial_values=initial,
         seed=replicate.seed,
     )
     callback.set_model(replicate.model)
     callback.on_train_begin()
     return callback
+
+
+def _check_steps_per_execution(config, updates: list) -> None:
+    per_call = int(config.run.steps_per_execution)
+    if any(step % per_call for step in updates):
+        raise ValueError(
+            f"Invalid value for `config.sparse.update_every`: the mask updates fall on steps {updates[:4]}..., "
+            f"not all multiples of run.steps_per_execution={per_call}, and Keras runs that many steps per "
+            f"call. Received: sparse.update_every={config.sparse.update_every!r}, sparse.begin="
+            f"{config.sparse.begin!r}. Choose them so that every update step is a multiple of {per_call}, "
+            "or lower `config.run.steps_per_execution`."
+        )
 
 
 def _training_batch(replicate, plan: trainer.LevelPlan, step: int) -> tuple:
@@ -305,27 +413,42 @@ def _run_replicate(replicate) -> None:
         return
     model = replicate.model
     initial = _initial_masks(replicate, directory)
+    dynamic = method != "static"
+    values = _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
     controls.set_masks(model, initial)
     reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
     total = replicate.total_steps
     updates = update_steps(config, total, replicate.steps_per_epoch)
+    _check_steps_per_execution(config, updates)
     plan = training_runs.plan(replicate, 0, total, capture_steps=updates)
     log = _MaskLog(directory, plan.checkpoint_every, initial)
-    history = []
+    history, start = [], 0
     resumed = training_runs.checkpoint_position(directory)
     if resumed is not None:
-        masks, history = log.at(resumed[1])
-        controls.set_masks(model, masks)  # the trainer restores the checkpoint's weights and optimizer
+        snapshot, start = resumed
+        masks, history = log.at(start)
+        controls.set_masks(model, masks)
+        # Restored here as well as by the trainer: the callback counts steps from the optimizer's.
+        snapshot.restore_weights(model)
+        snapshot.restore_optimizer(model)
     callback = None
     if updates:
-        callback = _callback(replicate, method, total, _training_batch(replicate, plan, updates[0] - 1))
+        drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
+        callback = _callback(
+            replicate, method, _training_batch(replicate, plan, 0) if drawn else None, values
+        )
 
     def on_capture(position: int) -> None:
         if position not in updates:
             return
-        # RigL's gradient is taken on the batch that brought training to this step.
-        callback.data = _training_batch(replicate, plan, position - 1)
-        record = callback.update(position)
+        if callback.data is not None:
+            # 'drawn_batch': the gradient of the batch that brought training to this step.
+            callback.data = _training_batch(replicate, plan, position - 1)
+        # As fit() would call it: the level is one epoch that began at `start`.
+        callback.on_train_batch_end(position - 1 - start)
+        record = callback.history[-1]
+        if record["step"] != position:
+            raise RuntimeError(f"DynamicSparseTraining did not update at step {position}.")
         history.append(
             {
                 "step": position,

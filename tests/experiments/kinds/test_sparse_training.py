@@ -13,7 +13,7 @@ import tf_lottery as tfl
 from tf_lottery.experiments import config_hash, registry, run_store
 from tf_lottery.experiments.kinds import sparse_training
 from tf_lottery.pruning.distributions import layer_sparsities
-from tf_lottery.utils import failpoints
+from tf_lottery.utils import atomic_io, failpoints
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 # 700 training examples, batch 50: 14 steps an epoch, 56 in all; updates every 5 steps
@@ -167,6 +167,7 @@ def _arm(monkeypatch, point):
     "kind, point",
     [
         ("rigl", "train_batch:23"),  # mid-epoch 2, after the updates at 5 .. 20 and the checkpoint at 14
+        ("rigl", "train_batch:37"),  # after the update at 35, restarting from the checkpoint at 28
         ("rigl", "atomic_write/masks.npz:4"),  # the update at step 20 being stored, not yet checkpointed
         ("set", "atomic_write/checkpoint.npz:2"),  # the checkpoint at step 28 being written
         ("static", "train_batch:30"),
@@ -191,6 +192,14 @@ def test_a_killed_run_resumes_to_the_uninterrupted_masks_and_metrics(
         np.testing.assert_array_equal(a, b)
     for a, b in zip(end.weights, ref_end.weights):
         np.testing.assert_array_equal(a, b)
+    if kind != "static":  # the stored mask log too, arrays and history
+        stored, expected = (
+            atomic_io.load_npz(os.path.join(_level(s), "masks.npz")) for s in (resumed, runs[kind])
+        )
+        assert sorted(stored) == sorted(expected)
+        assert atomic_io.array_json(stored.pop("info")) == atomic_io.array_json(expected.pop("info"))
+        for name, value in expected.items():
+            np.testing.assert_array_equal(stored[name], value, err_msg=name)
 
 
 def test_rigl_drawn_batch_gradient_resumes_exactly(tmp_path, monkeypatch):

@@ -310,7 +310,7 @@ class _MaskLog:
                 f"The stored masks ('{self.path}', updates at steps {self.committed[0]} and "
                 f"{self.latest[0]}) do not reach back to the checkpoint at step {position}."
             )
-        return masks, history
+        return [m.copy() for m in masks], list(history)
 
     def record(self, step: int, masks: list, history: list) -> None:
         checkpointed = ((step - 1) // self.checkpoint_every) * self.checkpoint_every

@@ -23,6 +23,7 @@ from keras import ops
 from keras.src.losses import loss as keras_loss
 from keras.src.models.functional import Functional, functional_like_constructor
 from keras.src.utils import naming
+from tensorflow.python.ops import control_flow_v2_func_graphs
 
 # -- layers and models --------------------------------------------------------
 
@@ -423,43 +424,62 @@ def _masked_gradient(value, mask):
     return identity(value, tf.convert_to_tensor(mask))
 
 
-def _captured_gradient(value, mask, capture):
+def _inside_while_loop() -> bool:
+    """Whether ops are being traced in a `tf.while_loop` body of the current function.
+
+    Only control-flow graphs are walked (cond branches, loop bodies), up to
+    the first function graph: Keras' `steps_per_execution` loop calls the
+    train step as a function of its own, so the gradient is taken inside it
+    and is no while loop's gradient.
+    """
+    graph = tf.compat.v1.get_default_graph()
+    flow = control_flow_v2_func_graphs
+    while isinstance(graph, (flow.CondBranchFuncGraph, flow.WhileCondFuncGraph, flow.WhileBodyFuncGraph)):
+        if isinstance(graph, flow.WhileBodyFuncGraph):
+            return True
+        graph = graph.outer_graph
+    return False
+
+
+def _captured_gradient(value, mask, capture, path: str):
     """`value` unchanged; its dense gradient is added to `capture.buffer` when `capture.armed()`.
 
     The gradient that continues upstream is zeroed where `mask` is False
     (`mask=None`: left dense). The write is a `tf.cond` inside the backward
     pass of the compiled step, so a step on which the capture is not armed
-    costs one scalar comparison per read, and no host transfer.
+    costs one scalar comparison per read, and no host transfer. Whether it
+    is armed is read in the forward pass and passed in as an input, like the
+    mask (see `_masked_gradient`).
+
+    A read inside a `tf.while_loop` (an RNN cell reading its kernel at every
+    time step) is refused: the gradient of a while loop cannot write a
+    resource that its forward body did not receive, and passing the buffer
+    in makes TensorFlow refuse the loop's gradient. Why private: detecting the
+    loop body needs TensorFlow's `WhileBodyFuncGraph` class.
+    Checked: TensorFlow 2.21 (SimpleRNN and LSTM kernels).
     """
-
-    def record(dy):
-        def add():
-            capture.buffer.assign_add(tf.cast(dy, capture.buffer.dtype))
-            return tf.constant(True)
-
-        tf.cond(capture.armed(), add, lambda: tf.constant(False))
-
-    if mask is None:
-
-        @tf.custom_gradient
-        def identity(x):
-            def grad(dy):
-                record(dy)
-                return dy
-
-            return tf.identity(x), grad
-
-        return identity(value)
+    if _inside_while_loop():
+        capture.refuse()  # the hooks come off, so the model trains again without them
+        raise ValueError(
+            f"The dense gradient of '{path}' cannot be captured in the train step: the weight is read "
+            "inside a loop (a recurrent cell). Use DynamicSparseTraining(gradient='drawn_batch', "
+            "data=...) for this model."
+        )
+    keep = tf.convert_to_tensor(mask) if mask is not None else tf.ones(tf.shape(value), tf.bool)
 
     @tf.custom_gradient
-    def masked_identity(x, keep):
+    def identity(x, keep, armed):
         def grad(dy):
-            record(dy)
-            return tf.where(keep, dy, tf.zeros_like(dy)), None
+            def add():
+                capture.buffer.assign_add(tf.cast(dy, capture.buffer.dtype))
+                return tf.constant(True)
+
+            tf.cond(armed, add, lambda: tf.constant(False))
+            return tf.where(keep, dy, tf.zeros_like(dy)), None, None
 
         return tf.identity(x), grad
 
-    return masked_identity(value, tf.convert_to_tensor(mask))
+    return identity(value, keep, capture.armed())
 
 
 def _masked_class(base: type) -> type:
@@ -483,7 +503,9 @@ def _masked_class(base: type) -> type:
             masking = self._tf_lottery_mask_gradients and not _DENSE_GRADIENTS[0]
             capture = getattr(self, "_tf_lottery_capture", None)
             if capture is not None:
-                return _captured_gradient(tensor, self._tf_lottery_mask if masking else None, capture)
+                return _captured_gradient(
+                    tensor, self._tf_lottery_mask if masking else None, capture, self.path
+                )
             if not masking:
                 return tensor
             return _masked_gradient(tensor, self._tf_lottery_mask)
@@ -511,9 +533,10 @@ def mask_writes(variable: keras.Variable, mask: keras.Variable, mask_gradients: 
 def capture_gradients(variable: keras.Variable, capture) -> None:
     """Makes reads of masked `variable` add their dense gradient to `capture.buffer`.
 
-    `capture` has a `buffer` (a `tf.Variable` of `variable`'s shape) and an
-    `armed()` callable that returns a scalar bool tensor, evaluated inside the
-    backward pass; the gradient is added only when it is True. `None`
+    `capture` has a `buffer` (a `tf.Variable` of `variable`'s shape), an
+    `armed()` callable that returns a scalar bool tensor (the gradient is
+    added only when it is True) and `refuse()`, called before a read that
+    cannot be captured raises (see `_captured_gradient`). `None`
     removes the hook. Functions traced before the call do not capture: the
     caller retraces them (`Model.make_train_function(force=True)`).
     Why private: the hook sits in the masked class's `__tf_tensor__` (see

@@ -125,3 +125,108 @@ class TestLayerSparsities(TestCase):
         assert rates["conv"] == pytest.approx(1 - density[0]) and rates["output"] == pytest.approx(
             1 - density[3]
         )
+
+
+# -- rigl's knobs: erk_power_scale, custom_sparsity_map, the first-layer conventions ----------
+
+
+def test_erk_power_scale_raises_the_raw_densities_to_its_power():
+    # raw^0.5: sqrt(296/10240), sqrt(512/65536), sqrt(266/2560); epsilon solves the 10% budget.
+    raw = [np.sqrt(296 / 10240), np.sqrt(512 / 65536), np.sqrt(266 / 2560)]
+    sizes = [10240, 65536, 2560]
+    epsilon = 7833.6 / sum(r * n for r, n in zip(raw, sizes))
+    found = sd.densities(MLP_SHAPES, 0.9, "erk", erk_power_scale=0.5)
+    np.testing.assert_allclose(found, [epsilon * r for r in raw], rtol=1e-12)
+    assert sum(d * n for d, n in zip(found, sizes)) == pytest.approx(7833.6)
+    # Softer than ERK: the largest layer keeps more, the smallest less.
+    erk = sd.densities(MLP_SHAPES, 0.9, "erk")
+    assert found[1] > erk[1] and found[2] < erk[2]
+
+
+def test_a_custom_sparsity_in_budget_is_kept_and_the_rest_pays_for_it():
+    # Output layer fixed at 50%: 1280 alive; the other two share 7833.6 - 1280 = 6553.6 by ERK.
+    found = sd.densities(MLP_SHAPES, 0.9, "erk", fixed=[None, None, 0.5])
+    epsilon = 6553.6 / (296 + 512)
+    np.testing.assert_allclose(found, [epsilon * 296 / 10240, epsilon * 512 / 65536, 0.5], rtol=1e-12)
+
+
+def test_outside_the_budget_the_target_applies_to_the_solved_layers_only():
+    # rigl's custom_sparsity_map: the free layers hold 10% of their own 75776 weights.
+    found = sd.densities(MLP_SHAPES, 0.9, "erk", fixed=[None, None, 0.5], fixed_layers="outside_budget")
+    epsilon = 0.1 * 75776 / (296 + 512)
+    np.testing.assert_allclose(found, [epsilon * 296 / 10240, epsilon * 512 / 65536, 0.5], rtol=1e-12)
+
+
+def test_the_first_layer_conventions_count_differently():
+    # Dense first layer (10240 weights) at 80% uniform:
+    # in budget: 0.2 * 78336 = 15667.2 alive in total, 5427.2 over the other 68096;
+    # outside (rigl): the other layers at 80% on their own: 0.2 * 68096 = 13619.2, plus 10240 = 23859.2.
+    inside = sd.densities(MLP_SHAPES, 0.8, "uniform", dense=[True, False, False])
+    outside = sd.densities(
+        MLP_SHAPES, 0.8, "uniform", dense=[True, False, False], fixed_layers="outside_budget"
+    )
+    sizes = [10240, 65536, 2560]
+    assert sum(d * n for d, n in zip(inside, sizes)) == pytest.approx(15667.2)
+    assert sum(d * n for d, n in zip(outside, sizes)) == pytest.approx(23859.2)
+    np.testing.assert_allclose(outside, [1.0, 0.2, 0.2])
+    # At 90% the dense first layer alone exceeds the in-budget total (7833.6 alive): refused.
+    with pytest.raises(ValueError, match=r"keep 10240 weights, more than the 7834 that sparsity=0.9 leaves"):
+        sd.densities(MLP_SHAPES, 0.9, "erk", dense=[True, False, False])
+    outside_erk = sd.densities(
+        MLP_SHAPES, 0.9, "erk", dense=[True, False, False], fixed_layers="outside_budget"
+    )
+    assert sum(d * n for d, n in zip(outside_erk, sizes)) == pytest.approx(10240 + 0.1 * 68096)
+
+
+def test_impossible_fixed_sparsities_are_refused():
+    with pytest.raises(ValueError, match=r"the other layers would need .* \(density > 1\)"):
+        # 99% sparse everywhere fixed but one small layer: the rest cannot hold 10% of the total.
+        sd.densities(MLP_SHAPES, 0.1, "erk", fixed=[0.99, 0.99, None])
+    with pytest.raises(
+        ValueError, match=r"`custom sparsity`: expected a float in \[0, 1\)\. Received: custom sparsity=1\.2"
+    ):
+        sd.densities(MLP_SHAPES, 0.9, "erk", fixed=[None, None, 1.2])
+    with pytest.raises(
+        ValueError, match=r"`erk_power_scale`: expected a float > 0\. Received: erk_power_scale=0"
+    ):
+        sd.densities(MLP_SHAPES, 0.9, "erk", erk_power_scale=0)
+    with pytest.raises(ValueError, match=r"`erk_power_scale`: it scales the ERK densities only"):
+        sd.densities(MLP_SHAPES, 0.9, "er", erk_power_scale=0.5)
+    with pytest.raises(
+        ValueError,
+        match=r"`fixed_layers`: expected one of \('in_budget', 'outside_budget'\)\. Received: fixed_layers='rigl'",
+    ):
+        sd.densities(MLP_SHAPES, 0.9, "erk", fixed_layers="rigl")
+
+
+class TestCustomSparsityOnAModel(TestCase):
+    def test_exact_weight_counts_with_a_custom_map_and_a_dense_first_layer(self):
+        model = tfl.prunable(mlp(hidden=(256, 256)))
+        names = [wr.layer.name for wr in tfl.prune_wrappers(model)]
+        sd.prune_to_distribution(
+            model,
+            0.9,
+            "erk",
+            dense=[names[0]],
+            custom_sparsity={"output": 0.5},
+            fixed_layers="outside_budget",
+            seed=0,
+        )
+        alive = [e.alive for e in tfl.sparsity_report(model).layers]
+        # First layer dense (10240), output at 50% (1280), the middle layer holds 10% of its 65536.
+        assert alive == [10240, 6554, 1280]
+
+    def test_unknown_layers_and_overlaps_are_refused_naming_the_layers(self):
+        model = tfl.prunable(mlp())
+        with pytest.raises(
+            ValueError, match=r"`custom_sparsity`: 'conv9' matches no pruned layer\. Pruned layers are: \["
+        ):
+            sd.layer_sparsities(model, 0.9, custom_sparsity={"conv9": 0.5})
+        with pytest.raises(
+            ValueError, match=r"`custom_sparsity`: 'output' names a layer that `dense` names too"
+        ):
+            sd.layer_sparsities(model, 0.9, dense=["output"], custom_sparsity={"output": 0.5})
+        with pytest.raises(ValueError, match=r"`custom_sparsity\['output'\]`: expected a float in \[0, 1\)"):
+            sd.layer_sparsities(model, 0.5, custom_sparsity={"output": -0.1})
+        with pytest.raises(ValueError, match=r"`custom_sparsity`: expected a dict"):
+            sd.layer_sparsities(model, 0.5, custom_sparsity=[("output", 0.5)])

@@ -81,12 +81,17 @@ def _masks(model):
 
 
 class TestDynamicSparseTraining(TestCase):
-    @pytest.mark.parametrize("method", ["rigl", "set"])
-    def test_updates_every_delta_t_until_t_end_and_counts_never_change(self, method):
+    @pytest.mark.parametrize(
+        "method, kwargs",
+        [("rigl", {}), ("rigl", {"gradient": "drawn_batch", "batch_size": 32}), ("set", {})],
+        ids=["rigl_train_batch", "rigl_drawn_batch", "set"],
+    )
+    def test_updates_every_delta_t_until_t_end_and_counts_never_change(self, method, kwargs):
         x, y = toy_data(256)
         model = _sparse_model()
         counts = [m.sum() for m in _masks(model)]
-        callback = DynamicSparseTraining(method, data=(x, y), batch_size=32, delta_t=5, t_end=0.75)
+        data = (x, y) if kwargs else None
+        callback = DynamicSparseTraining(method, data=data, delta_t=5, t_end=0.75, **kwargs)
         model.fit(x, y, batch_size=32, epochs=5, verbose=0, callbacks=[callback])
         # 8 steps per epoch, 40 steps, t_end = 30: updates at 5, 10, ..., 25.
         assert [r["step"] for r in callback.history] == [5, 10, 15, 20, 25]
@@ -97,7 +102,9 @@ class TestDynamicSparseTraining(TestCase):
     def test_grown_weights_start_at_zero_with_reset_adam_slots(self):
         x, y = toy_data(256)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=64, delta_t=1000, t_end=2000)
+        callback = DynamicSparseTraining(
+            "rigl", data=(x, y), gradient="drawn_batch", batch_size=64, delta_t=1000, t_end=2000
+        )
         model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[callback])
         assert callback.history == []
         before = _masks(model)
@@ -120,7 +127,9 @@ class TestDynamicSparseTraining(TestCase):
     def test_rigl_grows_the_inactive_weights_of_largest_gradient(self):
         x, y = toy_data(128)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=len(x), delta_t=1000, t_end=2000)
+        callback = DynamicSparseTraining(
+            "rigl", data=(x, y), gradient="drawn_batch", batch_size=len(x), delta_t=1000, t_end=2000
+        )
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
         weights = [w for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
         grads = BatchGradients(model, weights)(x, y)
@@ -143,7 +152,9 @@ class TestDynamicSparseTraining(TestCase):
     def test_rigl_gradient_function_is_traced_once_across_fit_calls(self):
         x, y = toy_data(128)
         model = _sparse_model()
-        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=2, t_end=100)
+        callback = DynamicSparseTraining(
+            "rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=2, t_end=100
+        )
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
         first = callback._gradients
         model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
@@ -166,7 +177,9 @@ class TestDynamicSparseTraining(TestCase):
         with strategy.scope():
             model = _sparse_model()
         counts = [m.sum() for m in _masks(model)]
-        callback = DynamicSparseTraining("rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=4, t_end=24)
+        callback = DynamicSparseTraining(
+            "rigl", data=(x, y), gradient="drawn_batch", batch_size=32, delta_t=4, t_end=24
+        )
         model.fit(x, y, batch_size=32, epochs=3, verbose=0, callbacks=[callback])
         assert len(callback.history) == 5 and callback.history[0]["grown"] > 0
         assert [m.sum() for m in _masks(model)] == counts
@@ -196,8 +209,8 @@ class TestDynamicSparseTraining(TestCase):
     def test_argument_errors(self):
         with pytest.raises(ValueError, match="Invalid value for argument `method`"):
             DynamicSparseTraining("prune")
-        with pytest.raises(ValueError, match="RigL grows weights by the dense gradient"):
-            DynamicSparseTraining("rigl")
+        with pytest.raises(ValueError, match="gradient='drawn_batch' computes RigL's gradient"):
+            DynamicSparseTraining("rigl", gradient="drawn_batch")
         with pytest.raises(ValueError, match=r"`t_end`: a float is a fraction of training"):
             DynamicSparseTraining("set", t_end=1.5)
         with pytest.raises(ValueError, match=r"`delta_t`: expected an int >= 1. Received: delta_t=0"):
@@ -214,7 +227,7 @@ class TestDynamicSparseTraining(TestCase):
     def test_numpy_scalars_are_accepted_and_kept_as_python_numbers(self):
         callback = DynamicSparseTraining(
             "set", batch_size=np.int64(16), delta_t=np.int32(5), t_end=np.float32(0.5), seed=np.int64(2)
-        )
+        )  # batch_size is kept even where unused
         config = callback.get_config()
         assert (config["batch_size"], config["delta_t"], config["t_end"], config["seed"]) == (16, 5, 0.5, 2)
         assert [type(config[k]) for k in ("batch_size", "delta_t", "t_end", "seed")] == [int, int, float, int]

@@ -46,6 +46,7 @@ class TestDynamicSparseTrainingConfig:
         assert set(config) == set(inspect.signature(DynamicSparseTraining.__init__).parameters) - {
             "self",
             "data",
+            "initial_values",
         }
         clone = DynamicSparseTraining.from_config({**config, "data": toy_data(32)})
         assert isinstance(clone.loss, keras.losses.SparseCategoricalCrossentropy)

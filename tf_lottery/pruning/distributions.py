@@ -25,12 +25,13 @@ In every case the overall sparsity equals the target (up to the rounding of
 each layer's count to whole weights). ER and ERK solve for the scale
 `epsilon` in `sum_l density_l * N_l = (1 - sparsity) * N`; a layer whose
 density would exceed 1 is made dense and the scale is solved again for the
-others, as in the reference implementation. Layers named in `dense` stay
-dense and the others become sparser so that the total is still met; note
-that the RigL paper's "uniform, first layer dense" instead keeps the other
-layers at the target, so its total sparsity is slightly lower (get that
-with `tfl.prune(model, target_sparsity=s, scope="layer",
-layer_rates={"<first>": 0.0})`).
+others, as in the reference implementation. Layers named in `dense` (or
+given a fixed sparsity in `custom_sparsity`) keep it, and by default
+(`fixed_layers="in_budget"`) the others become sparser so that the total is
+still met; rigl's convention (its first layer unmasked, its
+`custom_sparsity_map`) keeps them outside the budget instead, so that the
+target applies to the other layers only: `fixed_layers="outside_budget"`.
+ERK's raw densities can be raised to rigl's `erk_power_scale`.
 
 A layer with several pruned weights (SeparableConv, MultiHeadAttention) has
 one entry: the count-weighted sparsity of its weights.
@@ -249,11 +250,13 @@ def layer_sparsities(
       `custom_sparsity_map` and for the first layer, which rigl leaves
       unmasked (here: a mask of ones, which rewiring never touches).
 
-    For the MLP 40-256-256-10 (78,336 weights) at 90% ERK with the first
-    layer (10,240 weights) dense: `"in_budget"` keeps 7,834 weights alive in
-    total (10,240 in the first layer, so the budget is exceeded and refused
-    at 90%; at 80%, 15,667 in total); `"outside_budget"` keeps 10,240 + 10% of
-    68,096 = 17,050 (a total sparsity of 78.2%). See `tests/pruning/test_distributions.py`.
+    For the MLP 40-256-256-10 (78,336 weights) with its first layer (10,240
+    weights) dense: at 80%, `"in_budget"` keeps 15,667 weights alive in total
+    (10,240 + 5,427), `"outside_budget"` keeps 10,240 + 20% of the other
+    68,096 = 23,859 (a total sparsity of 69.5%); at 90% ERK, `"in_budget"` is
+    refused (the first layer alone holds more than the 7,834 alive) and
+    `"outside_budget"` keeps 17,050 (78.2%). `tests/pruning/test_distributions.py`
+    checks these counts.
 
     Args:
         model: A model with `PruneWrapper` layers (see `tfl.prunable`).

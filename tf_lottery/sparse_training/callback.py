@@ -58,7 +58,8 @@ class DynamicSparseTraining(keras.callbacks.Callback):
     Args:
         method: str. `"rigl"` (grow by dense-gradient magnitude) or `"set"`
             (grow at random). Defaults to `"rigl"`.
-        data: Only for `gradient="drawn_batch"`: a `tf.data.Dataset` of
+        data: For RigL with `gradient="drawn_batch"` (refused with
+            `"train_batch"`, unused by SET): a `tf.data.Dataset` of
             `(x, y)` batches (repeated as needed), or a tuple `(x, y)` of
             arrays from which a batch of `batch_size` examples is drawn at
             random for every update. Not part of `get_config()`.
@@ -93,7 +94,8 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             (`grow_init.snapshot_initial_values`). Not part of `get_config()`.
         reset_slots: bool. Zero the optimizer slots of grown and dropped
             weights. Defaults to `True`.
-        loss: Only for `gradient="drawn_batch"`: a name or a
+        loss: For RigL with `gradient="drawn_batch"` (refused with
+            `"train_batch"`, unused by SET): a name or a
             `keras.losses.Loss` (both kept in `get_config()`), or a function
             (which `get_config()` refuses). Defaults to the compiled loss.
         seed: int >= 0. Seeds the SET growth, `random_normal` growth and the
@@ -164,11 +166,13 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                 "batches or a tuple (x, y) of arrays. Received: data=None. Or use "
                 "gradient='train_batch' (the default), which needs no data."
             )
-        if data is not None and not drawn:
+        captured = method == "rigl" and gradient == "train_batch"
+        if data is not None and captured:
             raise ValueError(
-                "Invalid value for argument `data`: it is used only by method='rigl' with "
-                f"gradient='drawn_batch'. Received data with method={method!r}, gradient={gradient!r}. "
-                "Drop `data`, or pass gradient='drawn_batch'."
+                "Invalid value for argument `data`: RigL with gradient='train_batch' (the default) "
+                "takes the gradient of the training step's own batch and draws no batch. Received data "
+                "with gradient='train_batch'. Drop `data`, or pass gradient='drawn_batch' to compute "
+                "the gradient on batches drawn from it."
             )
         if data is not None and not isinstance(data, (tf.data.Dataset, tuple)):
             raise ValueError(
@@ -199,11 +203,12 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             t_end = float(t_end)
         else:
             t_end = validation.check_int("t_end", t_end, minimum=begin_step + 1)
-        if loss is not None and not drawn:
+        if loss is not None and captured:
             raise ValueError(
-                "Invalid value for argument `loss`: it is used only by method='rigl' with "
-                f"gradient='drawn_batch' (the train-batch gradient is the compiled loss's). Received: "
-                f"loss={loss!r} with method={method!r}, gradient={gradient!r}. Drop `loss`."
+                "Invalid value for argument `loss`: RigL with gradient='train_batch' (the default) "
+                "uses the gradient of the loss that fit() trains with. Received: "
+                f"loss={loss!r} with gradient='train_batch'. Drop `loss`, or pass "
+                "gradient='drawn_batch' to compute the gradient of this loss on drawn batches."
             )
         if loss is not None and not (isinstance(loss, (str, keras.losses.Loss)) or callable(loss)):
             raise validation.invalid_argument(
@@ -394,6 +399,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         capture = getattr(self, "_capture", None)
         if (
             capture is None
+            or capture.released
             or capture.model is not model
             or list(map(id, capture.weights)) != list(map(id, weights))
         ):

@@ -29,6 +29,13 @@ constant factor, so the ranking within a tensor is unchanged).
 The captured gradient is the one of the weights *before* the update step's
 own optimizer step (the same gradient the optimizer applies in it); rigl's TF1
 optimizer skips the weight update on mask-update steps, this does not.
+
+Limits: a weight read inside a `tf.while_loop` of the train step (a
+recurrent cell's kernel) is refused when the step is traced (TensorFlow
+cannot write a variable from a while loop's gradient that the loop did not
+receive), and the hooks are removed; any other gradient of the weights
+computed while the optimizer counter is one short of the armed step (e.g. by
+another callback between the two steps) is added to the buffer too.
 """
 
 from __future__ import annotations
@@ -40,11 +47,12 @@ from tf_lottery import _keras_compat
 
 
 class _Capture:
-    """What a masked weight's read hook needs: where to add, and when."""
+    """What a masked weight's read hook needs: where to add, when, and whom to tell on refusal."""
 
-    def __init__(self, buffer, armed):
+    def __init__(self, buffer, armed, refuse):
         self.buffer = buffer
         self.armed = armed
+        self.refuse = refuse
 
 
 class TrainBatchGradients:
@@ -95,11 +103,17 @@ class TrainBatchGradients:
                 for w in self.weights
             ]
         for weight, buffer in zip(self.weights, self._buffers):
-            _keras_compat.capture_gradients(weight, _Capture(buffer, self._armed))
+            _keras_compat.capture_gradients(weight, _Capture(buffer, self._armed, self._refuse))
+        self.released = False
 
     def _armed(self):
         step = tf.cast(tf.convert_to_tensor(self.counter), tf.int64) + 1
         return tf.equal(step, tf.convert_to_tensor(self._target))
+
+    def _refuse(self) -> None:
+        # The failed trace may have created variables in the train function: the next fit() makes a new one.
+        self.release()
+        self.model.train_function = None
 
     def arm(self, step: int) -> None:
         """Captures the gradient of optimizer step `step` (`-1`: none)."""
@@ -117,3 +131,4 @@ class TrainBatchGradients:
         """Removes the hooks (functions traced later no longer capture)."""
         for weight in self.weights:
             _keras_compat.capture_gradients(weight, None)
+        self.released = True

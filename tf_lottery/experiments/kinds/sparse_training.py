@@ -12,10 +12,14 @@ three kinds start one replicate from the same weights and the same masks.
   (fractions of training), the library callback
   `tf_lottery.sparse_training.callback.DynamicSparseTraining` rewires each
   sparse tensor: it drops the active weights of smallest magnitude (the
-  cosine-decayed fraction of `sparse.drop_fraction`) and grows as many
-  inactive ones, at random (SET) or by the magnitude of the dense gradient
-  (RigL) on the training batch of that step. Every tensor keeps its count,
-  so the sparsity is exact throughout.
+  fraction `sparse.drop_fraction`, annealed by `sparse.drop_fraction_anneal`)
+  and grows as many inactive ones (starting at `sparse.grow_init`), at
+  random (SET) or by the magnitude of the dense gradient (RigL) of the
+  update step's own training batch (`sparse.gradient='train_batch'`,
+  captured in the compiled step; `'drawn_batch'` recomputes it on that
+  batch after the step). Every tensor keeps its count, so the sparsity is
+  exact throughout. Update steps must be multiples of
+  `run.steps_per_execution`.
 
 The updates run at the trainer's chunk boundaries (`kinds.training_runs`);
 the masks after each update are stored (`masks.npz`: the latest update's and
@@ -26,10 +30,15 @@ masks and weights; `metrics.json` adds `sparse_updates`, `replaced` (the
 weights dropped and regrown in all, `floor(f(t) * active)` per tensor and
 update), `grown` (those of them that were inactive before: a dropped weight
 can be grown back at once) and `mask_change` (the fraction of the initially
-active weights that are inactive at the end). A dense baseline is the `lottery` kind's round 0 (same
-seed, same weights, same steps), or `static` with `sparse.sparsity=0`.
-Layers named in `pruning.exclude` stay dense and outside the sparsity (RigL's
-"uniform, first layer dense": `--config.pruning.exclude=fc1`).
+active weights that are inactive at the end). A dense baseline is the
+`lottery` kind's round 0 (same seed, same weights, same steps), or `static`
+with `sparse.sparsity=0`.
+
+A dense first layer, two ways: `sparse.dense_layers='fc1'` keeps it under a
+mask of ones that rewiring never touches, inside the sparsity budget
+(`sparse.fixed_layers='in_budget'`, the others sparser) or outside it
+(`'outside_budget'`, RigL's convention, the others at the target);
+`pruning.exclude='fc1'` leaves it unwrapped, outside the reported sparsity.
 
     python -m tf_lottery.main --config=configs/rigl_mnist1d.py --workdir=runs
 

@@ -457,3 +457,45 @@ def test_command_line_config_errors(case, tmp_path):
 
 def test_catalogue_covers_api_and_command_line():
     assert len(CASES) + len(CLI_CASES) >= 25 and len(CLI_CASES) >= 10
+
+
+def _sparse_config(kind, key, value):
+    from tf_lottery.experiments.kinds.sparse_training import defaults
+
+    config = defaults(kind)
+    config.sparse[key] = value
+    return config
+
+
+# The rigl / set / static kinds' own options (more in tests/experiments/kinds/test_sparse_training.py).
+SPARSE_CLI_CASES = {
+    "unknown_distribution": (
+        ("static", "distribution", "erdos"),
+        r"`config.sparse.distribution`: expected one of \('uniform', 'erdos_renyi', 'erdos_renyi_kernel', "
+        r"'er', 'erk'\). Received: sparse.distribution='erdos'",
+    ),
+    "unknown_anneal": (
+        ("rigl", "drop_fraction_anneal", "cosin"),
+        r"`config.sparse.drop_fraction_anneal`: expected one of 'cosine', 'constant', 'linear' or "
+        r"'exponential_<k>'.*Received: sparse.drop_fraction_anneal='cosin'",
+    ),
+    "unknown_grow_init": (
+        ("set", "grow_init", "ones"),
+        r"`config.sparse.grow_init`: expected one of \('zeros', 'random_normal', 'initial_value'\). "
+        r"Received: sparse.grow_init='ones'",
+    ),
+    "drop_fraction_out_of_range": (
+        ("rigl", "drop_fraction", 1.5),
+        r"`config.sparse.drop_fraction`: expected a fraction in \(0, 1\]. Received: sparse.drop_fraction=1.5",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SPARSE_CLI_CASES))
+def test_sparse_training_config_errors(case, tmp_path):
+    from tf_lottery.experiments import registry
+
+    (kind, key, value), message = SPARSE_CLI_CASES[case]
+    with pytest.raises(ValueError, match=message):
+        registry.run(_sparse_config(kind, key, value), str(tmp_path), log=lambda line: None)
+    assert os.listdir(tmp_path) == []  # refused before anything was written

@@ -59,6 +59,14 @@ KINDS = {
         "--config.run.steps_per_execution=5",
         "--config.run.checkpoint_every=1ep",
     ),
+    # 10 data steps an epoch, 30 a run; masks rewired after steps 5, 10, 15 and 20.
+    "rigl": (
+        "--config=configs/rigl_mnist1d.py:smoke",
+        "--config.dataset.train_limit=1000",
+        "--config.sparse.update_every=5it",
+        "--config.run.steps_per_execution=5",
+        "--config.run.checkpoint_every=1ep",
+    ),
     # Source task 6 data steps an epoch (18 a level), target task 3 (9 a level).
     "transfer": (
         "--config=configs/transfer_mnist1d.py:smoke",
@@ -197,6 +205,9 @@ def reference(tmp_path_factory):
         # 6 fit calls a round: the search (round 0), then the ticket (round 1).
         ("early_bird", "train_batch:8"),  # replicate 0's ticket retraining, mid-epoch
         ("early_bird", "atomic_write/search_state.npz:5"),  # replicate 1's second mask being stored
+        # 6 fit batches a replicate (chunks end at each update and each epoch).
+        ("rigl", "train_batch:10"),  # replicate 1 before its update at 20; checkpoint at 10, masks at 15
+        ("rigl", "atomic_write/masks.npz:6"),  # replicate 1's masks after step 10 being stored
     ],
 )
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):

@@ -43,3 +43,26 @@ def test_gpu_step_time_quick_run_prints_a_row_per_variant():
     for *_, dense, masked, ratio in rows:
         assert float(dense) > 0 and float(masked) > 0
         assert float(ratio) == pytest.approx(float(masked) / float(dense), abs=2e-3)
+
+
+@pytest.mark.slow
+def test_sparse_training_table_runs_the_kinds_and_prints_rows_and_verdicts(tmp_path):
+    # About 1 min on 2 cores: 3-epoch runs of IMP (2 rounds), static and RigL with 2 seeds.
+    out = _run(
+        "sparse_training_mnist1d.py",
+        "--smoke",
+        "--workdir",
+        str(tmp_path),
+        "--methods",
+        "imp",
+        "static_erk",
+        "rigl_erk",
+        "--sparsities",
+        "0.9",
+    )
+    for kind in ("lottery", "static", "rigl"):
+        assert (tmp_path / kind).is_dir()
+    rows = dict(re.findall(r"^\| (dense \(0%\)|static, ERK|RigL, ERK) \| ([^|]*) \|", out, re.MULTILINE))
+    assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", rows["dense (0%)"])
+    assert rows["static, ERK"].strip() == "-"  # 80% was not asked for
+    assert re.search(r"^\| RigL, ERK \| - \| \d+\.\d\d ± \d+\.\d\d \| - \|$", out, re.MULTILINE)

@@ -116,7 +116,7 @@ def test_the_console_script_answers_version_and_takes_the_same_flags():
         (
             "--config.experiment=instabilty",
             "expected one of ('early_bird', 'gradual', 'instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', "
-            "'transfer'). "
+            "'rigl', 'set', 'static', 'transfer'). "
             "Received: experiment='instabilty'",
         ),
         ("--config.run.only_replicates=1", "`config.run.only_replicates`: expected comma-separated"),

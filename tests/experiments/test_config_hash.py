@@ -126,7 +126,7 @@ def test_schema_choices_match_the_model_modules():
             "experiment",
             "lotery",
             r"Invalid value for `config.experiment`: expected one of \('early_bird', 'gradual', 'instability', 'kd_rewind', "
-            r"'kd_ticket', 'lottery', 'oneshot', 'transfer'\). "
+            r"'kd_ticket', 'lottery', 'oneshot', 'rigl', 'set', 'static', 'transfer'\). "
             r"Received: experiment='lotery'",
         ),
         ("train.optimizer", "rmsprop", r"`config.train.optimizer`.*Received: train.optimizer='rmsprop'"),

@@ -8,7 +8,19 @@ from tests.testing import TestCase, op_determinism_enabled
 from tf_lottery.experiments import registry, schema
 from tf_lottery.experiments.default_config import get_config
 
-KINDS = ("early_bird", "gradual", "instability", "kd_rewind", "kd_ticket", "lottery", "oneshot", "transfer")
+KINDS = (
+    "early_bird",
+    "gradual",
+    "instability",
+    "kd_rewind",
+    "kd_ticket",
+    "lottery",
+    "oneshot",
+    "rigl",
+    "set",
+    "static",
+    "transfer",
+)
 
 
 def test_every_kind_is_registered():

@@ -401,6 +401,21 @@ BAD = {
         _with("static", **{"run.branches": "reinit"}),
         r"`config\.run\.branches`: expected '' \(no controls for static\)",
     ),
+    # Known only with the model: checked on a throwaway model before the run directory exists.
+    "unknown_dense_layer": (
+        _with("static", **{"sparse.dense_layers": "fc9"}),
+        r"`config\.sparse\.dense_layers`='fc9'.*'fc9' matches no pruned layer\. Pruned layers are: "
+        r"\['fc1', 'fc2', 'output'\]",
+    ),
+    "unknown_custom_layer": (
+        _with("rigl", **{"sparse.custom_sparsity": "nolayer=0.5"}),
+        r"`config\.sparse\.custom_sparsity`='nolayer=0\.5'.*'nolayer' matches no pruned layer",
+    ),
+    "dense_layers_beyond_budget": (
+        _with("set", **{"sparse.dense_layers": "fc1,fc2", "sparse.sparsity": 0.99}),
+        r"`config\.sparse\.sparsity`=0\.99: .*keep 2304 weights, more than the 26 that sparsity=0\.99 "
+        r"leaves alive",
+    ),
     "shared_option": (
         _with("rigl", **{"train.optimizer": "adamax9"}),
         r"`config\.train\.optimizer`: expected one of .*Received: train\.optimizer='adamax9'",

@@ -55,6 +55,7 @@ import copy
 import functools
 import os
 
+import keras
 import ml_collections
 import numpy as np
 
@@ -336,14 +337,8 @@ class _MaskLog:
         atomic_io.write_npz(self.path, arrays)
 
 
-def _initial_masks(replicate, directory: str) -> list:
-    """The replicate's random masks at the configured sparsity and distribution (stored in `start.npz`)."""
-    model = replicate.model
-    path = os.path.join(directory, START)
-    if atomic_io.exists(path):
-        return Ticket.load(path).masks
-    group = replicate.config.sparse
-    controls.set_masks(model, controls.dense_masks(model))
+def _draw_masks(model, group, seed: int) -> None:
+    """Prunes `model` to `group`'s sparsity and distribution with random masks drawn from `seed`."""
     prune_to_distribution(
         model,
         float(group.sparsity),
@@ -352,8 +347,48 @@ def _initial_masks(replicate, directory: str) -> list:
         custom_sparsity=schema.parse_rates(group.custom_sparsity, "sparse.custom_sparsity"),
         erk_power_scale=float(group.erk_power_scale),
         fixed_layers=group.fixed_layers,
-        seed=replicate.seed,
+        seed=seed,
     )
+
+
+def _check_layer_options(config: ml_collections.ConfigDict):
+    """`check(data)`: draws the masks once on a throwaway model, before anything is written.
+
+    Layer names in `sparse.dense_layers` / `sparse.custom_sparsity` and
+    densities the distribution cannot reach are only known with the model;
+    the error names the config options.
+    """
+
+    def check(data) -> None:
+        from tf_lottery.experiments.level_loop import build_network
+
+        group = config.sparse
+        try:
+            _draw_masks(build_network(config, data, int(config.seed)), group, int(config.seed))
+        except ValueError as error:
+            raise ValueError(
+                f"Invalid value for `config.sparse.dense_layers`={group.dense_layers!r} / "
+                f"`config.sparse.custom_sparsity`={group.custom_sparsity!r} / "
+                f"`config.sparse.distribution`={group.distribution!r} with "
+                f"`config.sparse.sparsity`={group.sparsity!r}: {error}"
+            ) from error
+        finally:
+            # The run builds its models afresh: the throwaway one leaves no trace in Keras'
+            # layer-name counters (auto-named layers get the names they would have had).
+            keras.backend.clear_session()
+
+    return check
+
+
+def _initial_masks(replicate, directory: str) -> list:
+    """The replicate's random masks at the configured sparsity and distribution (stored in `start.npz`)."""
+    model = replicate.model
+    path = os.path.join(directory, START)
+    if atomic_io.exists(path):
+        return Ticket.load(path).masks
+    group = replicate.config.sparse
+    controls.set_masks(model, controls.dense_masks(model))
+    _draw_masks(model, group, replicate.seed)
     masks = controls.get_masks(model)
     ticket = Ticket.from_model(
         model,
@@ -490,7 +525,14 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     """Runs (or resumes) a `rigl`, `set` or `static` config: one row per replicate (`round_0`)."""
     validate(config)
     return training_runs.run_replicates(
-        config, workdir, log, _run_replicate, title=describe(config), main=config.experiment, levels=0
+        config,
+        workdir,
+        log,
+        _run_replicate,
+        title=describe(config),
+        main=config.experiment,
+        levels=0,
+        check=_check_layer_options(config),
     )
 
 

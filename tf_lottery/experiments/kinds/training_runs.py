@@ -87,18 +87,26 @@ def run_replicates(
     title: str,
     main: str,
     levels: int,
+    check: Callable | None = None,
 ) -> dict:
-    """Runs `run_one` on every selected, unfinished replicate; returns the summary `run_levels` returns."""
+    """Runs `run_one` on every selected, unfinished replicate; returns the summary `run_levels` returns.
+
+    `check(data)`, if given, runs on the loaded dataset before anything is
+    written: a kind's checks that need the model (layer names in options).
+    """
     from tf_lottery.data.registry import load_dataset
     from tf_lottery.experiments.level_loop import Line
     from tf_lottery.experiments.runner import selected_replicates
 
     began = time.time()
+    data = None
+    if check is not None:
+        data = load_dataset(config.dataset)
+        check(data)
     store = run_store.RunStore(workdir, config)
     store.initialize()
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
-    data = None
     for index in selected_replicates(config):
         if all(run_store.is_done(store.level_dir(index, k)) for k in range(levels + 1)):
             continue

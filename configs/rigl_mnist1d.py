@@ -35,6 +35,7 @@ seed), `:imp` 13 min; the whole table
 """
 
 from tf_lottery.experiments.default_config import get_config as _default
+from tf_lottery.experiments.kinds.sparse_training import config_tokens
 from tf_lottery.experiments.kinds.sparse_training import defaults as _sparse_defaults
 
 METHODS = ("rigl", "set", "static", "imp")
@@ -45,21 +46,7 @@ ARGS = ("", "smoke") + METHODS + DISTRIBUTIONS
 
 def get_config(arg=None):
     """The config for `arg` (see the module docstring), e.g. `'set,uniform'` or `'imp,smoke'`."""
-    tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
-    for token in tokens:
-        if token not in ARGS:
-            raise ValueError(
-                f"Invalid config argument: expected comma-separated tokens from {ARGS[1:]}. "
-                f"Received: {arg!r} (unknown token {token!r})."
-            )
-    methods = [t for t in tokens if t in METHODS] or ["rigl"]
-    distributions = [t for t in tokens if t in DISTRIBUTIONS] or ["erk"]
-    if len(methods) > 1 or len(distributions) > 1:
-        raise ValueError(
-            f"Invalid config argument: expected at most one method from {METHODS} and one "
-            f"distribution from {DISTRIBUTIONS}. Received: {arg!r}."
-        )
-    method, smoke = methods[0], "smoke" in tokens
+    method, distribution, smoke = config_tokens(arg, METHODS, DISTRIBUTIONS)
     base = _default("smoke" if smoke else None)
     base.train.training_steps = "3ep" if smoke else "60ep"
     base.run.replicates = 2 if smoke else 3
@@ -77,7 +64,7 @@ def get_config(arg=None):
         config.run[key] = base.run[key]
     # The mask updates (every 100 or 20 steps) must fall between Keras' multi-step calls.
     config.run.steps_per_execution = 20
-    config.sparse.distribution = distributions[0]
+    config.sparse.distribution = distribution
     if smoke and method != "static":
         config.sparse.update_every = "20it"
     return config

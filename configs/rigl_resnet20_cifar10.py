@@ -33,6 +33,7 @@ Runtime: not measured here (no GPU and no CIFAR-10 on this machine); about
         --config.dataset.data_dir=$HOME/tensorflow_datasets --config.sparse.sparsity=0.8
 """
 
+from tf_lottery.experiments.kinds.sparse_training import config_tokens
 from tf_lottery.experiments.kinds.sparse_training import defaults as _sparse_defaults
 
 METHODS = ("rigl", "set", "static")
@@ -43,21 +44,8 @@ TOTAL_STEPS = 250 * (50_000 // 128)  # 97,500
 
 def get_config(arg=None):
     """The config for `arg` (see the module docstring), e.g. `'set,uniform'` or `'static,smoke'`."""
-    tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
-    for token in tokens:
-        if token not in ARGS:
-            raise ValueError(
-                f"Invalid config argument: expected comma-separated tokens from {ARGS[1:]}. "
-                f"Received: {arg!r} (unknown token {token!r})."
-            )
-    methods = [t for t in tokens if t in METHODS] or ["rigl"]
-    distributions = [t for t in tokens if t in DISTRIBUTIONS] or ["erk"]
-    if len(methods) > 1 or len(distributions) > 1:
-        raise ValueError(
-            f"Invalid config argument: expected at most one method from {METHODS} and one "
-            f"distribution from {DISTRIBUTIONS}. Received: {arg!r}."
-        )
-    config = _sparse_defaults(methods[0])
+    method, distribution, smoke = config_tokens(arg, METHODS, DISTRIBUTIONS)
+    config = _sparse_defaults(method)
     config.dataset.name = "cifar10"
     config.dataset.validation = 0
     config.dataset.augment = True
@@ -77,17 +65,17 @@ def get_config(arg=None):
     config.run.replicates = 3
     config.run.checkpoint_every = "5ep"
     config.sparse.sparsity = 0.9
-    config.sparse.distribution = distributions[0]
-    if methods[0] != "static":
+    config.sparse.distribution = distribution
+    if method != "static":
         config.sparse.update_every = "100it"
         config.sparse.end = 75_000 / TOTAL_STEPS
-    if "smoke" in tokens:
+    if smoke:
         config.dataset.train_limit = 2048
         config.train.training_steps = "2ep"
         config.train.milestones = "1ep"
         config.train.eval_every = "1ep"
         config.run.checkpoint_every = "1ep"
         config.run.replicates = 1
-        if methods[0] != "static":
+        if method != "static":
             config.sparse.update_every = "5it"
     return config

@@ -149,6 +149,31 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def config_tokens(arg, methods, distributions) -> tuple[str, str, bool]:
+    """`(method, distribution, smoke)` from a config file's argument, e.g. `'set,uniform,smoke'`.
+
+    The config files of these kinds take comma-separated tokens: at most one
+    method from `methods` (default the first), at most one distribution from
+    `distributions` (default the first) and `smoke`; anything else is refused.
+    """
+    allowed = ("smoke", *methods, *distributions)
+    tokens = [t.strip() for t in (arg or "").split(",") if t.strip()]
+    for token in tokens:
+        if token not in allowed:
+            raise ValueError(
+                f"Invalid config argument: expected comma-separated tokens from {allowed}. "
+                f"Received: {arg!r} (unknown token {token!r})."
+            )
+    chosen = [t for t in tokens if t in methods] or [methods[0]]
+    spread = [t for t in tokens if t in distributions] or [distributions[0]]
+    if len(chosen) > 1 or len(spread) > 1:
+        raise ValueError(
+            f"Invalid config argument: expected at most one method from {tuple(methods)} and one "
+            f"distribution from {tuple(distributions)}. Received: {arg!r}."
+        )
+    return chosen[0], spread[0], "smoke" in tokens
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
     """Checks the `sparse` options, then every shared option with `schema.validate`.
 

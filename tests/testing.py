@@ -46,6 +46,27 @@ def op_determinism():
         config.disable_op_determinism()
 
 
+def tiny_run_config(rewind_to: str = "0it", training_steps: str = "3ep", branches: str | None = None):
+    """A default lottery config (`schema.defaults()`) shrunk to seconds: 1,000 MNIST-1D samples,
+    a 32-32 MLP, one pruned level; op determinism and plots off, quiet."""
+    from tf_lottery.experiments import schema
+
+    config = schema.defaults()
+    config.dataset.num_samples = 1000
+    config.dataset.validation = 100
+    config.model.hidden = (32, 32)
+    config.train.batch_size = 50
+    config.train.training_steps = training_steps
+    config.pruning.rewind_to = rewind_to
+    config.run.levels = 1
+    if branches is not None:
+        config.run.branches = branches
+    config.run.deterministic = False  # process-wide; the CLI tests cover it
+    config.run.plots = False
+    config.run.verbose = 0
+    return config
+
+
 def mlp(input_dim: int = 40, hidden=(64, 32), classes: int = 10, name=None) -> keras.Model:
     """A small Sequential MLP with a named output layer."""
     layers = [keras.Input((input_dim,))]

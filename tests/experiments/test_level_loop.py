@@ -6,25 +6,14 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.experiments import run_store, schema
+from tests.testing import tiny_run_config
+from tf_lottery.experiments import run_store
 from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
 from tf_lottery.experiments.runner import run_levels
 
 
 def tiny_config(rewind_to="0it"):
-    config = schema.defaults()
-    config.dataset.num_samples = 1000
-    config.dataset.validation = 100
-    config.model.hidden = (32, 32)
-    config.train.batch_size = 50
-    config.train.training_steps = "3ep"
-    config.pruning.rewind_to = rewind_to
-    config.run.levels = 1
-    config.run.branches = ""
-    config.run.deterministic = False  # process-wide; the CLI tests cover it
-    config.run.plots = False
-    config.run.verbose = 0
-    return config
+    return tiny_run_config(rewind_to, branches="")
 
 
 def test_a_line_restarting_at_a_point_is_the_ticket_rewound_there(tmp_path):

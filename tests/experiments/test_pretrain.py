@@ -6,23 +6,13 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
+from tests.testing import tiny_run_config
 from tf_lottery.experiments import config_hash, pretrain, run_store, schema, trainer
 from tf_lottery.experiments.runner import run_levels
 
 
 def tiny_config():
-    config = schema.defaults()
-    config.dataset.num_samples = 1000
-    config.dataset.validation = 100
-    config.model.hidden = (32, 32)
-    config.train.batch_size = 50
-    config.train.training_steps = "2ep"
-    config.run.levels = 1
-    config.run.branches = ""
-    config.run.deterministic = False  # process-wide; the CLI tests cover it
-    config.run.plots = False
-    config.run.verbose = 0
-    return config
+    return tiny_run_config(training_steps="2ep", branches="")
 
 
 def _start(root, level=0):

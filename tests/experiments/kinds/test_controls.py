@@ -6,24 +6,14 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tf_lottery.experiments import run_store, schema
+from tests.testing import tiny_run_config
+from tf_lottery.experiments import run_store
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.runner import run_levels
 
 
 def tiny_config(rewind_to="1ep"):
-    config = schema.defaults()
-    config.dataset.num_samples = 1000
-    config.dataset.validation = 100
-    config.model.hidden = (32, 32)
-    config.train.batch_size = 50
-    config.train.training_steps = "3ep"
-    config.pruning.rewind_to = rewind_to
-    config.run.levels = 1
-    config.run.deterministic = False  # process-wide; the CLI tests cover it
-    config.run.plots = False
-    config.run.verbose = 0
-    return config
+    return tiny_run_config(rewind_to)
 
 
 def test_even_masks_prune_every_tensor_to_the_overall_sparsity():

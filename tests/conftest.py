@@ -15,3 +15,26 @@ try:
     )
 except RuntimeError:  # devices already initialised by an earlier import
     pass
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _experiments_compile_without_xla(request, monkeypatch):
+    """In-process runner tests compile their seconds-long runs without XLA.
+
+    XLA's compile time is most of such a run (measured: test_level_loop.py and
+    test_lottery_kind.py take 113 s with XLA, 67 s without). The default path
+    is still tested with XLA: by tests marked `xla` (tests/experiments/test_xla.py)
+    and by every test that runs the command line in a subprocess (tests/cli,
+    tests/test_faults.py), which this fixture does not reach.
+    """
+    if request.node.get_closest_marker("xla") is not None:
+        return
+    try:
+        from tf_lottery.experiments import xla
+    except ImportError:  # the core install, without the experiments extra
+        return
+    apply = xla.apply
+    monkeypatch.setattr(xla, "apply", lambda model, requested: apply(model, False))

@@ -12,6 +12,9 @@ from tests.testing import op_determinism
 from tf_lottery.experiments import schema, trainer, xla
 from tf_lottery.experiments.runner import run_levels
 
+# The runner's XLA default is what these tests check (tests/conftest.py turns it off elsewhere).
+pytestmark = pytest.mark.xla
+
 
 class PythonOp(keras.layers.Layer):
     """Doubles its input through `tf.numpy_function`, which XLA cannot compile."""

@@ -19,22 +19,35 @@ except RuntimeError:  # devices already initialised by an earlier import
 
 import pytest  # noqa: E402
 
+# Whether the running test keeps the runner's XLA default (it is marked `xla`).
+_KEEP_XLA = [False]
 
-@pytest.fixture(autouse=True)
-def _experiments_compile_without_xla(request, monkeypatch):
+
+@pytest.fixture(scope="session", autouse=True)
+def _experiments_compile_without_xla():
     """In-process runner tests compile their seconds-long runs without XLA.
 
     XLA's compile time is most of such a run (measured: test_level_loop.py and
     test_lottery_kind.py take 113 s with XLA, 67 s without). The default path
     is still tested with XLA: by tests marked `xla` (tests/experiments/test_xla.py)
     and by every test that runs the command line in a subprocess (tests/cli,
-    tests/test_faults.py), which this fixture does not reach.
+    tests/test_faults.py), which this fixture does not reach. Session-scoped,
+    so that module-scoped reference runs (e.g. a finished run a resume is
+    compared with) train the same way as the tests that use them.
     """
-    if request.node.get_closest_marker("xla") is not None:
-        return
     try:
         from tf_lottery.experiments import xla
     except ImportError:  # the core install, without the experiments extra
+        yield
         return
     apply = xla.apply
-    monkeypatch.setattr(xla, "apply", lambda model, requested: apply(model, False))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(xla, "apply", lambda model, requested: apply(model, requested and _KEEP_XLA[0]))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _xla_marker(request):
+    _KEEP_XLA[0] = request.node.get_closest_marker("xla") is not None
+    yield
+    _KEEP_XLA[0] = False

@@ -28,7 +28,17 @@ _EXPERIMENTS = [
 _BENCH = ["tensorflow-model-optimization", "tf_keras"]
 # The tests run the experiments too; pdoc builds the API reference (.ci/run, docs/build_api.sh).
 # keras-hub: tests/core/test_keras_hub.py prunes small BERT, GPT-2 and Gemma configs.
-_TEST = ["pytest", "pytest-xdist", "ruff", "nbclient", "nbformat", "ipykernel", "pdoc", "keras-hub", *_EXPERIMENTS]
+_TEST = [
+    "pytest",
+    "pytest-xdist",
+    "ruff",
+    "nbclient",
+    "nbformat",
+    "ipykernel",
+    "pdoc",
+    "keras-hub",
+    *_EXPERIMENTS,
+]
 _EXTRAS = {
     "experiments": _EXPERIMENTS,
     "bench": _BENCH,

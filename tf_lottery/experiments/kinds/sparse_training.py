@@ -557,7 +557,10 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
         title=describe(config),
         main=config.experiment,
         levels=0,
-        check=_check_layer_options(config),
+        # Only fixed layers name layers or can make the budget unreachable (`densities`).
+        check=_check_layer_options(config)
+        if config.sparse.dense_layers or config.sparse.custom_sparsity
+        else None,
     )
 
 

@@ -414,12 +414,14 @@ def _masked_gradient(value, mask):
     # gradient function), so that the gradient of a `tf.while_loop` (an RNN
     # reading its kernel at every time step) needs no capture from the
     # forward pass.
+    # `x` is returned as it is: `tf.custom_gradient` already puts an identity op on its outputs.
+    # The zero is a scalar that `tf.where` broadcasts (no `zeros_like` tensor per step).
     @tf.custom_gradient
     def identity(x, keep):
         def grad(dy):
-            return tf.where(keep, dy, tf.zeros_like(dy)), None
+            return tf.where(keep, dy, tf.zeros((), dy.dtype)), None
 
-        return tf.identity(x), grad
+        return x, grad
 
     return identity(value, tf.convert_to_tensor(mask))
 
@@ -475,9 +477,9 @@ def _captured_gradient(value, mask, capture, path: str):
                 return tf.constant(True)
 
             tf.cond(armed, add, lambda: tf.constant(False))
-            return tf.where(keep, dy, tf.zeros_like(dy)), None, None
+            return tf.where(keep, dy, tf.zeros((), dy.dtype)), None, None
 
-        return tf.identity(x), grad
+        return x, grad
 
     return identity(value, keep, capture.armed())
 
@@ -492,9 +494,10 @@ def _masked_class(base: type) -> type:
             # The variable's own dtype (`_dtype`), not `dtype`, which follows
             # the autocast scope: under mixed precision a float32 kernel must
             # not be rounded through float16 when it is written.
+            # The zero is a scalar that `where` broadcasts: no `zeros_like` tensor per write.
             mask = self._tf_lottery_mask
             value = ops.convert_to_tensor(value, dtype=self._dtype)
-            super()._direct_assign(ops.where(mask, value, ops.zeros_like(value)))
+            super()._direct_assign(ops.where(mask, value, ops.zeros((), dtype=value.dtype)))
 
         def __tf_tensor__(self, dtype=None, name=None):
             tensor = super().__tf_tensor__(dtype=dtype, name=name)
@@ -548,6 +551,17 @@ def capture_gradients(variable: keras.Variable, capture) -> None:
     if not has_masked_writes(variable):
         raise ValueError(f"Variable '{variable.path}' has no bound mask; prune the model first.")
     variable._tf_lottery_capture = capture
+
+
+def read_unhooked(variable: keras.Variable):
+    """The current value of `variable` read without the masked class's gradient hook.
+
+    For writes of a variable back into itself (the post-step constraint), where
+    the hook's gradient has no use and its ops would run in every step of a
+    graph without XLA. Why private: the backend `tf.Variable` is
+    `Variable._value`. Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    return tf.convert_to_tensor(variable._value)
 
 
 def has_masked_writes(variable: keras.Variable) -> bool:

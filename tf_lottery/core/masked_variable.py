@@ -56,7 +56,11 @@ class MaskAfterUpdate(keras.constraints.Constraint):
         optimizer = _keras_compat.calling_optimizer()
         if optimizer is not None:
             _note_optimizer(w, optimizer)
-        return self.inner(w) if self.inner is not None else w
+        if self.inner is not None:
+            return self.inner(w)
+        # Keras writes what this returns back into `w`: a plain read (no gradient hook) saves ops
+        # in every step of a graph without XLA.
+        return _keras_compat.read_unhooked(w) if _keras_compat.has_masked_writes(w) else w
 
     def get_config(self):
         return {"inner": keras.constraints.serialize(self.inner) if self.inner else None}

@@ -96,6 +96,19 @@ def test_evaluation_in_memory_equals_keras_evaluate():
         assert loop.evaluate(other) == pytest.approx({key: float(value) for key, value in expected.items()})
     finally:
         trainer.EVAL_IN_MEMORY_BYTES = previous
+    # Batches split over several calls (reset in the first, results from the last): same numbers,
+    # also for a model whose metrics were last updated by training.
+    previous, trainer.EVAL_BATCHES_PER_CALL = trainer.EVAL_BATCHES_PER_CALL, 3
+    try:
+        grouped = trainer._KerasLoop(model)
+        trainer._TEST_STEPS.pop(model)  # traced anew with the smaller groups
+        assert grouped.evaluate(dataset) == {key: float(value) for key, value in expected.items()}
+        model.fit(dataset, epochs=1, verbose=0)
+        trained = model.evaluate(dataset, verbose=0, return_dict=True)
+        assert trained != expected
+        assert grouped.evaluate(dataset) == {key: float(value) for key, value in trained.items()}
+    finally:
+        trainer.EVAL_BATCHES_PER_CALL = previous
 
 
 def _end(root, level=0):

@@ -130,20 +130,53 @@ class _KerasLoop:
         if batches is None or self.model.distribute_strategy is not tf.distribute.get_strategy():
             return self.model.evaluate(dataset, verbose=0, return_dict=True)
         if self.model not in _TEST_STEPS:
-            model = weakref.ref(self.model)
-            _TEST_STEPS[self.model] = tf.function(
-                lambda batch: model().test_step(batch), reduce_retracing=True
+            _TEST_STEPS[self.model] = tf.function(_test_steps(self.model), reduce_retracing=True)
+        steps = _TEST_STEPS[self.model]
+        groups = range(0, len(batches), EVAL_BATCHES_PER_CALL)
+        for start in groups:
+            results = steps(
+                tuple(batches[start : start + EVAL_BATCHES_PER_CALL]),
+                reset=start == groups[0],
+                results=start == groups[-1],
             )
-        step = _TEST_STEPS[self.model]
-        self.model.reset_metrics()
+        return {key: float(value) for key, value in results.items()}
+
+
+def _test_steps(model: keras.Model):
+    """A function running `model.test_step` on each batch of a tuple, in one graph call.
+
+    With `reset`, the model's metrics are reset first (`Model.reset_metrics`);
+    with `results`, their results are returned (`Model.get_metrics_result`,
+    as tensors). Run eagerly, those two cost more than the steps themselves on
+    a validation set of a few hundred examples.
+    """
+    model = weakref.ref(model)  # the cache below must not keep the model alive
+
+    def steps(batches, reset: bool, results: bool):
+        metrics = model().metrics
+        if reset:
+            for metric in metrics:
+                metric.reset_state()
         for batch in batches:
-            step(batch)
-        return {key: float(value) for key, value in self.model.get_metrics_result().items()}
+            model().test_step(batch)
+        values = {}
+        if results:
+            for metric in metrics:
+                result = metric.result()
+                values.update(result if isinstance(result, dict) else {metric.name: result})
+        return values
+
+    return steps
 
 
-# One traced test step per model, kept across levels, and the batches of each
-# evaluation dataset held in memory when they are small (see `_KerasLoop`).
+# One traced test function per model, kept across levels, and the batches of each
+# evaluation dataset held in memory when they are small (see `_KerasLoop`). The
+# function runs up to `EVAL_BATCHES_PER_CALL` batches per call (unrolled: one
+# trace for the full groups, one for the rest), resetting the metrics in the first
+# call and returning their results from the last: one call per evaluation of up to
+# that many batches, instead of one per batch and the eager metric bookkeeping.
 _TEST_STEPS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+EVAL_BATCHES_PER_CALL = 16
 _EVAL_BATCHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 EVAL_IN_MEMORY_BYTES = 256 * 2**20
 

@@ -105,22 +105,20 @@ def main():
         for _ in range(args.epochs):
             for key, model in mode.items():
                 times[key].append(_epoch_seconds(model, x, y, batch_size))
-        median = {key: statistics.median(t) for key, t in times.items()}
-        plain = median[("plain", jit)]
         target = 1.01 if jit else 1.05
         print(f"  jit_compile={jit}")
-        print(f"    plain Keras epoch                  : {plain:.3f} s")
-        print(
-            f"    masked, dense gradient (tfmot-like): {median[('masked, dense gradient', jit)]:.3f} s (90% sparse)"
-        )
-        print(f"    masked, sparse-equivalent (default): {median[('masked', jit)]:.3f} s (90% sparse)")
-        print(
-            f"    masked (dense gradient) / plain    : {median[('masked, dense gradient', jit)] / plain:.3f}x"
-        )
-        print(
-            f"    masked (default) / plain           : {median[('masked', jit)] / plain:.3f}x   "
-            f"(target <= {target:.2f}x)"
-        )
+        # Epoch times here are bimodal (the same epoch of the same model takes 3.0 s or 5.1 s at
+        # random, idle cores in between), so the fastest epoch is printed beside the median: the
+        # noise only ever adds time.
+        for label, reduce in (("median", statistics.median), ("fastest", min)):
+            value = {key: reduce(t) for key, t in times.items()}
+            plain = value[("plain", jit)]
+            dense_gradient, default = value[("masked, dense gradient", jit)], value[("masked", jit)]
+            print(
+                f"    {label:<7} plain {plain:.3f} s, masked with dense gradient {dense_gradient:.3f} s "
+                f"({dense_gradient / plain:.3f}x), masked sparse-equivalent (default) {default:.3f} s "
+                f"({default / plain:.3f}x, target <= {target:.2f}x)"
+            )
     for (name, _), model in models.items():
         if name != "plain":
             assert tfl.sparsity_report(model).sparsity > 0.89

@@ -28,7 +28,8 @@ epoch times in these runs.
     python benchmarks/vs_tfmot.py --best-settings-only   # each library at its fastest setting
 
 Last, each library is timed at each compile setting both Keras versions
-document for speed (XLA, `steps_per_execution=20`, both, neither), beside
+document for speed (XLA, `steps_per_execution` of 20 and of 200, a whole
+epoch, with and without XLA, and neither), beside
 its own dense baseline; the fastest setting at which the masks hold is its
 best, and the last line is tf_lottery's best epoch over tfmot's best.
 """
@@ -171,6 +172,8 @@ SETTINGS = {
     "jit": {"jit_compile": True},
     "spe20": {"steps_per_execution": 20},
     "jit+spe20": {"jit_compile": True, "steps_per_execution": 20},
+    "spe200": {"steps_per_execution": 200},
+    "jit+spe200": {"jit_compile": True, "steps_per_execution": 200},
 }
 
 

@@ -29,7 +29,8 @@ epoch times in these runs.
 
 Last, each library is timed at each compile setting both Keras versions
 document for speed (XLA, `steps_per_execution` of 20 and of 200, a whole
-epoch, with and without XLA, and neither), beside
+epoch, with and without XLA, and neither; the data as NumPy arrays or as a
+batched, cached `tf.data.Dataset`), beside
 its own dense baseline; the fastest setting at which the masks hold is its
 best, and the last line is tf_lottery's best epoch over tfmot's best.
 """
@@ -45,6 +46,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 import tensorflow_model_optimization as tfmot  # noqa: E402
 import tf_keras  # noqa: E402
 
@@ -104,8 +106,12 @@ def tfmot_pruned(model, schedule):
 
 
 def _epoch(model, x, y, batch, callbacks=()):
+    """One epoch; `x` is an array (with labels `y`) or a batched `tf.data.Dataset` (`y` None)."""
     start = time.perf_counter()
-    model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=list(callbacks))
+    if y is None:
+        model.fit(x, epochs=1, verbose=0, callbacks=list(callbacks))
+    else:
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=list(callbacks))
     return time.perf_counter() - start
 
 
@@ -175,6 +181,11 @@ SETTINGS = {
     "spe200": {"steps_per_execution": 200},
     "jit+spe200": {"jit_compile": True, "steps_per_execution": 200},
 }
+# How the data reaches `fit`, the other setting both Keras versions document: NumPy arrays
+# (which `fit` converts, slices and batches on every call) or a `tf.data.Dataset` batched and
+# cached in memory once (the TensorFlow guide's "Better performance with the tf.data API"; the
+# runner's own pipeline is one). Every library gets the same batches in the same order.
+INPUTS = ("arrays", "dataset")
 
 
 def _zero_fraction(kernels) -> float:
@@ -209,10 +220,14 @@ def _dense_model(lib):
 
 
 def best_settings(name, make, shape, samples, epochs, batch=60):
-    """Epoch time of each library at each of `SETTINGS`; returns tf_lottery best / tfmot best."""
+    """Epoch time of each library at each of `SETTINGS` x `INPUTS`; returns tf_lottery best / tfmot best."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(samples, *shape)).astype("float32")
     y = rng.integers(0, 10, size=samples)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch).cache().prefetch(tf.data.AUTOTUNE)
+    for _ in dataset:  # fills the cache
+        pass
+    data = {"arrays": (x, y), "dataset": (dataset, None)}
     runs = {}
     libraries = (
         ("tf_keras dense", _dense_model(tf_keras)),
@@ -222,32 +237,44 @@ def best_settings(name, make, shape, samples, epochs, batch=60):
     )
     for library, build in libraries:
         for setting, kwargs in SETTINGS.items():
-            try:
-                model, callbacks, sparsity = build(make, kwargs)
-                _epoch(model, x, y, batch, callbacks)  # warm-up (traces, compiles)
-            except Exception as error:  # noqa: BLE001 - a setting the library cannot run is reported
-                print(f"  {library} {setting}: fails ({type(error).__name__}: {str(error)[:120]})")
-                continue
-            runs[(library, setting)] = (model, callbacks, sparsity)
+            for feed in INPUTS:
+                try:
+                    model, callbacks, sparsity = build(make, kwargs)
+                    _epoch(model, *data[feed], batch, callbacks)  # warm-up (traces, compiles)
+                except Exception as error:  # noqa: BLE001 - a setting the library cannot run is reported
+                    print(f"  {library} {setting} {feed}: fails ({type(error).__name__}: {str(error)[:120]})")
+                    continue
+                runs[(library, setting, feed)] = (model, callbacks, sparsity)
     times = {key: [] for key in runs}
     for _ in range(epochs):
         for key, (model, callbacks, _) in runs.items():
-            times[key].append(_epoch(model, x, y, batch, callbacks))
+            times[key].append(_epoch(model, *data[key[2]], batch, callbacks))
     print(
         f"\n{name}: epoch time at each library's settings, {samples} samples, batch {batch}, "
         f"median of {epochs} interleaved epochs"
     )
-    best = {}
-    for (library, setting), values in times.items():
-        held = runs[(library, setting)][2]() >= SPARSITY - 1e-3
+    best, best_arrays = {}, {}
+    for (library, setting, feed), values in times.items():
+        held = runs[(library, setting, feed)][2]() >= SPARSITY - 1e-3
         median = statistics.median(values)
         mark = "" if "dense" in library else f"   masks held: {'yes' if held else 'NO'}"
-        print(f"  {library:<15} {setting:<10} {median:7.3f} s{mark}")
-        if held and median < best.get(library, (None, float("inf")))[1]:
-            best[library] = (setting, median)
+        print(f"  {library:<15} {setting:<10} {feed:<8} {median:7.3f} s{mark}")
+        for table, counts in ((best, True), (best_arrays, feed == "arrays")):
+            if held and counts and median < table.get(library, (None, float("inf")))[1]:
+                table[library] = (f"{setting} {feed}", median)
     ratio = best["tf_lottery"][1] / best["tfmot"][1]
     for library, (setting, median) in best.items():
-        print(f"  best {library:<15} {setting:<10} {median:7.3f} s")
+        print(f"  best {library:<15} {setting:<19} {median:7.3f} s")
+    fastest = {
+        library: min(times[(library, *best[library][0].split())]) for library in ("tf_lottery", "tfmot")
+    }
+    print(
+        f"  fastest epochs at those settings, tf_lottery / tfmot  {fastest['tf_lottery'] / fastest['tfmot']:.3f}x"
+    )
+    print(
+        f"  with NumPy arrays only: best tf_lottery {best_arrays['tf_lottery'][0]} / best tfmot "
+        f"{best_arrays['tfmot'][0]}  {best_arrays['tf_lottery'][1] / best_arrays['tfmot'][1]:.3f}x"
+    )
     print(f"  best tfmot / best tf_keras dense      {best['tfmot'][1] / best['tf_keras dense'][1]:.3f}x")
     print(f"  best tf_lottery / best Keras 3 dense  {best['tf_lottery'][1] / best['keras3 dense'][1]:.3f}x")
     print(
@@ -365,7 +392,7 @@ def summarize(name, per_seed):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--timing-epochs", type=int, default=5)
+    parser.add_argument("--timing-epochs", type=int, default=9)
     parser.add_argument("--train-epochs", type=int, default=30, help="epochs per training run (MNIST-1D)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=["dense", "tfmot", "gradual"])

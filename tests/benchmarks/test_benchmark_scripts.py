@@ -66,3 +66,26 @@ def test_sparse_training_table_runs_the_kinds_and_prints_rows_and_verdicts(tmp_p
     assert re.fullmatch(r"\d+\.\d\d ± \d+\.\d\d", rows["dense (0%)"])
     assert rows["static, ERK"].strip() == "-"  # 80% was not asked for
     assert re.search(r"^\| RigL, ERK \| - \| \d+\.\d\d ± \d+\.\d\d \| - \|$", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_vs_tfmot_best_settings_times_every_setting_and_input_and_prints_the_ratio_last():
+    # About 1 min on 2 cores: 4 libraries x 6 compile settings x 2 inputs, each traced once.
+    out = _run("vs_tfmot.py", "--best-settings-only", "--quick")
+    rows = re.findall(
+        r"^  (tfmot|tf_lottery) +(\S+) +(arrays|dataset) +([\d.]+) s   masks held: (yes|NO)$",
+        out,
+        re.MULTILINE,
+    )
+    assert len(rows) == 2 * 6 * 2
+    # Fixed 90% masks hold after an epoch at every setting of both libraries.
+    assert {row[4] for row in rows} == {"yes"}
+    epoch = {(lib, setting, feed): float(seconds) for lib, setting, feed, seconds, _ in rows}
+    best = {lib: min(v for k, v in epoch.items() if k[0] == lib) for lib in ("tfmot", "tf_lottery")}
+    last = out.strip().splitlines()[-1]
+    ratio = float(re.fullmatch(r".*each at its best settings .*: ([\d.]+)x", last).group(1))
+    # The table prints milliseconds: the ratio of the unrounded bests lies within the rounding.
+    low = (best["tf_lottery"] - 5e-4) / (best["tfmot"] + 5e-4)
+    high = (best["tf_lottery"] + 5e-4) / (best["tfmot"] - 5e-4)
+    assert low - 1e-3 <= ratio <= high + 1e-3
+    assert re.search(r"^  with NumPy arrays only: .* ([\d.]+)x$", out, re.MULTILINE)

@@ -71,6 +71,9 @@ def test_sparse_training_table_runs_the_kinds_and_prints_rows_and_verdicts(tmp_p
 @pytest.mark.slow
 def test_vs_tfmot_best_settings_times_every_setting_and_input_and_prints_the_ratio_last():
     # About 1 min on 2 cores: 4 libraries x 6 compile settings x 2 inputs, each traced once.
+    # The `bench` extra (CI installs it before the slow tests).
+    pytest.importorskip("tensorflow_model_optimization", reason="needs the `bench` extra")
+    pytest.importorskip("tf_keras", reason="needs the `bench` extra")
     out = _run("vs_tfmot.py", "--best-settings-only", "--quick")
     rows = re.findall(
         r"^  (tfmot|tf_lottery) +(\S+) +(arrays|dataset) +([\d.]+) s   masks held: (yes|NO)$",

@@ -261,19 +261,17 @@ def best_settings(name, make, shape, samples, epochs, batch=60):
         print(f"  {library:<15} {setting:<10} {feed:<8} {median:7.3f} s{mark}")
         for table, counts in ((best, True), (best_arrays, feed == "arrays")):
             if held and counts and median < table.get(library, (None, float("inf")))[1]:
-                table[library] = (f"{setting} {feed}", median)
+                table[library] = ((setting, feed), median)
     ratio = best["tf_lottery"][1] / best["tfmot"][1]
-    for library, (setting, median) in best.items():
-        print(f"  best {library:<15} {setting:<19} {median:7.3f} s")
-    fastest = {
-        library: min(times[(library, *best[library][0].split())]) for library in ("tf_lottery", "tfmot")
-    }
+    for library, ((setting, feed), median) in best.items():
+        print(f"  best {library:<15} {setting + ' ' + feed:<19} {median:7.3f} s")
+    fastest = {library: min(times[(library, *best[library][0])]) for library in ("tf_lottery", "tfmot")}
     print(
         f"  fastest epochs at those settings, tf_lottery / tfmot  {fastest['tf_lottery'] / fastest['tfmot']:.3f}x"
     )
     print(
-        f"  with NumPy arrays only: best tf_lottery {best_arrays['tf_lottery'][0]} / best tfmot "
-        f"{best_arrays['tfmot'][0]}  {best_arrays['tf_lottery'][1] / best_arrays['tfmot'][1]:.3f}x"
+        f"  with NumPy arrays only: best tf_lottery {best_arrays['tf_lottery'][0][0]} / best tfmot "
+        f"{best_arrays['tfmot'][0][0]}  {best_arrays['tf_lottery'][1] / best_arrays['tfmot'][1]:.3f}x"
     )
     print(f"  best tfmot / best tf_keras dense      {best['tfmot'][1] / best['tf_keras dense'][1]:.3f}x")
     print(f"  best tf_lottery / best Keras 3 dense  {best['tf_lottery'][1] / best['keras3 dense'][1]:.3f}x")

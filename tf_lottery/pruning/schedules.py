@@ -67,7 +67,7 @@ class PruningSchedule:
     @property
     def final_sparsity(self) -> float:
         """The sparsity the schedule ends at."""
-        raise NotImplementedError
+        raise NotImplementedError("A PruningSchedule subclass must define the `final_sparsity` property.")
 
     def last_pruning_step(self, after: int, upto: int) -> int | None:
         """The latest pruning step `s` with `after < s <= upto`, or `None`."""

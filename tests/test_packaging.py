@@ -30,7 +30,9 @@ def test_the_floor_in_setup_is_the_oldest_pair_ci_tests():
     oldest_keras = re.search(r"^OLDEST_KERAS=(\S+)", ci, re.M).group(1)
     assert f'"tensorflow>={oldest_tf}"' in _setup()
     assert f'"keras>={oldest_keras},' in _setup()
-    assert 'pip install --quiet "tensorflow==$OLDEST_TF" "keras==$OLDEST_KERAS" -e . pytest' in ci
+    assert (
+        'pip install --quiet "tensorflow==$OLDEST_TF" "keras==$OLDEST_KERAS" -e . pytest pytest-xdist' in ci
+    )
 
 
 def test_the_library_imports_without_the_experiments_extra():
@@ -77,3 +79,15 @@ def test_the_command_without_the_experiments_extra_says_what_to_install():
     assert result.returncode != 0
     assert "needs the `experiments` extra (module 'ml_collections' is missing)" in result.stderr
     assert "pip install 'tf_lottery[experiments]'" in result.stderr
+
+
+def test_the_bazel_ci_subset_names_existing_test_files():
+    # CI tests only the Bazel targets tagged "ci"; a renamed file must not drop out unseen.
+    build = (ROOT / "BUILD").read_text()
+    block = re.search(r"_CI_SUBSET = \[(.*?)\]", build, re.S).group(1)
+    subset = re.findall(r'"([^"]+)"', block)
+    assert len(subset) >= 5
+    for src in subset:
+        assert (ROOT / src).is_file(), src
+        assert re.fullmatch(r"tests/(.+/)?test_\w+\.py", src), src
+    assert "--test_tag_filters=ci" in (ROOT / ".ci" / "run").read_text()

@@ -39,7 +39,7 @@ def pytest_test(name, src, deps = [], data = [], args = [], size = "medium", tim
         **kwargs
     )
 
-def pytest_suite(name, srcs, **kwargs):
+def pytest_suite(name, srcs, tags_by_src = {}, **kwargs):
     """One pytest_test per file in srcs, plus a test_suite `name` grouping them.
 
     Each target is named after its file without the "tests/" prefix and ".py":
@@ -48,13 +48,19 @@ def pytest_suite(name, srcs, **kwargs):
     Args:
       name: name of the test_suite.
       srcs: test files, usually glob(["tests/**/test_*.py"]).
+      tags_by_src: extra Bazel tags per test file, e.g. {"tests/test_layering.py": ["ci"]}
+        (select them with `bazel test --test_tag_filters=ci //...`). A key that is not in
+        srcs is an error, so a renamed file cannot drop out of a tagged subset unseen.
       **kwargs: passed to every pytest_test.
     """
+    for src in tags_by_src:
+        if src not in srcs:
+            fail("pytest_suite: tags_by_src names %s, which is not one of the test files" % src)
     tests = []
     for src in srcs:
         test_name = src[:-len(".py")]
         if test_name.startswith("tests/"):
             test_name = test_name[len("tests/"):]
-        pytest_test(name = test_name, src = src, **kwargs)
+        pytest_test(name = test_name, src = src, tags = tags_by_src.get(src, []), **kwargs)
         tests.append(":" + test_name)
     native.test_suite(name = name, tests = tests)

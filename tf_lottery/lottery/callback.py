@@ -378,6 +378,7 @@ class LotteryCallback(keras.callbacks.Callback):
             )
         pruning.check_layer_rates(wrappers, self.layer_rates)
         if not self.one_round_per_fit:
+            self._previous_rounds = len(self.history)  # for the message if this fit() is refused
             self._start_over()
         elif self._done:
             raise ValueError(
@@ -529,7 +530,7 @@ class LotteryCallback(keras.callbacks.Callback):
         if epoch == 0 and previous is self.model:
             raise ValueError(
                 f"LotteryCallback: this callback already ran IMP on model '{self.model.name}' "
-                f"({len(self.history)} of {self.rounds} rounds; the model now holds their pruned, "
+                f"({self._previous_rounds} of {self.rounds} rounds; the model now holds their pruned, "
                 "trained weights). A second fit() would silently start IMP again from them. To "
                 "repeat the run, build a fresh model (e.g. `tfl.prunable(make_model())`); to start "
                 "a new run from this model on purpose, call `lottery.reset()` first; to train "

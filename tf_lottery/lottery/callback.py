@@ -109,18 +109,22 @@ class LotteryCallback(keras.callbacks.Callback):
             round and the pruning happens when it ends; state carries over
             between calls (use `reset()` to start over). Defaults to `False`:
             the whole IMP run happens in one `fit()`.
-        monitor: str. The epoch-log key whose best value marks the
-            early-stopping iteration. Defaults to `"val_loss"`. If the logs
-            lack it (e.g. no validation data), the callback warns once and
-            uses the minimum of `"loss"`.
+        monitor: str. The epoch-log key whose best value marks each round's
+            early-stopping iteration, among the epochs whose logs hold it
+            (with `fit(validation_freq=k)`, the validated ones). Defaults to
+            `"val_loss"`. If no epoch of a round has it (no validation data),
+            the callback warns once and uses the minimum of `"loss"`.
         mode: One of `"auto"`, `"min"`, `"max"`, as in
             `keras.callbacks.EarlyStopping`: whether the best `monitor`
             value is the lowest or the highest. `"auto"` maximises
             accuracy-, AUC-, precision- and recall-like names and minimises
             the rest (losses). Defaults to `"auto"`.
-        state_dir: Optional directory where the rewind point and round
-            history are saved atomically, so that a run restarted with
-            `keras.callbacks.BackupAndRestore` resumes without losing them.
+        state_dir: Optional directory where the rewind point, each round's
+            masks and a record of every epoch are saved atomically, so that a
+            job restarted with `keras.callbacks.BackupAndRestore` (listed
+            before or after this callback, `save_freq="epoch"`) resumes
+            exactly as if never stopped. Pass the same directory in every
+            restart; a fit() that starts at epoch 0 begins a new run there.
         seed: int >= 0. Seed for the `"random"` scorer and the `"reinit"` /
             `"reinit_imp"` draws. Defaults to `0`.
         verbose: int. `1` prints one line per round. Defaults to `1`.
@@ -131,13 +135,22 @@ class LotteryCallback(keras.callbacks.Callback):
     `ProgbarLogger` and, listed after this callback, `CSVLogger` and
     `TensorBoard` record them.
 
+    Beside Keras callbacks: `EarlyStopping` and `ReduceLROnPlateau` are reset
+    at each round start (their `on_train_begin`), so they act per round; if
+    one ends `fit()` before the last round, `on_train_end` warns with the
+    rounds finished and asked. A second `fit()` of the same callback on the
+    same model is refused until `reset()`.
+
     Attributes:
         round_masks: List with, for each pruning so far, the masks round
             `r` (1, 2, ...) trained with: what `ticket_masks` takes.
         history: List of dicts, one per finished round: `round`, `sparsity`,
             `percent_remaining`, `metrics` (last epoch's logs), `best`
-            (best value of `monitor`), `early_stop_step`, `layers`.
-        ticket: The current `Ticket` (masks + rewind weights + metadata).
+            (best value of `monitor`), `early_stop_step` (steps into the
+            round of the best epoch), `best_metrics` (that epoch's logs),
+            `layers`.
+        ticket: The current `Ticket` (masks + rewind weights + metadata);
+            `ticket_at(r)` gives finished round `r`'s.
 
     Example:
 

@@ -221,6 +221,17 @@ CASES = {
         ),
         r"`rewind_to`: '5ep' is not inside the first round \(2 epochs\)",
     ),
+    "callback_layer_rates_unknown_name": (
+        # Was: refused only after round 0 had trained.
+        lambda m, p: _fit(
+            m, tfl.LotteryCallback(rounds=2, pruning_rate=0.2, layer_rates={"ouput": 0.1}, verbose=0)
+        ),
+        r"`layer_rates`: 'ouput' matches no pruned layer. Pruned layers are: \[.*'output'",
+    ),
+    "callback_ticket_at_unfinished_round": (
+        lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2).ticket_at(0),
+        r"`round_index`: expected a finished round \(none has yet\). Received: round_index=0",
+    ),
     "ema_optimizer": (
         lambda m, p: (compile_classifier(m, keras.optimizers.SGD(use_ema=True)), _fit_compiled(m)),
         r"use_ema=True.*Compile with `use_ema=False`",

@@ -309,3 +309,16 @@ class TestCompatFunctions(TestCase):
         np.testing.assert_array_equal(kernel.numpy(), [[-1.5, 0.0]] * 3)
         assert not np.signbit(kernel.numpy()[:, 1]).any()
         assert isinstance(kernel, plain) and type(kernel) is not plain
+
+    def test_sibling_callbacks_are_the_rest_of_the_fit_callback_list(self):
+        class Probe(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                self.siblings = _keras_compat.sibling_callbacks(self)
+
+        probe, stop = Probe(), keras.callbacks.EarlyStopping()
+        model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+        model.compile("sgd", "mse")
+        model.fit(np.zeros((4, 3)), np.zeros((4, 1)), epochs=1, callbacks=[stop, probe], verbose=0)
+        assert probe.siblings[0] is stop and isinstance(probe.siblings[1], keras.callbacks.History)
+        probe.on_train_begin()  # called by hand, outside a CallbackList
+        assert probe.siblings == []

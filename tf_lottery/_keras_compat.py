@@ -620,6 +620,31 @@ def calling_optimizer(max_depth: int = 6):
     return None
 
 
+def sibling_callbacks(callback: keras.callbacks.Callback, max_depth: int = 4) -> list:
+    """The other callbacks of the `CallbackList` whose hook is calling `callback`, or `[]`.
+
+    Used by `LotteryCallback.on_train_begin` to reset `EarlyStopping` and
+    `ReduceLROnPlateau` at each round start (through their public
+    `on_train_begin`) and to check a `BackupAndRestore` beside it. Why
+    private: Keras gives a callback its model and params, never the list it
+    sits in; the caller's frame (`self` of `CallbackList.on_train_begin`, which
+    calls each callback in turn) is the only way to learn it. Checked: Keras
+    3.12.0 and 3.15.1 (TF 2.21): `CallbackList.on_train_begin` calls each
+    callback's `on_train_begin` directly (depth 2 from here).
+    """
+    frame = sys._getframe(1)
+    for _ in range(max_depth):
+        if frame is None:
+            return []
+        candidate = frame.f_locals.get("self")
+        if isinstance(candidate, keras.callbacks.CallbackList) and any(
+            c is callback for c in candidate.callbacks
+        ):
+            return [c for c in candidate.callbacks if c is not callback]
+        frame = frame.f_back
+    return []
+
+
 def uses_ema(optimizer) -> bool:
     """Whether `optimizer` (or the optimizer a `LossScaleOptimizer` wraps) keeps an EMA."""
     inner = getattr(optimizer, "inner_optimizer", None)

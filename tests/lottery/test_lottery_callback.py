@@ -346,3 +346,100 @@ class TestLotteryCallback(TestCase):
         plain = compile_classifier(mlp())
         with pytest.raises(ValueError, match="has no PruneWrapper layers"):
             _fit(plain, [tfl.LotteryCallback(rounds=2, pruning_rate=0.2, verbose=0)], epochs=2)
+
+
+class TestLotteryCallbackRefusals(TestCase):
+    def test_fit_again_on_the_same_model_is_refused_until_reset(self):
+        # Was: a second fit() silently restarted IMP from the pruned, trained model
+        # ("round 0" at 50% sparsity, rewind point = trained weights).
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        _fit(model, [lottery], epochs=2)
+        weights = model.get_weights()
+        with pytest.raises(ValueError, match=r"already ran IMP on model .*2 of 2 rounds.*lottery.reset\(\)"):
+            _fit(model, [lottery], epochs=2)
+        for a, b in zip(weights, model.get_weights()):
+            np.testing.assert_array_equal(a, b)  # nothing trained
+        lottery.reset()  # asked for on purpose: a new run from this model
+        _fit(model, [lottery], epochs=2)
+        assert lottery.history[0]["sparsity"] == pytest.approx(0.5, abs=0.01)
+
+    def test_an_empty_dataset_is_refused_before_any_pruning(self):
+        # Was: two rounds "recorded" without a loss, the untrained weights pruned to 50%.
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        empty = (np.zeros((0, 40), "float32"), np.zeros((0,), "int64"))
+        with pytest.raises(ValueError, match=r"epoch 0 of round 0 ran no training step"):
+            model.fit(*empty, epochs=2, callbacks=[lottery], verbose=0)
+        assert lottery.history == [] and tfl.sparsity_report(model).sparsity == 0.0
+
+    def test_a_layer_rates_name_that_matches_no_layer_is_refused_before_training(self):
+        # Was: refused only when round 0 had trained and the first pruning began.
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, layer_rates={"ouput": 0.1}, verbose=0)
+        with pytest.raises(ValueError, match=r"`layer_rates`: 'ouput' matches no pruned layer.*'output'"):
+            _fit(model, [lottery], epochs=2)
+        assert int(model.optimizer.iterations) == 0
+
+    def test_ticket_at_gives_each_finished_rounds_masks_and_the_rewind_weights(self, tmp_path):
+        model = _model()
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, verbose=0)
+        with pytest.raises(ValueError, match=r"`round_index`: expected a finished round \(none has yet\)"):
+            lottery.ticket_at(0)
+        _fit(model, [lottery], epochs=3)
+        sparsities = [lottery.ticket_at(r).sparsity for r in range(3)]
+        assert sparsities[0] == 0.0
+        assert sparsities[1] == pytest.approx(0.5, abs=0.01) and sparsities[2] == pytest.approx(
+            0.75, abs=0.01
+        )
+        for r in (1, 2):
+            ticket = lottery.ticket_at(r)
+            assert ticket.metadata["round"] == r
+            for got, want in zip(ticket.masks, lottery.round_masks[r - 1], strict=True):
+                np.testing.assert_array_equal(got, want)
+            for got, want in zip(ticket.weights, lottery.snapshot.model_values, strict=True):
+                np.testing.assert_array_equal(got, want)
+        path = str(tmp_path / "round1.npz")
+        lottery.ticket_at(1).save(path)
+        assert tfl.Ticket.load(path).sparsity == pytest.approx(sparsities[1])
+        with pytest.raises(
+            ValueError, match=r"`round_index`: expected a finished round, 0 to 2. Received: round_index=3"
+        ):
+            lottery.ticket_at(3)
+
+    def test_damaged_state_files_are_named_with_the_fix(self, tmp_path):
+        # Was: BadZipFile / EOFError / KeyError from deep inside numpy or json.
+        import shutil
+
+        class Crash(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 2:
+                    raise RuntimeError("simulated crash")
+
+        def make():
+            return tfl.LotteryCallback(
+                rounds=2, pruning_rate=0.5, state_dir=str(tmp_path / "run" / "state"), verbose=0
+            )
+
+        model = _model(keras.optimizers.SGD(0.05))
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "run" / "backup"))
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            _fit(model, [make(), backup, Crash()], epochs=4, n=64)
+        shutil.copytree(tmp_path / "run", tmp_path / "good")
+        damages = {
+            "rewind_point.npz": b"PK\x03\x04truncated",
+            "masks_round_1.npz": b"garbage",
+            "lottery_state.json": b'["a list, not an object"]',
+            "masks_round_0.npz": None,  # truncated to half its size
+        }
+        for name, content in damages.items():
+            shutil.rmtree(tmp_path / "run")
+            shutil.copytree(tmp_path / "good", tmp_path / "run")
+            path = tmp_path / "run" / "state" / name
+            data = path.read_bytes()
+            path.write_bytes(content if content is not None else data[: len(data) // 2])
+            model = _model(keras.optimizers.SGD(0.05))
+            model.build((None, 40))
+            backup = keras.callbacks.BackupAndRestore(str(tmp_path / "run" / "backup"))
+            with pytest.raises(ValueError, match=rf"state file '.*{name}' is damaged.*Delete '.*state'"):
+                _fit(model, [make(), backup], epochs=4, n=64)

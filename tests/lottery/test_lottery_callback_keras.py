@@ -5,10 +5,11 @@ import inspect
 import warnings
 
 import keras
+import numpy as np
 import pytest
 
 import tf_lottery as tfl
-from tests.testing import TestCase, compile_classifier, mlp, toy_data
+from tests.testing import TestCase, compile_classifier, mlp, pruned_weights_are_zero, toy_data
 from tf_lottery.lottery.callback import monitor_direction
 
 
@@ -23,7 +24,15 @@ class _Scripted(keras.callbacks.Callback):
         logs[self.key] = self.values[epoch]
 
 
-def _fit(callbacks, epochs, validation=True, steps=4):
+class _NoValidationLossIsTiny(keras.callbacks.Callback):
+    """Sets `loss` to 0 on the epochs that carry no `val_loss` (listed before the lottery)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if "val_loss" not in logs:
+            logs["loss"] = 0.0
+
+
+def _fit(callbacks, epochs, validation=True, steps=4, **kwargs):
     x, y = toy_data(32 * steps, 40, 10)
     model = compile_classifier(tfl.prunable(mlp()), keras.optimizers.Adam(1e-2))
     return model.fit(
@@ -34,6 +43,7 @@ def _fit(callbacks, epochs, validation=True, steps=4):
         validation_data=toy_data(64, 40, 10, seed=1) if validation else None,
         callbacks=callbacks,
         verbose=0,
+        **kwargs,
     )
 
 
@@ -67,6 +77,41 @@ class TestLotteryCallbackKeras(TestCase):
         for record in lottery.history:
             assert record["best"] == pytest.approx(best)
             assert record["early_stop_step"] == (best_epoch + 1) * 4
+            # The metrics at the early-stopping step, beside the last epoch's.
+            assert record["best_metrics"]["val_accuracy"] == pytest.approx(best)
+            assert record["metrics"]["val_accuracy"] == pytest.approx(0.7)
+
+    def test_validation_freq_compares_only_epochs_with_the_monitored_key(self):
+        # Was: epochs without validation entered with their training loss (here 0, the "best").
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        history = _fit([_NoValidationLossIsTiny(), lottery], epochs=8, validation_freq=2).history
+        val_losses = history["val_loss"]  # epochs 2, 4, 6 and 8 only
+        assert len(val_losses) == 4
+        for record, values in zip(lottery.history, (val_losses[:2], val_losses[2:])):
+            assert record["best"] == pytest.approx(min(values)) and record["best"] > 0
+            assert record["early_stop_step"] == 4 * (2 + 2 * values.index(min(values)))
+            assert record["best_metrics"]["val_loss"] == pytest.approx(min(values))
+
+    def test_early_stopping_acts_per_round_and_a_short_run_warns(self):
+        # Was: EarlyStopping (best over the whole fit) stopped at the jump after the first rewind,
+        # with 1 of 3 rounds recorded, and restore_best_weights brought back round 0's dense masks.
+        values = [1.0, 0.9, 0.8, 2.0, 1.9, 1.8, 1.5, 1.6, 1.7]
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, verbose=0)
+        stop = keras.callbacks.EarlyStopping(patience=1, restore_best_weights=True)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = _fit([_Scripted("val_loss", values), lottery, stop], epochs=9)
+        assert len(history.history["loss"]) == 8  # round 2: 1.5, then 1.6 > 1.5 with patience 1
+        assert [r["round"] for r in lottery.history] == [0, 1]
+        messages = [str(w.message) for w in caught if "rounds asked for finished" in str(w.message)]
+        assert len(messages) == 1 and "only 2 of the 3 rounds" in messages[0], messages
+        assert "after 8 of 9 epochs, in round 2" in messages[0] and "EarlyStopping" in messages[0]
+        model = history.model
+        masks = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        for got, want in zip(masks, lottery.round_masks[1], strict=True):
+            np.testing.assert_array_equal(got, want)
+        assert tfl.sparsity_report(model).sparsity == pytest.approx(0.75, abs=0.01)
+        assert pruned_weights_are_zero(model)
 
     def test_a_missing_monitor_warns_once_and_uses_the_loss(self):
         lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, monitor="val_accuracy", verbose=0)

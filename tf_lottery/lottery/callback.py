@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import os
+import uuid
 import warnings
+import weakref
 
 import keras
 import numpy as np
 
+from tf_lottery import _keras_compat
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.lottery import rewind
+from tf_lottery.core.walk import model_variables, prune_wrappers
+from tf_lottery.lottery import callback_state, rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import structure as nm_structure
-from tf_lottery.utils import atomic_io, validation
+from tf_lottery.utils import validation
 
 # `reinit` is Frankle & Carbin's control (the ticket's masks, fresh weights);
 # `reinit_imp` runs IMP on the reinitialised networks (its masks drift away
@@ -106,18 +109,22 @@ class LotteryCallback(keras.callbacks.Callback):
             round and the pruning happens when it ends; state carries over
             between calls (use `reset()` to start over). Defaults to `False`:
             the whole IMP run happens in one `fit()`.
-        monitor: str. The epoch-log key whose best value marks the
-            early-stopping iteration. Defaults to `"val_loss"`. If the logs
-            lack it (e.g. no validation data), the callback warns once and
-            uses the minimum of `"loss"`.
+        monitor: str. The epoch-log key whose best value marks each round's
+            early-stopping iteration, among the epochs whose logs hold it
+            (with `fit(validation_freq=k)`, the validated ones). Defaults to
+            `"val_loss"`. If no epoch of a round has it (no validation data),
+            the callback warns once and uses the minimum of `"loss"`.
         mode: One of `"auto"`, `"min"`, `"max"`, as in
             `keras.callbacks.EarlyStopping`: whether the best `monitor`
             value is the lowest or the highest. `"auto"` maximises
             accuracy-, AUC-, precision- and recall-like names and minimises
             the rest (losses). Defaults to `"auto"`.
-        state_dir: Optional directory where the rewind point and round
-            history are saved atomically, so that a run restarted with
-            `keras.callbacks.BackupAndRestore` resumes without losing them.
+        state_dir: Optional directory where the rewind point, each round's
+            masks and a record of every epoch are saved atomically, so that a
+            job restarted with `keras.callbacks.BackupAndRestore` (listed
+            before or after this callback, `save_freq="epoch"`) resumes
+            exactly as if never stopped. Pass the same directory in every
+            restart; a fit() that starts at epoch 0 begins a new run there.
         seed: int >= 0. Seed for the `"random"` scorer and the `"reinit"` /
             `"reinit_imp"` draws. Defaults to `0`.
         verbose: int. `1` prints one line per round. Defaults to `1`.
@@ -128,13 +135,22 @@ class LotteryCallback(keras.callbacks.Callback):
     `ProgbarLogger` and, listed after this callback, `CSVLogger` and
     `TensorBoard` record them.
 
+    Beside Keras callbacks: `EarlyStopping` and `ReduceLROnPlateau` are reset
+    at each round start (their `on_train_begin`), so they act per round; if
+    one ends `fit()` before the last round, `on_train_end` warns with the
+    rounds finished and asked. A second `fit()` of the same callback on the
+    same model is refused until `reset()`.
+
     Attributes:
         round_masks: List with, for each pruning so far, the masks round
             `r` (1, 2, ...) trained with: what `ticket_masks` takes.
         history: List of dicts, one per finished round: `round`, `sparsity`,
             `percent_remaining`, `metrics` (last epoch's logs), `best`
-            (best value of `monitor`), `early_stop_step`, `layers`.
-        ticket: The current `Ticket` (masks + rewind weights + metadata).
+            (best value of `monitor`), `early_stop_step` (steps into the
+            round of the best epoch), `best_metrics` (that epoch's logs),
+            `layers`.
+        ticket: The current `Ticket` (masks + rewind weights + metadata);
+            `ticket_at(r)` gives finished round `r`'s.
 
     Example:
 
@@ -269,22 +285,32 @@ class LotteryCallback(keras.callbacks.Callback):
     # -- state ----------------------------------------------------------------
 
     def reset(self) -> None:
-        """Forgets all rounds, the rewind point and the ticket."""
+        """Forgets all rounds, the rewind point and the ticket: the next `fit()` starts a new IMP run.
+
+        That run starts from the model's weights and masks as they are then
+        (after a finished run: pruned and trained), which is allowed only
+        after `reset()`; see `on_train_begin`.
+        """
+        self._start_over()
+        self._fitted_model = None  # weak reference to the model the run trains
+
+    def _start_over(self) -> None:
         self.history: list[dict] = []
         self.round_masks: list[list[np.ndarray]] = []
         self.snapshot: rewind.Snapshot | None = None
         self._round = 0
         self._step = 0  # optimizer steps taken in round 0 (Python-side count)
         self._epoch_steps = 0
-        self._best = None  # best value of `monitor` in the current round
-        self._best_step = None
         self._round_epoch = 0
-        self._resume_checked = False
+        self._epochs: list[dict] = []  # one record per finished epoch: epoch, round, steps, logs
+        self._round0_masks: list[np.ndarray] | None = None
+        self._run_id: str | None = None  # marks this run's files in `state_dir`
+        self._started = False  # the first epoch of this fit() began
         self._done = False
         self._last_batch_end = 0
-        self._last_logs: dict = {}
         self._round_report = None  # sparsity of the current round, for the logs
         self._warned_missing_monitor = False
+        self._siblings: list = []
 
     @property
     def current_round(self) -> int:
@@ -311,6 +337,32 @@ class LotteryCallback(keras.callbacks.Callback):
             },
         )
 
+    def ticket_at(self, round_index: int) -> Ticket:
+        """The ticket of finished round `round_index`: the masks it trained with and the rewind weights.
+
+        Args:
+            round_index: int. A finished round, `0` (the dense start) to
+                `len(history) - 1`.
+        """
+        round_index = validation.check_int("round_index", round_index, minimum=0)
+        finished = len(self.history)
+        if round_index >= finished or self.ticket is None:
+            expected = (
+                f"a finished round, 0 to {finished - 1}" if finished else "a finished round (none has yet)"
+            )
+            raise validation.invalid_argument("round_index", round_index, expected)
+        current = self.ticket
+        masks = self._round0_masks if round_index == 0 else self.round_masks[round_index - 1]
+        ticket = Ticket(
+            masks=[np.asarray(m, dtype=bool) for m in masks],
+            mask_names=current.mask_names,
+            weights=current.weights,
+            weight_names=current.weight_names,
+            metadata={**current.metadata, "round": round_index},
+        )
+        ticket.metadata["sparsity"] = ticket.sparsity
+        return ticket
+
     def _rate_for(self, round_index: int):
         """(rate, target) for the pruning that follows `round_index`."""
         if self.pruning_rate is not None:
@@ -331,19 +383,25 @@ class LotteryCallback(keras.callbacks.Callback):
                 "average outside the masks and copies it into the weights when "
                 "fit() ends. Compile with `use_ema=False`."
             )
-        if not prune_wrappers(model):
+        wrappers = prune_wrappers(model)
+        if not wrappers:
             raise ValueError(
                 f"LotteryCallback: model '{model.name}' has no PruneWrapper layers. "
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
+        pruning.check_layer_rates(wrappers, self.layer_rates)
         if not self.one_round_per_fit:
-            self.reset()
+            self._previous_rounds = len(self.history)  # for the message if this fit() is refused
+            self._start_over()
         elif self._done:
             raise ValueError(
                 f"LotteryCallback already finished its {self.rounds} rounds. Call `reset()` to start a new run."
             )
+        self._started = False
         self._round_report = None  # masks may have been set between fit() calls
         self._warned_missing_monitor = False
+        self._siblings = _keras_compat.sibling_callbacks(self)
+        self._check_backup()
         epochs = self.params.get("epochs")
         if self.one_round_per_fit:
             self._epochs_per_round = self.epochs_per_round or epochs
@@ -381,14 +439,15 @@ class LotteryCallback(keras.callbacks.Callback):
                 f"Invalid value for argument `rewind_to`: '{self.rewind_to}' is not "
                 f"inside the first round ({self._epochs_per_round * self._steps_per_epoch} steps)."
             )
-        if self.snapshot is None and self._round == 0 and self._rewind_step == 0:
-            self._capture(0)
 
     def on_epoch_begin(self, epoch, logs=None):
-        if not self._resume_checked:
-            self._resume_checked = True
-            if self.state_dir is not None:
-                self._resume(epoch)
+        # The run starts (or resumes) here, after every callback's on_train_begin:
+        # BackupAndRestore has restored the weights and the epoch, in either order.
+        if not self._started:
+            self._started = True
+            self._begin_fit(epoch)
+        if self._round_epoch == 0 and self._round > 0:
+            self._reset_monitors()
         self._epoch_steps = 0
 
     def on_train_batch_end(self, batch, logs=None):
@@ -412,7 +471,14 @@ class LotteryCallback(keras.callbacks.Callback):
             # The same dict goes to the callbacks after this one (History, ProgbarLogger, ...).
             logs.update(self._round_logs())
         logs = dict(logs or {})
-        self._last_logs = logs
+        if self._epoch_steps == 0:
+            self.model.stop_training = True
+            raise ValueError(
+                f"LotteryCallback: epoch {epoch} of round {self._round} ran no training step: the "
+                "training data gave no batch (an empty dataset?). A round without training would "
+                "prune untrained weights. Pass fit() data with at least one batch per epoch (check "
+                "its size, filters and `steps_per_epoch`)."
+            )
         loss = logs.get("loss")
         if loss is not None and not np.isfinite(loss):
             self.model.stop_training = True
@@ -427,18 +493,96 @@ class LotteryCallback(keras.callbacks.Callback):
             if epoch + 1 == self._rewind_point.amount:
                 self._capture(self._step)
         self._round_epoch += 1
-        value, direction = self._monitored(logs)
-        if value is not None and (
-            self._best is None or (value < self._best if direction == "min" else value > self._best)
-        ):
-            self._best = float(value)
-            self._best_step = self._round_epoch * (self._steps_per_epoch or self._epoch_steps)
+        scalars = {k: float(v) for k, v in logs.items() if np.ndim(v) == 0}
+        self._epochs.append(
+            {"epoch": int(epoch), "round": self._round, "steps": self._epoch_steps, "logs": scalars}
+        )
         if not self.one_round_per_fit and self._round_epoch == self._epochs_per_round:
-            self._end_round(logs)
+            self._end_round()
+        else:
+            self._save_state()
 
     def on_train_end(self, logs=None):
-        if self.one_round_per_fit and self._round_epoch > 0:
-            self._end_round(self._last_logs)
+        if self.one_round_per_fit:
+            if self._round_epoch > 0:
+                self._end_round()
+            return
+        epochs = self.params.get("epochs")
+        if not self._started and self.state_dir is not None and epochs:
+            # BackupAndRestore resumed after the last epoch: no epoch ran, the state is on disk.
+            self._started = True
+            self._begin_fit(epochs)
+        finished = len(self.history)
+        if finished < self.rounds:
+            if self.model.stop_training:
+                why = (
+                    "A callback stopped training (model.stop_training): EarlyStopping, which "
+                    "LotteryCallback resets at each round start, saw no improvement for `patience` "
+                    "epochs of one round, or TerminateOnNaN. Raise its patience or leave it out: each "
+                    "round's best epoch is recorded anyway (history[r]['best_metrics'])."
+                )
+            else:
+                why = f"Pass fit(epochs={self.rounds * self._epochs_per_round}) to run them all."
+            warnings.warn(
+                f"LotteryCallback: only {finished} of the {self.rounds} rounds asked for finished: fit() "
+                f"ended after {len(self._epochs)} of {self.rounds * self._epochs_per_round} epochs, in "
+                f"round {self._round}. {why} `lottery.ticket` holds round {self._round}'s masks; "
+                "`lottery.ticket_at(r)` those of a finished round.",
+                stacklevel=2,
+            )
+
+    def _begin_fit(self, epoch: int) -> None:
+        if self.one_round_per_fit:
+            if self._run_id is None:
+                self._run_id = uuid.uuid4().hex
+                self._round0_masks = self._masks()
+            if self.snapshot is None and self._round == 0 and self._rewind_step == 0:
+                self._capture(0)
+            return
+        previous = self._fitted_model() if self._fitted_model is not None else None
+        if epoch == 0 and previous is self.model:
+            raise ValueError(
+                f"LotteryCallback: this callback already ran IMP on model '{self.model.name}' "
+                f"({self._previous_rounds} of {self.rounds} rounds; the model now holds their pruned, "
+                "trained weights). A second fit() would silently start IMP again from them. To "
+                "repeat the run, build a fresh model (e.g. `tfl.prunable(make_model())`); to start "
+                "a new run from this model on purpose, call `lottery.reset()` first; to train "
+                "round by round, use `one_round_per_fit=True`."
+            )
+        self._fitted_model = weakref.ref(self.model)
+        if epoch > 0:
+            if self.state_dir is None:
+                raise ValueError(
+                    f"LotteryCallback: fit() starts at epoch {epoch} (BackupAndRestore or "
+                    "`initial_epoch`), but the callback has no `state_dir` holding the rounds before "
+                    "it. Pass the same `state_dir=` to every run of the job, or start at epoch 0."
+                )
+            self._resume(epoch)
+            return
+        self._run_id = uuid.uuid4().hex
+        self._round0_masks = self._masks()
+        if self.state_dir is not None:
+            callback_state.write_masks(self.state_dir, 0, self._round0_masks, self._run_id)
+        if self._rewind_step == 0:
+            self._capture(0)
+        self._save_state()
+
+    def _check_backup(self) -> None:
+        for callback in self._siblings:
+            if isinstance(callback, keras.callbacks.BackupAndRestore) and callback.save_freq != "epoch":
+                warnings.warn(
+                    f"LotteryCallback beside BackupAndRestore(save_freq={callback.save_freq!r}): a "
+                    "backup taken inside an epoch resumes at the start of that epoch with the "
+                    "weights of the middle of it (Keras' behaviour), so the resumed run is not the "
+                    "uninterrupted one. Use save_freq='epoch' for exact resumption.",
+                    stacklevel=3,
+                )
+
+    def _reset_monitors(self) -> None:
+        """EarlyStopping and ReduceLROnPlateau act per round: a rewind is a new start for them."""
+        for callback in self._siblings:
+            if isinstance(callback, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)):
+                callback.on_train_begin()
 
     def _round_logs(self) -> dict:
         if self._round_report is None:
@@ -449,48 +593,67 @@ class LotteryCallback(keras.callbacks.Callback):
             "lottery_weights_remaining": self._round_report.alive,
         }
 
-    def _monitored(self, logs: dict):
-        """`(value, "min" | "max")` of `monitor` in `logs`, or of `loss` (with a warning) without it."""
-        if self.monitor in logs:
-            return logs[self.monitor], monitor_direction(self.monitor, self.mode)
-        if not self._warned_missing_monitor:
-            self._warned_missing_monitor = True
-            available = sorted(k for k in logs if k not in LOG_KEYS)
-            warnings.warn(
-                f"LotteryCallback: argument `monitor`={self.monitor!r} is not in the epoch logs "
-                f"(they hold {available}), so the early-stopping point is the minimum of 'loss'. "
-                "Pass validation data to fit() or set `monitor` to one of those keys.",
-                stacklevel=2,
-            )
-        return logs.get("loss"), "min"
+    def _best_epoch(self, epochs: list[dict]):
+        """`(value, step, logs)` of the round's best epoch among those whose logs hold `monitor`.
+
+        Without `monitor` in any of them (no validation data), the minimum of
+        `loss`, with a warning (once per fit). Epochs without the key (e.g.
+        `fit(validation_freq=2)`) are skipped, never compared by their `loss`.
+        """
+        key, direction = self.monitor, monitor_direction(self.monitor, self.mode)
+        if not any(key in e["logs"] for e in epochs):
+            if not self._warned_missing_monitor:
+                self._warned_missing_monitor = True
+                available = sorted({k for e in epochs for k in e["logs"]} - set(LOG_KEYS))
+                warnings.warn(
+                    f"LotteryCallback: argument `monitor`={self.monitor!r} is not in the epoch logs "
+                    f"(they hold {available}), so the early-stopping point is the minimum of 'loss'. "
+                    "Pass validation data to fit() or set `monitor` to one of those keys.",
+                    stacklevel=3,
+                )
+            key, direction = "loss", "min"
+        best = (None, None, None)
+        step = 0
+        for record in epochs:
+            step += record["steps"]
+            value = record["logs"].get(key)
+            if value is not None and (
+                best[0] is None or (value < best[0] if direction == "min" else value > best[0])
+            ):
+                best = (value, step, record["logs"])
+        return best
 
     # -- rounds -----------------------------------------------------------------
+
+    def _masks(self) -> list[np.ndarray]:
+        return [m for wrapper in prune_wrappers(self.model) for m in wrapper.get_masks()]
 
     def _capture(self, step: int) -> None:
         self.snapshot = rewind.Snapshot.capture(self.model, step)
         if self.state_dir is not None:
-            atomic_io.makedirs(self.state_dir)
-            arrays = {f"m{i:05d}": v for i, v in enumerate(self.snapshot.model_values)}
-            arrays.update({f"o{i:05d}": v for i, v in enumerate(self.snapshot.optimizer_values)})
-            arrays["step"] = np.asarray(step)
-            atomic_io.write_npz(os.path.join(self.state_dir, "rewind_point.npz"), arrays)
+            callback_state.write_rewind_point(self.state_dir, self.snapshot, self._run_id)
 
-    def _end_round(self, logs: dict) -> None:
+    def _end_round(self, lost_last_epoch: bool = False) -> None:
         if self.snapshot is None:
             raise ValueError(
                 f"LotteryCallback: round {self._round} ended before the rewind point "
                 f"'{self.rewind_to}' was reached. Use an earlier rewind point or longer rounds."
             )
+        epochs = [e for e in self._epochs if e["round"] == self._round]
+        best, best_step, best_logs = self._best_epoch(epochs)
         report = sparsity_report(self.model)
         record = {
             "round": self._round,
             "sparsity": report.sparsity,
             "percent_remaining": report.percent_remaining,
-            "metrics": {k: float(v) for k, v in logs.items() if np.ndim(v) == 0},
-            "best": self._best,
-            "early_stop_step": self._best_step,
+            "metrics": dict(epochs[-1]["logs"]) if epochs else {},
+            "best": best,
+            "early_stop_step": best_step,
+            "best_metrics": best_logs,
             "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
         }
+        if lost_last_epoch:
+            record["resumed"] = True
         self.history.append(record)
         if self.verbose:
             metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items())
@@ -502,7 +665,7 @@ class LotteryCallback(keras.callbacks.Callback):
             self._prune_and_reset()
         else:
             self._done = True
-        self._best, self._best_step, self._round_epoch = None, None, 0
+        self._round_epoch = 0
         self._save_state()
 
     def _prune_and_reset(self) -> None:
@@ -510,17 +673,21 @@ class LotteryCallback(keras.callbacks.Callback):
             self._set_ticket_masks(self._round + 1)
         else:
             self._prune()
-        masks = [m for wrapper in prune_wrappers(self.model) for m in wrapper.get_masks()]
+        masks = self._masks()
         self.round_masks.append(masks)
         if self.state_dir is not None:
-            atomic_io.write_npz(
-                os.path.join(self.state_dir, f"masks_round_{self._round + 1}.npz"),
-                {f"m{i:05d}": m for i, m in enumerate(masks)},
-            )
+            callback_state.write_masks(self.state_dir, self._round + 1, masks, self._run_id)
         mode = "reinit" if self.retrain == "reinit_imp" else self.retrain
         rewind.reset_for_retrain(self.model, mode, self.snapshot, seed=self.seed + 1000 + self._round)
         self._round += 1
         self._round_report = None
+
+    def _set_flat_masks(self, flat: list) -> None:
+        position = 0
+        for wrapper in prune_wrappers(self.model):
+            count = len(wrapper.masks)
+            wrapper.set_masks([np.asarray(m, dtype=bool) for m in flat[position : position + count]])
+            position += count
 
     def _set_ticket_masks(self, round_index: int) -> None:
         source = self.ticket_masks
@@ -540,11 +707,7 @@ class LotteryCallback(keras.callbacks.Callback):
                 f"{[tuple(np.shape(m)) for m in flat]}, but this model's pruned weights have {expected}. "
                 "Pass the masks of a rewind run on the same architecture."
             )
-        position = 0
-        for wrapper in wrappers:
-            count = len(wrapper.masks)
-            wrapper.set_masks([np.asarray(m, dtype=bool) for m in flat[position : position + count]])
-            position += count
+        self._set_flat_masks(flat)
 
     def _prune(self) -> None:
         rate, target = self._rate_for(self._round)
@@ -568,55 +731,98 @@ class LotteryCallback(keras.callbacks.Callback):
     def _save_state(self) -> None:
         if self.state_dir is None:
             return
-        atomic_io.makedirs(self.state_dir)
-        atomic_io.write_json(
-            os.path.join(self.state_dir, "lottery_state.json"),
-            {"rounds_completed": len(self.history), "round": self._round, "history": self.history},
+        callback_state.write_state(
+            self.state_dir,
+            {
+                "run": self._run_id,
+                "rounds": self.rounds,
+                "epochs_per_round": self._epochs_per_round,
+                "rounds_completed": len(self.history),
+                "round": self._round,
+                "history": self.history,
+                "epochs": self._epochs,
+            },
         )
 
     def _resume(self, epoch: int) -> None:
-        """Reloads the rewind point and history after a restart at `epoch`."""
-        point_path = os.path.join(self.state_dir, "rewind_point.npz")
-        state_path = os.path.join(self.state_dir, "lottery_state.json")
-        if self.snapshot is None and atomic_io.exists(point_path):
-            archive = atomic_io.load_npz(point_path)
-            self.snapshot = rewind.Snapshot(
-                model_values=[archive[k] for k in sorted(k for k in archive if k.startswith("m"))],
-                optimizer_values=[archive[k] for k in sorted(k for k in archive if k.startswith("o"))],
-                step=int(archive["step"]),
+        """Brings the round state to `epoch`, where BackupAndRestore resumes, whatever the callback order.
+
+        The state on disk may be one epoch ahead of the backup (LotteryCallback
+        listed first: a crash between the two callbacks' epoch ends): the
+        extra epoch is dropped and trained again. It may be one epoch behind
+        (BackupAndRestore listed first, a crash in the same place): that
+        epoch's logs are lost, the rest is exact. At a round start the masks
+        of the round and the reset (rewind) are applied again, so the backup
+        may hold the weights from before or after the pruning.
+        """
+        state = callback_state.read_state(self.state_dir)
+        state_path = os.path.join(self.state_dir, callback_state.STATE_FILE)
+        if state is None:
+            raise ValueError(
+                f"LotteryCallback: fit() resumes at epoch {epoch} (BackupAndRestore or `initial_epoch`), "
+                f"but '{state_path}' does not exist. Resume with the `state_dir` the run started with, "
+                "or delete the BackupAndRestore backup directory to run again from the start."
             )
-        self.round_masks = []
-        for round_index in range(1, self.rounds):
-            path = os.path.join(self.state_dir, f"masks_round_{round_index}.npz")
-            if not atomic_io.exists(path):
-                break
-            archive = atomic_io.load_npz(path)
-            self.round_masks.append([archive[k] for k in sorted(archive)])
-        if epoch == 0:
-            return
-        history = []
-        if atomic_io.exists(state_path):
-            history = atomic_io.read_json(state_path)["history"]
-        expected = epoch // self._epochs_per_round
+        if (state["rounds"], state["epochs_per_round"]) != (self.rounds, self._epochs_per_round):
+            raise ValueError(
+                f"LotteryCallback: '{state_path}' belongs to a run of {state['rounds']} rounds of "
+                f"{state['epochs_per_round']} epochs; this one has {self.rounds} of {self._epochs_per_round}. "
+                "Resume with the arguments the run started with, or delete the state and backup "
+                "directories to run again from the start."
+            )
+        self._run_id = state["run"]
+        epochs = [e for e in state["epochs"] if e["epoch"] < epoch]
+        if [e["epoch"] for e in epochs] != list(range(len(epochs))) or len(epochs) < epoch - 1:
+            raise callback_state.damaged(
+                state_path,
+                f"it records epochs {[e['epoch'] for e in epochs]}, but the backup resumes at epoch {epoch}",
+            )
+        if len(epochs) == epoch - 1:
+            warnings.warn(
+                f"LotteryCallback: the backup was saved after epoch {epoch - 1} but the lottery state "
+                f"before it (BackupAndRestore is listed before LotteryCallback and the job stopped "
+                "between them): that epoch's logs are lost. List LotteryCallback first for exact "
+                "resumption.",
+                stacklevel=3,
+            )
+            lost_steps = self._steps_per_epoch or (epochs[-1]["steps"] if epochs else 0)
+            lost_round = (epoch - 1) // self._epochs_per_round
+            epochs.append({"epoch": epoch - 1, "round": lost_round, "steps": lost_steps, "logs": {}})
+        self._epochs = epochs
+        self._step = sum(e["steps"] for e in epochs)
         self._round_epoch = epoch % self._epochs_per_round
-        self._step = epoch * (self._steps_per_epoch or 0)
+        rounds_done = min(epoch // self._epochs_per_round, self.rounds)
+        wrappers = prune_wrappers(self.model)
+        mask_shapes = [tuple(m.shape) for w in wrappers for m in w.masks]
+        variable_shapes = [tuple(v.shape) for v in model_variables(self.model)]
+        self._round0_masks = callback_state.read_masks(self.state_dir, 0, self._run_id, mask_shapes)
+        self.snapshot = callback_state.read_rewind_point(self.state_dir, self._run_id, variable_shapes)
         if self.snapshot is None:
-            passed = self._rewind_step is None or self._step >= self._rewind_step
-            if self._round_epoch != epoch or passed:
+            unit, amount = self._rewind_point.unit, self._rewind_point.amount
+            if (unit == "ep" and epoch >= amount) or (unit == "it" and self._step >= amount):
                 raise ValueError(
                     f"LotteryCallback resumed at epoch {epoch}, past the rewind point "
-                    f"'{self.rewind_to}', but '{self.state_dir}' holds no rewind point. "
+                    f"'{self.rewind_to}', but '{self.state_dir}' holds no rewind point of this run. "
                     "Resume with the same `state_dir` the run started with."
                 )
-            return  # still in round 0, before the rewind point: it will be taken
-        self.history = history[:expected]
+        self.history = [dict(r) for r in state["history"][:rounds_done]]
         self._round = len(self.history)
-        if self._round < expected:
-            # The backup was written after the round's training but before its
-            # pruning: prune now, from the same trained weights.
-            self.history.append({"round": self._round, "resumed": True, "metrics": {}})
-            self._prune_and_reset()
-            self._save_state()
+        self.round_masks = [
+            callback_state.read_masks(self.state_dir, r, self._run_id, mask_shapes)
+            for r in range(1, min(self._round, self.rounds - 1) + 1)
+        ]
+        if self._round < rounds_done:
+            # The backup holds the end of this round's training; the state does not record it yet.
+            self._end_round(lost_last_epoch=True)
+        elif self._round == self.rounds:
+            self._round, self._done = self.rounds - 1, True
+        elif self._round_epoch == 0 and self._round > 0:
+            # The backup may hold the trained weights from before the pruning: prune and reset again.
+            self._set_flat_masks(self.round_masks[-1])
+            mode = "reinit" if self.retrain == "reinit_imp" else self.retrain
+            rewind.reset_for_retrain(self.model, mode, self.snapshot, seed=self.seed + 1000 + self._round - 1)
+        self._round_report = None
+        self._save_state()
 
 
 def _check_ticket_masks(ticket_masks, retrain: str):

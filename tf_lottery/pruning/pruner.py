@@ -301,7 +301,8 @@ def _layer_override(wrapper, layer_rates: Mapping[str, float]):
     return None
 
 
-def _groups(wrappers, tensors, amount, scope, layer_rates) -> list[_Group]:
+def check_layer_rates(wrappers, layer_rates: Mapping[str, float]) -> None:
+    """Each `layer_rates` value is a fraction and each name matches a wrapper, as `prune` checks them."""
     for pattern, value in layer_rates.items():
         validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         if not any(_layer_override(wr, {pattern: value}) for wr in wrappers):
@@ -310,6 +311,10 @@ def _groups(wrappers, tensors, amount, scope, layer_rates) -> list[_Group]:
                 f"Invalid value for argument `layer_rates`: {pattern!r} matches no "
                 f"pruned layer. Pruned layers are: {names}."
             )
+
+
+def _groups(wrappers, tensors, amount, scope, layer_rates) -> list[_Group]:
+    check_layer_rates(wrappers, layer_rates)
     groups: list[_Group] = []
     shared: list[int] = []
     for wrapper in wrappers:

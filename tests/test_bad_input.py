@@ -35,6 +35,14 @@ def _ticket_file(tmp_path, content: bytes | None = None):
     return path
 
 
+def _prune_a_nan_weight_2_4():
+    # Was: the NaN weight kept and the masks changed (only the unstructured path checked).
+    model = tfl.prunable(mlp(input_dim=8, hidden=(8,), classes=4))
+    kernel = tfl.prune_wrappers(model)[0].pruned_weights[0]
+    kernel.assign(np.where(np.eye(8, 8, dtype=bool), np.nan, kernel.numpy()))
+    tfl.prune(model, structure="2:4")
+
+
 def _fit_with_ema():
     # Was: most pruned weights non-zero after fit (EMA written back unmasked).
     model = _wrapped()
@@ -107,6 +115,18 @@ CASES = {
     "scorer_wrong_shapes": (
         lambda m, p: tfl.prune(m, rate=0.2, scorer=lambda ws: [np.ones(3)] * 2),
         r"The scorer returned shape \(3,\) for '.*kernel'; expected \(20, 16\)",
+    ),
+    "nan_weight_2_4": (
+        lambda m, p: _prune_a_nan_weight_2_4(),
+        r"`model`: weight '.*kernel' of layer '.*' holds 8 non-finite value\(s\).*Nothing was pruned",
+    ),
+    "scorer_returns_nan": (
+        lambda m, p: tfl.prune(
+            m,
+            rate=0.2,
+            scorer=lambda ws: [np.full(tuple(w.shape), np.nan) for wr in ws for w in wr.pruned_weights],
+        ),
+        r"`scorer`: it returned 320 non-finite score\(s\) for alive entries of weight '.*kernel'",
     ),
     "unwrapped_model": (
         lambda m, p: tfl.prune(mlp(), rate=0.2),

@@ -176,6 +176,10 @@ def prune(
         A dict with `"pruned"` (weights pruned now), `"alive"`, `"total"` and
         `"sparsity"` over the prunable weights.
 
+    Raises:
+        ValueError: for bad arguments, and when an alive pruned weight (or
+            its score) is NaN or Inf, on every path; no mask is changed then.
+
     Example:
 
     ```python

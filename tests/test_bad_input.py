@@ -189,6 +189,21 @@ CASES = {
         lambda m, p: tfl.prunable(mlp(), exclude=[1.5]),
         r"`exclude`: expected layer names, Keras layer classes, or a predicate.*Received an element 1.5 of type float",
     ),
+    "exclude_name_matches_no_layer": (
+        # Was: silently ignored, and the output layer pruned.
+        lambda m, p: tfl.prunable(mlp(input_dim=20, hidden=(16,), classes=4), exclude=["ouput"]),
+        r"`exclude`: 'ouput' matches no layer of '.*' \(names are compared exactly\); did you mean 'ouput' -> 'output'\? "
+        r"The prunable layers of '.*' are: \['.*', 'output'\]\. Received: exclude=\['ouput'\]",
+    ),
+    "exclude_name_of_a_layer_never_wrapped": (
+        lambda m, p: tfl.prunable(
+            keras.Sequential(
+                [keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dropout(0.5, name="drop")]
+            ),
+            exclude=["drop"],
+        ),
+        r"`exclude`: 'drop' is a Dropout, which is never wrapped, so excluding it changes nothing",
+    ),
     "wrapper_unprunable_layer": (
         lambda m, p: tfl.PruneWrapper(keras.layers.Dropout(0.5)),
         r"`layer`: Dropout '.*' has no prunable weights",

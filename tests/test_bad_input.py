@@ -13,6 +13,7 @@ import pytest
 
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, mlp, toy_data, two_replica_strategy
+from tf_lottery.core.walk import model_variables
 
 
 def _wrapped():
@@ -32,6 +33,20 @@ def _ticket_file(tmp_path, content: bytes | None = None):
     tfl.Ticket.from_model(model).save(path)
     if content is not None:
         open(path, "wb").write(content)
+    return path
+
+
+def _damaged_ticket_file(tmp_path, damage: str):
+    """A ticket for `_wrapped()` whose third weight (the output kernel) is damaged."""
+    path = str(tmp_path / "ticket.npz")
+    model = _wrapped()
+    tfl.prune(model, target_sparsity=0.5)
+    weights = [v.numpy() for v in model_variables(model)]
+    if damage == "nan":
+        weights[2][0, 0] = np.nan
+    else:
+        weights[2] = weights[2].astype(np.float64)
+    tfl.Ticket.from_model(model, weights=weights).save(path)
     return path
 
 
@@ -265,7 +280,18 @@ CASES = {
         lambda m, p: tfl.Ticket.load(_ticket_file(p)).apply(
             tfl.prunable(mlp(input_dim=20, hidden=(8,), classes=4))
         ),
-        r"This ticket does not fit model '.*': pruned weight #0 is 'dense.*/kernel' of shape \(20, 16\) in the ticket but",
+        r"Ticket '.*ticket.npz' does not fit model '.*': pruned weight #0 is 'dense.*/kernel' of shape \(20, 16\) "
+        r"in the ticket but",
+    ),
+    "ticket_nan_rewind_weight": (
+        # Was: masks and earlier weights written, then the NaN weights applied too.
+        lambda m, p: tfl.Ticket.load(_damaged_ticket_file(p, "nan")).apply(m),
+        r"Ticket '.*ticket.npz' is not a valid ticket: weight #2 '.*kernel' \(for '.*kernel'\) holds 1 NaN or Inf",
+    ),
+    "ticket_float64_weight": (
+        lambda m, p: tfl.Ticket.load(_damaged_ticket_file(p, "float64")).apply(m),
+        r"Ticket '.*ticket.npz' does not fit model '.*': weight #2 '.*kernel' \(for '.*kernel'\) has dtype "
+        r"float64 in the ticket, which does not convert exactly to the model's float32",
     ),
     "ticket_truncated": (
         lambda m, p: tfl.Ticket.load(_ticket_file(p, b"PK\x03\x04trunc")),

@@ -13,6 +13,7 @@ import pytest
 
 import tf_lottery as tfl
 from tests.testing import TestCase, compile_classifier, mlp, toy_data, two_replica_strategy
+from tf_lottery.core.walk import model_variables
 
 
 def _wrapped():
@@ -33,6 +34,28 @@ def _ticket_file(tmp_path, content: bytes | None = None):
     if content is not None:
         open(path, "wb").write(content)
     return path
+
+
+def _damaged_ticket_file(tmp_path, damage: str):
+    """A ticket for `_wrapped()` whose third weight (the output kernel) is damaged."""
+    path = str(tmp_path / "ticket.npz")
+    model = _wrapped()
+    tfl.prune(model, target_sparsity=0.5)
+    weights = [v.numpy() for v in model_variables(model)]
+    if damage == "nan":
+        weights[2][0, 0] = np.nan
+    else:
+        weights[2] = weights[2].astype(np.float64)
+    tfl.Ticket.from_model(model, weights=weights).save(path)
+    return path
+
+
+def _prune_a_nan_weight_2_4():
+    # Was: the NaN weight kept and the masks changed (only the unstructured path checked).
+    model = tfl.prunable(mlp(input_dim=8, hidden=(8,), classes=4))
+    kernel = tfl.prune_wrappers(model)[0].pruned_weights[0]
+    kernel.assign(np.where(np.eye(8, 8, dtype=bool), np.nan, kernel.numpy()))
+    tfl.prune(model, structure="2:4")
 
 
 def _fit_with_ema():
@@ -108,6 +131,18 @@ CASES = {
         lambda m, p: tfl.prune(m, rate=0.2, scorer=lambda ws: [np.ones(3)] * 2),
         r"The scorer returned shape \(3,\) for '.*kernel'; expected \(20, 16\)",
     ),
+    "nan_weight_2_4": (
+        lambda m, p: _prune_a_nan_weight_2_4(),
+        r"`model`: weight '.*kernel' of layer '.*' holds 8 non-finite value\(s\).*Nothing was pruned",
+    ),
+    "scorer_returns_nan": (
+        lambda m, p: tfl.prune(
+            m,
+            rate=0.2,
+            scorer=lambda ws: [np.full(tuple(w.shape), np.nan) for wr in ws for w in wr.pruned_weights],
+        ),
+        r"`scorer`: it returned 320 non-finite score\(s\) for alive entries of weight '.*kernel'",
+    ),
     "unwrapped_model": (
         lambda m, p: tfl.prune(mlp(), rate=0.2),
         r"`model`: '.*' has no PruneWrapper layers. Wrap it first: `model = tfl.prunable\(model\)`",
@@ -168,6 +203,21 @@ CASES = {
     "exclude_bad_item": (
         lambda m, p: tfl.prunable(mlp(), exclude=[1.5]),
         r"`exclude`: expected layer names, Keras layer classes, or a predicate.*Received an element 1.5 of type float",
+    ),
+    "exclude_name_matches_no_layer": (
+        # Was: silently ignored, and the output layer pruned.
+        lambda m, p: tfl.prunable(mlp(input_dim=20, hidden=(16,), classes=4), exclude=["ouput"]),
+        r"`exclude`: 'ouput' matches no layer of '.*' \(names are compared exactly\); did you mean 'ouput' -> 'output'\? "
+        r"The prunable layers of '.*' are: \['.*', 'output'\]\. Received: exclude=\['ouput'\]",
+    ),
+    "exclude_name_of_a_layer_never_wrapped": (
+        lambda m, p: tfl.prunable(
+            keras.Sequential(
+                [keras.Input((3,)), keras.layers.Dense(2), keras.layers.Dropout(0.5, name="drop")]
+            ),
+            exclude=["drop"],
+        ),
+        r"`exclude`: 'drop' is a Dropout, which is never wrapped, so excluding it changes nothing",
     ),
     "wrapper_unprunable_layer": (
         lambda m, p: tfl.PruneWrapper(keras.layers.Dropout(0.5)),
@@ -241,7 +291,18 @@ CASES = {
         lambda m, p: tfl.Ticket.load(_ticket_file(p)).apply(
             tfl.prunable(mlp(input_dim=20, hidden=(8,), classes=4))
         ),
-        r"This ticket does not fit model '.*': pruned weight #0 is 'dense.*/kernel' of shape \(20, 16\) in the ticket but",
+        r"Ticket '.*ticket.npz' does not fit model '.*': pruned weight #0 is 'dense.*/kernel' of shape \(20, 16\) "
+        r"in the ticket but",
+    ),
+    "ticket_nan_rewind_weight": (
+        # Was: masks and earlier weights written, then the NaN weights applied too.
+        lambda m, p: tfl.Ticket.load(_damaged_ticket_file(p, "nan")).apply(m),
+        r"Ticket '.*ticket.npz' is not a valid ticket: weight #2 '.*kernel' \(for '.*kernel'\) holds 1 NaN or Inf",
+    ),
+    "ticket_float64_weight": (
+        lambda m, p: tfl.Ticket.load(_damaged_ticket_file(p, "float64")).apply(m),
+        r"Ticket '.*ticket.npz' does not fit model '.*': weight #2 '.*kernel' \(for '.*kernel'\) has dtype "
+        r"float64 in the ticket, which does not convert exactly to the model's float32",
     ),
     "ticket_truncated": (
         lambda m, p: tfl.Ticket.load(_ticket_file(p, b"PK\x03\x04trunc")),

@@ -129,6 +129,43 @@ class TestPrunable(TestCase):
         assert [w.layer.name for w in tfl.prune_wrappers(model)] != []
         assert "head" not in [w.layer.name for w in tfl.prune_wrappers(model)]
 
+    def test_exclude_names_that_match_no_layer_are_refused_at_once(self):
+        # Was: `exclude=["ouput"]` silently ignored, and the output layer pruned.
+        with pytest.raises(
+            ValueError,
+            match=r"`exclude`: 'haed', 'fc9' match no layer of 'sequential'.*; did you mean 'haed' -> 'head'\? "
+            r"The prunable layers of 'sequential' are: \['dense', 'head'\]\. "
+            r"Received: exclude=\['haed', 'fc9', 'head'\]\. Nothing was changed",
+        ):
+            tfl.prunable(sequential(), exclude=["haed", "fc9", "head"])
+        with pytest.raises(ValueError, match=r"'dens' matches no layer"):
+            tfl.prunable(sequential(), exclude="dens")
+
+    def test_exclude_names_of_layers_never_wrapped_are_refused(self):
+        # Was: silently no effect (the nested model's layers were pruned).
+        with pytest.raises(
+            ValueError,
+            match=r"'inner' is a Sequential, which is never wrapped, so excluding it changes nothing"
+            r".*The prunable layers of '.*' are: \['shared', '.*', 'head'\]",
+        ):
+            tfl.prunable(functional_shared_nested(), exclude=["inner", "shared"])
+        base = functional_shared_nested()
+        nested_dense = base.get_layer("inner").layers[0].name
+        model = tfl.prunable(base, exclude=[nested_dense, "shared"])
+        assert [w.layer.name for w in tfl.prune_wrappers(model)] == ["head"]
+
+    def test_exclude_names_on_in_place_models(self):
+        # Subclassed models are wrapped in place: a bad name leaves them untouched.
+        model = subclassed_built()
+        with pytest.raises(ValueError, match=r"'hed' matches no layer.*did you mean 'hed' -> 'head'\?"):
+            tfl.prunable(model, exclude=["hed"])
+        assert not tfl.prune_wrappers(model)
+        tfl.prunable(model, exclude=["head", keras.layers.LayerNormalization])
+        assert not isinstance(model.head, tfl.PruneWrapper)
+        assert isinstance(model.stem, tfl.PruneWrapper)
+        # Wrapping again with the same names works (the wrappers' names count).
+        tfl.prunable(model, exclude=["head"])
+
     def test_bad_input(self):
         with pytest.raises(ValueError, match=r"Invalid value for argument `model`: expected a Keras model"):
             tfl.prunable("model.keras")

@@ -124,6 +124,74 @@ class TestTicket(TestCase):
         mask = ticket.masks[0]
         np.testing.assert_array_equal(tfl.prune_wrappers(target)[0].layer.kernel.numpy(), before * mask)
 
+    @pytest.mark.parametrize(
+        "damage, message",
+        [
+            (
+                "float64_weight",
+                r"weight #4 'output/kernel' \(for '.*output/kernel'\) has dtype float64 .* float32",
+            ),
+            ("string_weight", r"weight #4 'output/kernel' .* has dtype <U3 .* does not convert exactly"),
+            (
+                "nan_rewind_weight",
+                r"weight #4 'output/kernel' .* holds 1 NaN or Inf value\(s\).*`weights=False`",
+            ),
+            ("inf_rewind_weight", r"weight #5 'output/bias' .* holds 2 NaN or Inf value\(s\)"),
+            ("wrong_shape_weight", r"weight #5 'output/bias' .* has shape \(3,\) in the ticket"),
+            (
+                "mask_of_twos",
+                r"mask #2 'output/kernel' \(for '.*output/kernel'\) holds values other than 0 and 1",
+            ),
+            ("wrong_mask_shape", r"pruned weight #2 is 'output/kernel' of shape \(16, 3\)"),
+            ("missing_weight", r"it holds 5 weights, the model has 6"),
+        ],
+        ids=lambda value: value if "_" in value and " " not in value else "",
+    )
+    def test_a_failing_apply_changes_nothing_and_names_the_file_and_weight(self, tmp_path, damage, message):
+        # Was: masks and earlier weights written before the failure (or NaN/float64 weights applied).
+        ticket = _ticket(_ticket_model())
+        if damage == "float64_weight":
+            ticket.weights[4] = ticket.weights[4].astype(np.float64)
+        elif damage == "string_weight":
+            ticket.weights[4] = np.full(ticket.weights[4].shape, "abc")
+        elif damage == "nan_rewind_weight":
+            ticket.weights[4][0, 0] = np.nan
+        elif damage == "inf_rewind_weight":
+            ticket.weights[5][:2] = [np.inf, -np.inf]
+        elif damage == "wrong_shape_weight":
+            ticket.weights[5] = np.zeros(3, np.float32)
+        elif damage == "mask_of_twos":
+            ticket.masks[2] = ticket.masks[2].astype(np.int8) * 2
+        elif damage == "wrong_mask_shape":
+            ticket.masks[2] = np.ones((16, 3), bool)
+        elif damage == "missing_weight":
+            ticket.weights, ticket.weight_names = ticket.weights[:5], ticket.weight_names[:5]
+        path = str(tmp_path / "ticket.npz")
+        if damage in ("mask_of_twos", "string_weight"):
+            tickets = [ticket]  # `save` writes masks as booleans; string arrays need pickling to load
+        else:
+            ticket.save(path)
+            tickets = [ticket, tfl.Ticket.load(path)]
+        target = _ticket_model()
+        tfl.prune(target, target_sparsity=0.3)
+        masks_before = [m.tobytes() for wr in tfl.prune_wrappers(target) for m in wr.get_masks()]
+        values_before = [v.numpy().tobytes() for v in model_variables(target)]
+        for candidate in tickets:
+            named = rf"^Ticket '{path}'" if candidate.path else r"^This ticket"
+            with pytest.raises(ValueError, match=named + ".*" + message):
+                candidate.apply(target)
+            assert [m.tobytes() for wr in tfl.prune_wrappers(target) for m in wr.get_masks()] == masks_before
+            assert [v.numpy().tobytes() for v in model_variables(target)] == values_before
+
+    def test_masks_given_as_zeros_and_ones_apply_as_booleans(self):
+        model = _ticket_model()
+        ticket = _ticket(model)
+        ticket.masks = [m.astype(np.float32) for m in ticket.masks]
+        target = _ticket_model()
+        ticket.apply(target)
+        for a, b in zip(tfl.prune_wrappers(model), tfl.prune_wrappers(target)):
+            np.testing.assert_array_equal(a.get_masks()[0], b.get_masks()[0])
+
     def test_from_model_checks(self):
         with pytest.raises(ValueError, match="has no PruneWrapper layers"):
             tfl.Ticket.from_model(mlp())

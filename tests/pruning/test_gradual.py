@@ -1,5 +1,7 @@
 """GradualPruning: prunes at the schedule's steps, exact counts, masks only shrink."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -13,6 +15,7 @@ from tests.testing import (
     toy_data,
     two_replica_strategy,
 )
+from tf_lottery.pruning.gradual import unreachable_target_message
 from tf_lottery.pruning.pruner import exact_count
 
 BATCH = 32
@@ -49,7 +52,7 @@ class TestGradualPruning(TestCase):
     def test_prunes_before_each_scheduled_batch_with_exact_counts_and_masks_only_shrink(self):
         schedule = tfl.PolynomialDecay(0.0, 0.8, begin_step=3, end_step=39, frequency=4)
         probe = MaskProbe()
-        model, history = _fit(tfl.GradualPruning(schedule), probe=probe)
+        model, history = _fit(tfl.GradualPruning(schedule, scope="global"), probe=probe)
         total = sum(m.size for m in probe.before[0])
         scheduled = [s for s in range(1, 49) if schedule(s)[0]]
         assert scheduled == list(range(3, 40, 4))
@@ -67,7 +70,7 @@ class TestGradualPruning(TestCase):
 
     def test_steps_per_execution_prunes_at_the_first_boundary_at_or_after_the_step(self):
         schedule = tfl.PolynomialDecay(0.0, 0.7, begin_step=4, end_step=44, frequency=5)
-        callback = tfl.GradualPruning(schedule)
+        callback = tfl.GradualPruning(schedule, scope="global")
         probe = MaskProbe()
         # 15 batches per epoch in blocks of 3: Keras returns to the host before
         # steps 1, 4, 7, ..., 43 (blocks do not cross epochs).
@@ -91,7 +94,9 @@ class TestGradualPruning(TestCase):
 
     def test_xla_compiled_steps(self):
         schedule = tfl.PolynomialDecay(0.0, 0.75, begin_step=1, end_step=41, frequency=8)
-        model, history = _fit(tfl.GradualPruning(schedule), jit_compile=True, steps_per_execution=4)
+        model, history = _fit(
+            tfl.GradualPruning(schedule, scope="global"), jit_compile=True, steps_per_execution=4
+        )
         total = sum(m.size for m in _masks(model))
         assert history.history["sparsity"][-1] == pytest.approx(exact_count(0.75, total) / total)
         assert pruned_weights_are_zero(model)
@@ -99,7 +104,8 @@ class TestGradualPruning(TestCase):
     def test_the_count_continues_across_fit_calls(self):
         schedule = tfl.ConstantSparsity(0.5, begin_step=20, frequency=100)
         callback = tfl.GradualPruning(schedule)
-        model, history = _fit(callback, epochs=1)  # steps 1-16
+        with pytest.warns(UserWarning, match=r"cannot reach .* steps 1 to 16 .*`begin_step=20` is after"):
+            model, history = _fit(callback, epochs=1)  # steps 1-16
         assert history.history["sparsity"] == [0.0]
         _, history = _fit(callback, epochs=1, model=model)  # steps 17-32
         assert callback.events[0][0] == 20
@@ -130,7 +136,7 @@ class TestGradualPruning(TestCase):
             model = compile_classifier(
                 tfl.prunable(mlp()), optimizer=keras.optimizers.SGD(0.05, momentum=0.9)
             )
-        callback = tfl.GradualPruning(schedule)
+        callback = tfl.GradualPruning(schedule, scope="global")
         _, history = _fit(callback, epochs=2, model=model)
         total = sum(m.size for m in _masks(model))
         assert history.history["sparsity"][-1] == pytest.approx(exact_count(0.75, total) / total)
@@ -141,6 +147,71 @@ class TestGradualPruning(TestCase):
             np.testing.assert_array_equal(replicas[0], replicas[1])
             masks = [np.asarray(v) for v in wrapper.masks[0].value.values]
             np.testing.assert_array_equal(masks[0], masks[1])
+
+    def test_default_scope_is_per_layer_as_in_tfmot(self):
+        # Was: global by default, so a tfmot port gave conv ~28% / dense ~80% instead of 80% / 80%.
+        def conv_dense():
+            model = keras.Sequential(
+                [
+                    keras.Input((8, 8, 1)),
+                    keras.layers.Conv2D(8, 3, activation="relu", name="conv"),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(4, name="output"),
+                ]
+            )
+            return compile_classifier(tfl.prunable(model))
+
+        x = np.random.default_rng(0).normal(size=(64, 8, 8, 1)).astype("float32")
+        y = np.random.default_rng(1).integers(0, 4, 64)
+        end_step = int(np.ceil(64 / 16)) * 2  # tfmot's guide: ceil(num_images / batch_size) * epochs
+        schedule = tfl.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=end_step, frequency=2)
+        sparsities = {}
+        for scope in (None, "global"):
+            model = conv_dense()
+            kwargs = {} if scope is None else {"scope": scope}
+            model.fit(
+                x, y, batch_size=16, epochs=2, verbose=0, callbacks=[tfl.GradualPruning(schedule, **kwargs)]
+            )
+            sparsities[scope] = {
+                wr.layer.name: 1.0 - wr.get_masks()[0].mean() for wr in tfl.prune_wrappers(model)
+            }
+        for name, size in (("conv", 72), ("output", 1152)):
+            assert sparsities[None][name] == exact_count(0.8, size) / size, name
+        # Global keeps the same overall count but spreads it unevenly (the old default).
+        assert sparsities["global"]["output"] - sparsities["global"]["conv"] > 0.2
+
+    def test_warns_when_a_tfmot_port_cannot_reach_its_target_in_this_fit(self):
+        # tfmot's guide on 64 examples: end_step = ceil(64 / 32) * 2 = 4, default frequency=100.
+        end_step = int(np.ceil(64 / BATCH)) * 2
+        schedule = tfl.PolynomialDecay(0.50, 0.80, begin_step=0, end_step=end_step)
+        with pytest.warns(UserWarning) as record:
+            model, _ = _fit(tfl.GradualPruning(schedule), epochs=2, n=64)
+        messages = [str(w.message) for w in record if "GradualPruning" in str(w.message)]
+        assert len(messages) == 1
+        assert "end_step=4" in messages[0] and "frequency=100" in messages[0]
+        assert "runs steps 1 to 4 (2 epoch(s) of 2 steps)" in messages[0]
+        assert "no step of this fit is a pruning step, so the sparsity stays 0" in messages[0]
+        assert "e.g. `frequency=1`" in messages[0]
+        assert all(m.all() for m in _masks(model))  # what the warning says: nothing was pruned
+        # Partly reachable: the last pruning step (100) is short of end_step=150.
+        partial = tfl.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=150)
+        text = unreachable_target_message(partial, 0, 75, 2, 0.0)
+        assert "last pruning step in this fit is step 100, at sparsity 0.7889" in text
+        assert "e.g. `frequency=15`" in text
+
+    def test_no_warning_when_the_schedule_is_reachable(self):
+        end_step = int(np.ceil(64 / BATCH)) * 2
+        schedule = tfl.PolynomialDecay(0.50, 0.80, begin_step=0, end_step=end_step, frequency=1)
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            model, _ = _fit(tfl.GradualPruning(schedule), epochs=2, n=64)
+        assert not [w for w in record if "GradualPruning" in str(w.message)]
+        for mask in _masks(model):
+            assert mask.size - mask.sum() == exact_count(0.8, mask.size)
+        # tfmot's guide at full size: end_step=844 is not on a pruning step, but step 800
+        # reaches 0.79996: within 1e-3 of the target, so no warning.
+        big = tfl.PolynomialDecay(0.5, 0.8, begin_step=0, end_step=844)
+        assert unreachable_target_message(big, 0, 422, 2, 0.0) is None
 
     def test_config_round_trip(self):
         callback = tfl.GradualPruning(

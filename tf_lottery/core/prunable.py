@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Sequence
 
 import keras
@@ -38,6 +39,72 @@ def _exclusion_predicate(exclude: Exclude) -> Callable[[keras.layers.Layer], boo
     return lambda layer: layer.name in names or (bool(types) and isinstance(layer, types))
 
 
+def _layers_by_name(model) -> dict[str, list]:
+    """Every layer inside `model` (and `model` itself), at any depth, by name, in tracking order."""
+    by_name: dict[str, list] = {}
+    seen: set[int] = set()
+
+    def visit(layer):
+        if id(layer) in seen:
+            return
+        seen.add(id(layer))
+        by_name.setdefault(layer.name, []).append(layer)
+        for child in _keras_compat.child_layers(layer):
+            visit(child)
+
+    visit(model)
+    return by_name
+
+
+def _check_excluded_names(model, exclude: Exclude) -> None:
+    """Refuses a name in `exclude` that `prunable` would ignore: a typo, or a layer never wrapped.
+
+    A name is useful when it names a prunable layer (or an existing
+    wrapper); anything else would leave the model as if it were not given.
+    """
+    if exclude is None or (callable(exclude) and not isinstance(exclude, type)):
+        return
+    items = [exclude] if isinstance(exclude, (str, type)) else list(exclude)
+    wanted = [item for item in items if isinstance(item, str)]
+    if not wanted:
+        return
+    by_name = _layers_by_name(model)
+    prunable_names = [
+        name
+        for name, layers in by_name.items()
+        if any(is_prunable_layer(layer) or isinstance(layer, PruneWrapper) for layer in layers)
+    ]
+    unknown = [name for name in wanted if name not in by_name]
+    unprunable = [name for name in wanted if name in by_name and name not in prunable_names]
+    if not unknown and not unprunable:
+        return
+    problems = []
+    if unknown:
+        hints = [
+            f"{name!r} -> {close[0]!r}"
+            for name in unknown
+            if (close := difflib.get_close_matches(name, list(by_name), n=1))
+        ]
+        problems.append(
+            f"{', '.join(map(repr, unknown))} {'matches' if len(unknown) == 1 else 'match'} no layer "
+            f"of '{model.name}' (names are compared exactly)"
+            + (f"; did you mean {', '.join(hints)}?" if hints else ".")
+        )
+    if unprunable:
+        kinds = ", ".join(f"{name!r} is a {type(by_name[name][0]).__name__}" for name in unprunable)
+        problems.append(
+            f"{kinds}, {'which is' if len(unprunable) == 1 else 'which are'} never wrapped, so "
+            f"excluding {'it' if len(unprunable) == 1 else 'them'} changes nothing (to leave the "
+            "layers inside a nested model or block dense, exclude them by name, by type or "
+            "with a predicate)."
+        )
+    shown = prunable_names if len(prunable_names) <= 40 else prunable_names[:40] + ["..."]
+    raise ValueError(
+        f"Invalid value for argument `exclude`: {' '.join(problems)} The prunable layers "
+        f"of '{model.name}' are: {shown}. Received: exclude={items!r}. Nothing was changed."
+    )
+
+
 def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: bool = True) -> keras.Model:
     """Returns `model` with each prunable layer wrapped in a `PruneWrapper`.
 
@@ -55,7 +122,9 @@ def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: boo
     Args:
         model: A Keras model (or layer containing sub-layers).
         exclude: Layers to leave dense: a list of layer names and/or layer
-            classes, or a predicate `layer -> bool`. Defaults to `None`.
+            classes, or a predicate `layer -> bool`. A name must be that of
+            a prunable layer of the model (compared exactly); any other name
+            is a `ValueError` listing the prunable layers. Defaults to `None`.
         mask_gradients: Sparse-equivalent updates (default): the gradient at
             pruned positions is zero before the optimizer sees it, so
             clipping and layer-wise optimizers see the network without the
@@ -86,6 +155,7 @@ def prunable(model: keras.Model, exclude: Exclude = None, *, mask_gradients: boo
             f"layer. Received: model={model!r} of type {type(model).__name__}."
         )
     excluded = _exclusion_predicate(exclude)
+    _check_excluded_names(model, exclude)
     if not isinstance(mask_gradients, bool):
         raise ValueError(
             "Invalid value for argument `mask_gradients`: expected True or False. "

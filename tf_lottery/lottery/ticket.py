@@ -32,6 +32,8 @@ class Ticket:
         weight_names: Paths of those variables (for messages).
         metadata: JSON-serialisable facts: sparsity, round, rewind point,
             pruning settings.
+        path: The file the ticket was loaded from (`Ticket.load`), named in
+            errors; `None` for a ticket made in memory.
     """
 
     masks: list
@@ -39,6 +41,7 @@ class Ticket:
     weights: list | None = None
     weight_names: list | None = None
     metadata: dict = field(default_factory=dict)
+    path: str | None = field(default=None, compare=False)
 
     @property
     def sparsity(self) -> float:
@@ -90,8 +93,11 @@ class Ticket:
         """Sets `model`'s masks (and weights) from this ticket.
 
         The model must have the ticket's architecture: the same pruned
-        weights in the same order and shapes. Nothing is changed unless all
-        checks pass.
+        weights in the same order and shapes. Everything is checked before
+        anything is written (counts, shapes, mask values, weight dtypes and
+        finiteness), so a ticket that does not fit leaves the model exactly
+        as it was; the error names the ticket file (when it came from
+        `Ticket.load`) and the weight.
 
         Args:
             model: A model with `PruneWrapper` layers (see `tfl.prunable`).
@@ -106,49 +112,110 @@ class Ticket:
         targets = [(wr, w) for wr in wrappers for w in wr.pruned_weights]
         if len(targets) != len(self.masks):
             raise ValueError(
-                f"This ticket does not fit model '{model.name}': the ticket has "
+                f"{self._name} does not fit model '{model.name}': the ticket has "
                 f"{len(self.masks)} pruned weights ({self.mask_names[:4]}...), the "
                 f"model has {len(targets)}. Apply a ticket to a model of the same "
                 "architecture, wrapped with `tfl.prunable` using the same `exclude`."
             )
-        skip_layer = wrappers[-1].layer if transfer else None
+        skip_layer = wrappers[-1].layer if transfer and wrappers else None
         variables = model_variables(model)
         skip_variables = {id(v) for v in skip_layer.weights} if skip_layer is not None else set()
-        for index, ((wrapper, weight), mask) in enumerate(zip(targets, self.masks)):
-            if wrapper.layer is skip_layer:
-                continue
-            if tuple(weight.shape) != mask.shape:
-                raise ValueError(
-                    f"This ticket does not fit model '{model.name}': pruned weight "
-                    f"#{index} is '{self.mask_names[index]}' of shape {mask.shape} in "
-                    f"the ticket but '{weight.path}' of shape {tuple(weight.shape)} "
-                    "in the model. For a different output layer pass `transfer=True`."
-                )
+        masks = self._checked_masks(model, targets, skip_layer)
+        values = None
         if weights and self.weights is not None:
-            if len(variables) != len(self.weights):
-                raise ValueError(
-                    f"This ticket does not fit model '{model.name}': it holds "
-                    f"{len(self.weights)} weights, the model has {len(variables)}."
-                )
-            for index, (variable, value) in enumerate(zip(variables, self.weights)):
-                if id(variable) not in skip_variables and tuple(variable.shape) != value.shape:
-                    raise ValueError(
-                        f"This ticket does not fit model '{model.name}': weight "
-                        f"#{index} '{self.weight_names[index]}' has shape {value.shape} "
-                        f"in the ticket but '{variable.path}' has {tuple(variable.shape)}."
-                    )
+            values = self._checked_weights(model, variables, skip_variables)
+
+        # Everything fits: write.
         position = 0
         for wrapper in wrappers:
             count = len(wrapper.masks)
             if wrapper.layer is skip_layer:
                 wrapper.set_masks([np.ones(tuple(m.shape), bool) for m in wrapper.masks])
             else:
-                wrapper.set_masks(self.masks[position : position + count])
+                wrapper.set_masks(masks[position : position + count])
             position += count
-        if weights and self.weights is not None:
-            for variable, value in zip(variables, self.weights):
+        if values is not None:
+            for variable, value in zip(variables, values):
                 if id(variable) not in skip_variables:
                     variable.assign(value)
+
+    @property
+    def _name(self) -> str:
+        return f"Ticket '{self.path}'" if self.path else "This ticket"
+
+    def _checked_masks(self, model, targets, skip_layer) -> list:
+        """The masks as boolean arrays; a ValueError naming the first misfit."""
+        masks = []
+        for index, ((wrapper, weight), mask) in enumerate(zip(targets, self.masks)):
+            name = self.mask_names[index] if index < len(self.mask_names) else f"#{index}"
+            mask = np.asarray(mask)
+            if wrapper.layer is skip_layer:
+                masks.append(None)
+                continue
+            if tuple(weight.shape) != mask.shape:
+                raise ValueError(
+                    f"{self._name} does not fit model '{model.name}': pruned weight "
+                    f"#{index} is '{name}' of shape {mask.shape} in "
+                    f"the ticket but '{weight.path}' of shape {tuple(weight.shape)} "
+                    "in the model. For a different output layer pass `transfer=True`."
+                )
+            if mask.dtype != bool:
+                numeric = np.issubdtype(mask.dtype, np.number)
+                if not numeric or not np.all((mask == 0) | (mask == 1)):
+                    raise ValueError(
+                        f"{self._name} is not a valid ticket: mask #{index} '{name}' (for "
+                        f"'{weight.path}') holds values other than 0 and 1 (dtype {mask.dtype}). "
+                        "Masks are boolean: True keeps a weight. Re-create the ticket with "
+                        "`Ticket.from_model`."
+                    )
+                mask = mask != 0
+            masks.append(mask)
+        return masks
+
+    def _checked_weights(self, model, variables, skip_variables) -> list:
+        """The rewind weights as arrays; a ValueError naming the first misfit."""
+        if len(variables) != len(self.weights):
+            raise ValueError(
+                f"{self._name} does not fit model '{model.name}': it holds "
+                f"{len(self.weights)} weights, the model has {len(variables)}."
+            )
+        values = []
+        for index, (variable, value) in enumerate(zip(variables, self.weights)):
+            value = np.asarray(value)
+            values.append(value)
+            if id(variable) in skip_variables:
+                continue
+            name = (
+                self.weight_names[index]
+                if self.weight_names and index < len(self.weight_names)
+                else f"#{index}"
+            )
+            where = f"weight #{index} '{name}' (for '{variable.path}')"
+            if tuple(variable.shape) != value.shape:
+                raise ValueError(
+                    f"{self._name} does not fit model '{model.name}': {where} has shape "
+                    f"{value.shape} in the ticket but the model's has {tuple(variable.shape)}."
+                )
+            expected = _numpy_dtype(variable.dtype)
+            if expected is None:  # e.g. bfloat16 where NumPy has no name for it
+                fits = value.dtype.name == str(variable.dtype)
+            else:
+                fits = value.dtype == expected or np.can_cast(value.dtype, expected, "safe")
+            if not fits:
+                raise ValueError(
+                    f"{self._name} does not fit model '{model.name}': {where} has dtype "
+                    f"{value.dtype} in the ticket, which does not convert exactly to the model's "
+                    f"{variable.dtype}. Re-create the ticket from a model of the same dtypes "
+                    "(`Ticket.from_model`), or convert the weights with `astype` on purpose."
+                )
+            if np.issubdtype(value.dtype, np.inexact) and not np.all(np.isfinite(value)):
+                count = int(np.count_nonzero(~np.isfinite(value)))
+                raise ValueError(
+                    f"{self._name} is not a valid ticket: {where} holds {count} NaN or Inf "
+                    "value(s); the rewind weights were taken from a diverged run. Take the "
+                    "ticket from finite weights, or apply only its masks with `weights=False`."
+                )
+        return values
 
     # -- files ----------------------------------------------------------------
 
@@ -203,4 +270,13 @@ class Ticket:
             weights=weights,
             weight_names=weight_names,
             metadata=header.get("metadata", {}),
+            path=path,
         )
+
+
+def _numpy_dtype(dtype) -> np.dtype | None:
+    """The NumPy dtype of a Keras variable dtype name, or `None` when NumPy has none."""
+    try:
+        return np.dtype(str(dtype))
+    except TypeError:
+        return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import warnings
 
 import keras
 import numpy as np
@@ -18,7 +19,7 @@ def prune_to_schedule(
     schedule,
     step: int,
     *,
-    scope: str = "global",
+    scope: str = "layer",
     layer_rates=None,
     scorer="magnitude",
     structure: str | None = None,
@@ -58,6 +59,61 @@ def _prune_to(model, schedule, target, scope, layer_rates, scorer, structure) ->
     )
 
 
+def unreachable_target_message(schedule, start: int, steps: int, epochs: int, sparsity: float) -> str | None:
+    """Why `schedule` cannot reach its final sparsity in a fit of `epochs` x `steps` after step `start`.
+
+    `None` when it can (within 1e-3), when the model is already at least that
+    sparse, or when the schedule does not say its final sparsity. Steps count
+    as in `GradualPruning`: the fit runs steps `start + 1` to `start + epochs
+    * steps`, and pruning steps before the fit count too (an earlier `fit()`).
+    """
+    try:
+        final = schedule.final_sparsity
+    except NotImplementedError:
+        return None
+    end = start + epochs * steps
+    last = schedule.last_pruning_step(0, end)
+    reached = schedule(last)[1] if last is not None else 0.0
+    if final - max(reached, sparsity) <= 1e-3:
+        return None
+    if last is None or last <= start:
+        outcome = f"no step of this fit is a pruning step, so the sparsity stays {sparsity:.4g}"
+    else:
+        outcome = f"its last pruning step in this fit is step {last}, at sparsity {reached:.4g}"
+    begin = getattr(schedule, "begin_step", None)
+    end_step = getattr(schedule, "end_step", None)
+    frequency = getattr(schedule, "frequency", None)
+    if None in (begin, end_step, frequency):
+        hint = "Train longer, or change the schedule so that a pruning step reaches its final sparsity."
+    elif begin > end:
+        hint = f"`begin_step={begin}` is after the fit's last step: lower it, or train longer."
+    elif end_step > end:
+        hint = (
+            f"`end_step={end_step}` is after the fit's last step ({end}): set `end_step` to at most "
+            f"{end} (steps are batches: ceil(examples / batch_size) * epochs), or train longer."
+        )
+    elif end_step < 0:
+        first = begin + max(0, -(-(start + 1 - begin) // frequency)) * frequency
+        first = first if first > start else first + frequency
+        hint = (
+            f"Only steps begin_step + k * frequency prune (tfmot's rule): the first one in this fit "
+            f"would be step {first}, after its last step: lower `frequency` or `begin_step`, or train longer."
+        )
+    else:
+        span = end_step - begin
+        divisor = next(d for d in range(max(1, min(frequency, span // 10)), 0, -1) if span % d == 0)
+        hint = (
+            f"Only steps begin_step + k * frequency prune (tfmot's rule), and "
+            f"`frequency={frequency}` leaves none at end_step: pass a `frequency` that divides "
+            f"end_step - begin_step = {span}, e.g. `frequency={divisor}`."
+        )
+    return (
+        f"GradualPruning: the schedule {schedule!r} cannot reach its final sparsity {final:.4g} "
+        f"in this fit(), which runs steps {start + 1} to {end} ({epochs} epoch(s) of {steps} "
+        f"steps): {outcome}. {hint}"
+    )
+
+
 @keras.saving.register_keras_serializable(package="tf_lottery")
 class GradualPruning(keras.callbacks.Callback):
     """Prunes a model during training, following a `PruningSchedule`.
@@ -81,7 +137,11 @@ class GradualPruning(keras.callbacks.Callback):
     training ends is applied then. So the final sparsity is the schedule's.
 
     Steps continue across `fit()` calls: the count starts from the
-    optimizer's `iterations` when training begins.
+    optimizer's `iterations` when training begins. When the fit's length is
+    known (`params["steps"]`), a schedule whose last pruning step in this
+    `fit()` falls short of its final sparsity (e.g. tfmot's guide on a small
+    dataset: `end_step` from the data and the default `frequency=100`, so no
+    step prunes) is warned about when training begins, with the fix.
 
     The sparsity of the prunable weights is written into `logs["sparsity"]`
     at the end of every batch and every epoch (so `History` records it).
@@ -90,8 +150,11 @@ class GradualPruning(keras.callbacks.Callback):
         schedule: A `tfl.ConstantSparsity`, `tfl.PolynomialDecay` (or other
             `PruningSchedule`), or its config (tfmot's `get_config()` form is
             accepted).
-        scope: `"global"` (one threshold across layers) or `"layer"` (each
-            layer at the schedule's sparsity). Defaults to `"global"`.
+        scope: `"layer"` (each layer at the schedule's sparsity, as tfmot's
+            `prune_low_magnitude` prunes) or `"global"` (one threshold across
+            layers: the same overall sparsity, spread unevenly). Defaults to
+            `"layer"`, so a tfmot schedule ported line for line gives tfmot's
+            per-layer sparsities.
         layer_rates: Optional mapping from layer name (glob patterns allowed)
             to that layer's own final sparsity; the layer follows the
             schedule's shape scaled to it (sparsity `s(t) * rate / s_final`).
@@ -133,7 +196,7 @@ class GradualPruning(keras.callbacks.Callback):
         self,
         schedule,
         *,
-        scope: str = "global",
+        scope: str = "layer",
         layer_rates=None,
         scorer="magnitude",
         structure: str | None = None,
@@ -212,6 +275,13 @@ class GradualPruning(keras.callbacks.Callback):
             # `BackupAndRestore` restored the optimizer).
             self._epoch_base = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
             self._checked = self._epoch_base
+            steps, epochs = (self.params or {}).get("steps"), (self.params or {}).get("epochs")
+            if steps and epochs:
+                message = unreachable_target_message(
+                    self.schedule, self._epoch_base, int(steps), int(epochs) - int(epoch), self.sparsity
+                )
+                if message:
+                    warnings.warn(message, stacklevel=2)
         else:
             self._epoch_base += self._epoch_batches
         self._epoch_batches = 0

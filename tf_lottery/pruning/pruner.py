@@ -176,6 +176,10 @@ def prune(
         A dict with `"pruned"` (weights pruned now), `"alive"`, `"total"` and
         `"sparsity"` over the prunable weights.
 
+    Raises:
+        ValueError: for bad arguments, and when an alive pruned weight (or
+            its score) is NaN or Inf, on every path; no mask is changed then.
+
     Example:
 
     ```python
@@ -212,7 +216,10 @@ def prune(
     groups = _groups(wrappers, tensors, amount or 0.0, scope, layer_rates or {})
 
     alive = [m for wr in wrappers for m in wr.get_masks()]
+    _check_finite(scoring.weight_values(wrappers), alive, tensors, "weight")
     scores, key = _scores(score_fn, wrappers, tensors, alive, structured=nm is not None)
+    if score_fn is not scoring.magnitude:
+        _check_finite(scores, alive, tensors, "score")
 
     # Under N:M, only the entries a group can spare compete (see `structure`).
     if nm is None:
@@ -292,6 +299,48 @@ def _scores(score_fn, wrappers, tensors, alive, structured: bool) -> tuple[list,
                 f"The scorer returned shape {np.shape(s)} for '{wr.pruned_weights[i].path}'; expected {a.shape}."
             )
     return scores, None
+
+
+def _check_finite(arrays: list, alive: list, tensors: list, what: str) -> None:
+    """Refuses a NaN or Inf among the alive entries of `arrays`, naming the weight.
+
+    A non-finite weight or score has no place in a ranking: NaN sorts after
+    every number and Inf above it, so either would be kept whatever its
+    meaning. Called before any mask is written, so nothing changes when it
+    raises. The screen is a float64 sum per tensor (no copy of the weights);
+    only a tensor whose sum is not finite is searched entry by entry.
+    """
+    for array, mask, (wrapper, i) in zip(arrays, alive, tensors):
+        array = np.asarray(array)
+        if not np.issubdtype(array.dtype, np.inexact):
+            continue
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.sum(array, dtype=np.float64, where=np.asarray(mask, dtype=bool))
+        if np.isfinite(total):
+            continue
+        bad = ~np.isfinite(array) & mask
+        count = int(np.count_nonzero(bad))
+        if count == 0:  # the sum overflowed; every entry is finite
+            continue
+        first = tuple(int(j) for j in np.argwhere(bad)[0])
+        value = array[first]
+        path = wrapper.pruned_weights[i].path
+        if what == "weight":
+            raise ValueError(
+                f"Invalid value for argument `model`: weight '{path}' of layer "
+                f"'{wrapper.layer.name}' holds {count} non-finite value(s) among its "
+                f"alive entries (first: {value} at index {first}), usually because "
+                "training diverged. Nothing was pruned and no mask changed. Lower the "
+                "learning rate or check the labels and inputs, or restore finite "
+                "weights (a checkpoint) before pruning."
+            )
+        raise ValueError(
+            f"Invalid value for argument `scorer`: it returned {count} non-finite "
+            f"score(s) for alive entries of weight '{path}' of layer "
+            f"'{wrapper.layer.name}' (first: {value} at index {first}). Nothing was "
+            "pruned and no mask changed. Scores must be finite numbers; if the "
+            "scorer uses gradients, check that the loss is finite on its data."
+        )
 
 
 def _layer_override(wrapper, layer_rates: Mapping[str, float]):

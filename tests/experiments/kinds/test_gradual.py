@@ -101,3 +101,22 @@ def test_the_config_file_validates_with_every_argument():
         registry.validate(module.get_config(arg))
     with pytest.raises(ValueError, match="Invalid config argument"):
         module.get_config("huge")
+
+
+def test_the_kind_passes_its_configured_scope_not_the_callbacks_default(tmp_path, monkeypatch):
+    # `GradualPruning` now defaults to scope="layer" (tfmot's); the kind's results and
+    # hashes stay as they were because it passes `config.pruning.scope` ("global" by default).
+    seen = []
+
+    class Stop(Exception):
+        pass
+
+    def record(model, schedule, step, **options):
+        seen.append(options["scope"])
+        raise Stop
+
+    monkeypatch.setattr(gradual, "prune_to_schedule", record)
+    assert gradual.defaults().pruning.scope == "global"
+    with pytest.raises(Stop):
+        gradual.run_experiment(tiny_config(), str(tmp_path))
+    assert seen == ["global"]  # not the callback's default, which would be "layer"

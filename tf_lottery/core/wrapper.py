@@ -79,6 +79,9 @@ class PruneWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
+        # Arguments bound as the inner layer's (keras_hub's `generate()` passes
+        # `cache_update_index=0` beside tensors).
+        _keras_compat.adopt_call_signature(self, layer)
         self.mask_gradients = mask_gradients
         self.supports_masking = layer.supports_masking
         self._masks = ()

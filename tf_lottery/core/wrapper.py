@@ -194,12 +194,14 @@ class PruneWrapper(keras.layers.Wrapper):
                 f"Received {len(masks)}."
             )
         arrays = []
-        for mask_var, mask in zip(self._masks, masks):
+        for index, (mask_var, mask, weight) in enumerate(zip(self._masks, masks, self.pruned_weights)):
             mask = np.asarray(mask)
             if mask.shape != tuple(mask_var.shape):
+                # The weight's path, not the short mask name (`kernel_mask`
+                # repeats across a transformer's blocks and projections).
                 raise ValueError(
-                    f"Invalid value for argument `masks` of '{self.name}': mask "
-                    f"'{mask_var.name}' needs shape {tuple(mask_var.shape)}. "
+                    f"Invalid value for argument `masks` of '{self.name}': mask #{index} "
+                    f"(of '{weight.path}') needs shape {tuple(mask_var.shape)}. "
                     f"Received shape {mask.shape}."
                 )
             arrays.append(mask.astype(bool))

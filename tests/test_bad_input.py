@@ -225,7 +225,7 @@ CASES = {
     ),
     "set_masks_wrong_shape": (
         lambda m, p: tfl.prune_wrappers(m)[0].set_masks([np.ones((3, 3), bool)]),
-        r"`masks` of '.*': mask 'kernel_mask' needs shape \(20, 16\). Received shape \(3, 3\)",
+        r"`masks` of '.*': mask #0 \(of '.*kernel'\) needs shape \(20, 16\). Received shape \(3, 3\)",
     ),
     "strip_unbuilt": (
         lambda m, p: tfl.strip(tfl.prunable(keras.layers.Dense(3))),

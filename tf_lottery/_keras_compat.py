@@ -251,6 +251,30 @@ def rebuild_tuple(original: tuple, items: list) -> tuple:
     return tuple(items)
 
 
+def adopt_call_signature(wrapper: keras.layers.Layer, layer: keras.layers.Layer) -> None:
+    """Makes Keras bind `wrapper`'s call arguments as it binds `layer`'s.
+
+    A wrapper whose `call(*args, **kwargs)` forwards everything to `layer`
+    would otherwise be bound by Keras as one nested `kwargs` argument, and
+    Keras refuses a nested argument that mixes tensors and Python values:
+    keras_hub's cached attention is called as `layer(query=..., cache=...,
+    cache_update_index=0)` in `generate()`. With `layer`'s signature each
+    argument is bound on its own, and `training` and `mask` are passed on
+    exactly when `layer` takes them.
+    Why private: Keras reads the signature once, in `Layer.__init__`, into
+    `_call_signature` and the flags derived from it (`_call_has_training_arg`,
+    `_call_has_mask_arg`, `_call_context_args`, `_call_has_context_arg`);
+    there is no public way to declare a forwarding `call`'s signature.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    wrapper._call_signature = layer._call_signature
+    wrapper.call_signature_parameters = list(layer.call_signature_parameters)
+    wrapper._call_has_training_arg = layer._call_has_training_arg
+    wrapper._call_has_mask_arg = layer._call_has_mask_arg
+    wrapper._call_context_args = set(layer._call_context_args)
+    wrapper._call_has_context_arg = dict(layer._call_has_context_arg)
+
+
 @contextlib.contextmanager
 def unlocked_tracker(layer: keras.layers.Layer):
     """Lets a built `layer` create variables (it is locked again on exit).

@@ -130,3 +130,47 @@ class TestKerasHub(TestCase):
         np.testing.assert_allclose(
             logits, keras.ops.convert_to_numpy(hidden) @ matrix.T, rtol=1e-4, atol=1e-5
         )
+
+
+def _greedy_generate(model, prompt, compile=True):
+    if compile:
+        # Without XLA: tracing is what failed; XLA would only add compile time.
+        model.compile(sampler="greedy", jit_compile=False)
+    return np.asarray(model.generate(prompt, stop_token_ids=None)["token_ids"])
+
+
+class TestGenerate(TestCase):
+    """`generate()` runs the wrappers (its cached attention is called with
+    `cache_update_index=0` beside tensors) and matches the stripped model."""
+
+    @pytest.mark.parametrize(
+        "factory",
+        [_gpt2_lm, _gemma_lm],
+        ids=["gpt2", "gemma"],
+    )
+    @pytest.mark.slow  # ~15 s each (three traces of `generate`); the test below covers the cause cheaply
+    def test_generate_after_prunable_and_after_prune_equals_the_stripped_model(self, factory):
+        prompt = {
+            "token_ids": np.array([[5, 6, 7] + [0] * (SEQ - 3), [9, 3, 0] + [0] * (SEQ - 3)], "int32"),
+            "padding_mask": np.array([[1, 1, 1] + [0] * (SEQ - 3), [1, 1, 0] + [0] * (SEQ - 3)], bool),
+        }
+        pruned = tfl.prunable(factory())
+        dense = _greedy_generate(pruned, prompt)
+        np.testing.assert_array_equal(dense, _greedy_generate(tfl.strip(pruned), prompt))
+        tfl.prune(pruned, rate=0.5)
+        after_prune = _greedy_generate(pruned, prompt, compile=False)  # the traced function reads the masks
+        np.testing.assert_array_equal(after_prune, _greedy_generate(tfl.strip(pruned), prompt))
+        assert not np.array_equal(after_prune[:, 3:], dense[:, 3:])  # the masks took effect
+
+    def test_the_wrapper_binds_arguments_as_its_layer_does(self):
+        # What `generate()` does inside each decoder block: tensors and a Python
+        # int in one call. Bound as one `**kwargs` dict, Keras refused the mix.
+        attention = keras_hub.layers.CachedMultiHeadAttention(num_heads=2, key_dim=4)
+        wrapper = tfl.PruneWrapper(attention)
+        x = np.random.default_rng(0).normal(size=(1, 3, 8)).astype("float32")
+        wrapper(query=x, value=x)
+        cache = np.zeros((1, 2, 3, 2, 4), "float32")
+        output, new_cache = wrapper(query=x, value=x, cache=cache, cache_update_index=0)
+        expected, expected_cache = attention(query=x, value=x, cache=cache, cache_update_index=0)
+        np.testing.assert_allclose(output, expected, rtol=1e-6)
+        np.testing.assert_allclose(new_cache, expected_cache, rtol=1e-6)

@@ -47,3 +47,51 @@ class TestSparsityReport(TestCase):
         assert "18 pruned positions are not 0" in text and "apply_masks()" in text
         wrapper.apply_masks()
         assert tfl.sparsity_report(model).violations == 0
+
+
+class TestStrippedModelReport(TestCase):
+    """A stripped (or never-wrapped) model has no masks: the report counts its zeros."""
+
+    def _ninety_percent_zero(self):
+        model = tfl.prunable(
+            keras.Sequential(
+                [keras.Input((40,)), keras.layers.Dense(50, name="a"), keras.layers.Dense(20, name="b")]
+            )
+        )
+        tfl.prune(model, rate=0.9, scope="layer")
+        return model
+
+    def test_reports_the_zeros_of_the_prunable_weights(self):
+        plain = tfl.strip(self._ninety_percent_zero())
+        report = tfl.sparsity_report(plain)
+        assert report.source == "zeros"
+        assert [e.name for e in report.layers] == ["a/kernel", "b/kernel"]  # biases are not prunable
+        assert [e.total for e in report.layers] == [40 * 50, 50 * 20]
+        for entry in report.layers:
+            assert entry.sparsity == pytest.approx(0.9, abs=1e-3) and entry.alive == entry.nonzero
+        assert report.sparsity == pytest.approx(0.9, abs=1e-3)
+        assert report.measured_sparsity == report.sparsity and report.violations == 0
+        text = str(report)
+        assert "exact zeros counted" in text and "90.00%" in text and " 0.00%" not in text
+        assert json.loads(report.to_json())["source"] == "zeros"
+
+    def test_the_wrapped_and_the_stripped_model_report_the_same_rows(self):
+        model = self._ninety_percent_zero()
+        wrapped, plain = tfl.sparsity_report(model), tfl.sparsity_report(tfl.strip(model))
+        assert wrapped.source == "masks"
+        assert [(e.name, e.total, e.nonzero) for e in plain.layers] == [
+            (e.name, e.total, e.nonzero) for e in wrapped.layers
+        ]
+
+    def test_a_prunable_layer_is_counted_once_not_with_its_insides(self):
+        # MultiHeadAttention holds four EinsumDense layers (prunable themselves)
+        # and Bidirectional two LSTMs: each weight appears once, as `prunable` masks it.
+        inputs = keras.Input((5, 8))
+        hidden = keras.layers.MultiHeadAttention(2, 4, name="mha")(inputs, inputs)
+        hidden = keras.layers.Bidirectional(keras.layers.LSTM(4), name="bi")(hidden)
+        model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden))
+        report = tfl.sparsity_report(model)
+        wrapped = tfl.sparsity_report(tfl.prunable(model))
+        assert len(report.layers) == len(wrapped.layers) == 4 + 4 + 1
+        assert [e.name for e in report.layers] == [e.name for e in wrapped.layers]
+        assert len({e.name for e in report.layers}) == 9

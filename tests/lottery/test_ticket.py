@@ -218,7 +218,11 @@ class TestSparsityReport(TestCase):
     def test_plain_model(self):
         plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
         report = tfl.sparsity_report(plain)
-        assert report.layers == [] and report.model_total == 8
+        # No masks: the prunable kernel is listed with its zeros counted (#26).
+        assert report.source == "zeros" and [(e.name, e.total) for e in report.layers] == [
+            ("dense/kernel", 6)
+        ]
+        assert report.model_total == 8
 
 
 def test_atomic_files_get_ordinary_permissions(tmp_path):

@@ -236,9 +236,10 @@ def _forget_traced_functions(model) -> None:
     """Makes a compiled model retrace its train/test/predict step after wrapping in place.
 
     A step traced before the wrappers existed has no masking op; running it
-    would train the pruned weights back to non-zero values.
+    would train the pruned weights back to non-zero values. keras_hub's
+    `generate_function` is dropped too, so that `generate()` runs the wrappers.
     """
-    for name in ("train_function", "test_function", "predict_function"):
+    for name in ("train_function", "test_function", "predict_function", "generate_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
 

@@ -60,6 +60,11 @@ def _strip(model):
 
 
 def _strip_one(layer):
+    if not isinstance(layer, keras.layers.Layer):
+        # A raw op in a functional graph (`h + x`, `keras.ops.relu`, the
+        # `NotEqual` of an `Embedding(mask_zero=True)`): stateless, reused as
+        # is, as `prunable` does.
+        return layer
     if isinstance(layer, PruneWrapper):
         return clone_layer(layer.layer)
     if is_graph_model(layer):

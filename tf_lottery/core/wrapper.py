@@ -79,6 +79,9 @@ class PruneWrapper(keras.layers.Wrapper):
             )
         kwargs.setdefault("name", f"prune_{layer.name}")
         super().__init__(layer, **kwargs)
+        # Arguments bound as the inner layer's (keras_hub's `generate()` passes
+        # `cache_update_index=0` beside tensors).
+        _keras_compat.adopt_call_signature(self, layer)
         self.mask_gradients = mask_gradients
         self.supports_masking = layer.supports_masking
         self._masks = ()
@@ -191,12 +194,14 @@ class PruneWrapper(keras.layers.Wrapper):
                 f"Received {len(masks)}."
             )
         arrays = []
-        for mask_var, mask in zip(self._masks, masks):
+        for index, (mask_var, mask, weight) in enumerate(zip(self._masks, masks, self.pruned_weights)):
             mask = np.asarray(mask)
             if mask.shape != tuple(mask_var.shape):
+                # The weight's path, not the short mask name (`kernel_mask`
+                # repeats across a transformer's blocks and projections).
                 raise ValueError(
-                    f"Invalid value for argument `masks` of '{self.name}': mask "
-                    f"'{mask_var.name}' needs shape {tuple(mask_var.shape)}. "
+                    f"Invalid value for argument `masks` of '{self.name}': mask #{index} "
+                    f"(of '{weight.path}') needs shape {tuple(mask_var.shape)}. "
                     f"Received shape {mask.shape}."
                 )
             arrays.append(mask.astype(bool))

@@ -430,7 +430,7 @@ class Replicate:
             "percent_remaining": report.percent_remaining,
             "alive": report.alive,
             "total": report.total,
-            "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
+            "layers": {e.name: e.sparsity for e in report.layers},
             "start_step": plan.start,
             "end_step": plan.end,
             "evals": result["evals"],

@@ -25,14 +25,12 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from tf_lottery import _keras_compat
-from tf_lottery.core.prunable_layers import is_prunable_layer, prunable_weights
-from tf_lottery.core.report import LayerSparsity, SparsityReport, sparsity_report
+from tf_lottery.core.report import SparsityReport, sparsity_report
 from tf_lottery.core.strip import strip
-from tf_lottery.core.walk import is_graph_model, iter_layers, prune_wrappers, pruning_target
+from tf_lottery.core.walk import is_graph_model, prune_wrappers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 from tf_lottery.version import __version__
 
@@ -230,24 +228,8 @@ def _check_names(argument: str, names, count: int | None = None) -> list[str]:
 def _stripped_with_report(target: keras.Model) -> tuple[keras.Model, SparsityReport]:
     if prune_wrappers(target):
         return strip(target), sparsity_report(target)
-    return target, _zeros_report(target)
-
-
-def _zeros_report(model: keras.Model) -> SparsityReport:
-    """A report for a model without masks: the exact zeros of its prunable weights."""
-    report = sparsity_report(model)
-    layers = [model] if is_prunable_layer(model) else list(iter_layers(model))
-    for layer in layers:
-        if not is_prunable_layer(layer):
-            continue
-        for weight in prunable_weights(layer):
-            value = keras.ops.convert_to_numpy(weight.value)
-            report.layers.append(
-                LayerSparsity(
-                    layer.name, weight.name, tuple(value.shape), int(value.size), int(np.count_nonzero(value))
-                )
-            )
-    return report
+    # Without wrappers the report counts the exact zeros of the prunable weights.
+    return target, sparsity_report(target)
 
 
 # -- the serving signature ----------------------------------------------------

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_lottery.core.naming import weight_names
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.lottery.callback import LotteryCallback
 
@@ -27,7 +28,10 @@ class LotterySummaries(keras.callbacks.Callback):
       metric of the round's last epoch, `round/best_<monitor>` and
       `round/early_stop_step`, from `lottery.history`;
     - mask statistics against the round, taken when the round starts, for each
-      pruned weight `<layer>/<weight>`: `layer_sparsity/...`,
+      pruned weight, tagged by its unique path in the model
+      (`tf_lottery.core.naming`, e.g.
+      `gpt2_backbone/transformer_layer_0/self_attention/query/kernel`):
+      `layer_sparsity/...`,
       `dead_units/...` (output units, along the last axis, with no weight
       left), and the histograms `alive_per_unit/...` (surviving weights per
       output unit) and `weights/...` (the surviving values the round starts
@@ -142,10 +146,11 @@ class LotterySummaries(keras.callbacks.Callback):
         self._records_written = len(self.lottery.history)
 
     def _describe_masks(self, step: int) -> None:
+        names = weight_names(self.model)
         with self._writer.as_default(step=step):
             for wrapper in prune_wrappers(self.model):
                 for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
-                    tag = f"{wrapper.layer.name}/{weight.name}"
+                    tag = names[id(weight)]
                     alive_per_unit = mask.reshape(-1, mask.shape[-1]).sum(axis=0)
                     tf.summary.scalar(f"layer_sparsity/{tag}", 1.0 - np.count_nonzero(mask) / mask.size)
                     tf.summary.scalar(f"dead_units/{tag}", int(np.sum(alive_per_unit == 0)))

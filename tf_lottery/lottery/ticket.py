@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from tf_lottery.core.naming import weight_names
 from tf_lottery.core.walk import model_variables, prune_wrappers
 from tf_lottery.utils import atomic_io
 from tf_lottery.version import __version__
@@ -26,10 +27,15 @@ class Ticket:
 
     Attributes:
         masks: Boolean arrays, one per pruned weight, in model order.
-        mask_names: `"<layer>/<weight>"` of each mask (for messages).
+        mask_names: The unique path of each pruned weight in the model
+            (`tf_lottery.core.naming`, e.g.
+            `"gpt2_backbone/transformer_layer_0/self_attention/query/kernel"`),
+            for messages. Ticket files written before these names (as
+            `"<layer>/<weight>"`, which repeat in transformers) still load.
         weights: Values of every model variable (not the masks) at the
             rewind point, in `model.weights` order, or `None`.
-        weight_names: Paths of those variables (for messages).
+        weight_names: Unique paths of those variables, named the same way
+            (for messages).
         metadata: JSON-serialisable facts: sparsity, round, rewind point,
             pruning settings.
         path: The file the ticket was loaded from (`Ticket.load`), named in
@@ -66,11 +72,12 @@ class Ticket:
                 f"Invalid value for argument `model`: '{model.name}' has no "
                 "PruneWrapper layers, so it has no masks to make a ticket of."
             )
+        paths = weight_names(model)
         masks, names = [], []
         for wrapper in wrappers:
             for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
                 masks.append(mask)
-                names.append(f"{wrapper.layer.name}/{weight.name}")
+                names.append(paths[id(weight)])
         variables = model_variables(model)
         if weights is not None:
             weights = [np.asarray(w) for w in weights]
@@ -83,7 +90,7 @@ class Ticket:
             masks=masks,
             mask_names=names,
             weights=weights,
-            weight_names=[v.path for v in variables] if weights is not None else None,
+            weight_names=[paths[id(v)] for v in variables] if weights is not None else None,
             metadata=dict(metadata or {}),
         )
         ticket.metadata.setdefault("sparsity", ticket.sparsity)

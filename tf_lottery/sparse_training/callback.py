@@ -37,6 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_lottery.core import optimizer_slots
+from tf_lottery.core.naming import weight_names
 from tf_lottery.core.report import sparsity_report
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning.scorers.batch_gradients import BatchGradients
@@ -480,6 +481,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
         record = {"step": int(step), "drop_fraction": fraction, "replaced": {}, "grown": 0, "dropped": 0}
         optimizer = self.model.optimizer
         position = 0
+        names = weight_names(self.model)
         for wrapper in self._wrappers:
             new_masks, changes = [], []
             for weight, mask in zip(wrapper.pruned_weights, wrapper.get_masks()):
@@ -500,7 +502,7 @@ class DynamicSparseTraining(keras.callbacks.Callback):
                     self.grow_init, value, np.random.default_rng([self.seed, step, 3, index]), initial
                 )
                 changes.append((weight, value, result, start))
-                record["replaced"][f"{wrapper.layer.name}/{weight.name}"] = k
+                record["replaced"][names[id(weight)]] = k
             wrapper.set_masks(new_masks)
             for weight, value, result, start in changes:
                 kept = np.where(result.mask & ~result.grown, value, np.zeros((), value.dtype))

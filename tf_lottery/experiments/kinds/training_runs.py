@@ -65,7 +65,7 @@ def finish(replicate: Replicate, directory: str, level: int, result: dict, plan_
         "percent_remaining": report.percent_remaining,
         "alive": report.alive,
         "total": report.total,
-        "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
+        "layers": {e.name: e.sparsity for e in report.layers},
         "start_step": plan_.start,
         "end_step": plan_.end,
         "evals": evals,

@@ -146,3 +146,17 @@ class TestNames(TestCase):
         tfl.prunable(model)
         assert pruned_weight_names(model) == ["twin/kernel", "twin/kernel_1"]
         assert len(set(weight_names(model).values())) == len(model.weights)
+
+    def test_lottery_history_keeps_every_weight_under_its_unique_name(self):
+        model = Twins()
+        model(np.zeros((1, 3), "float32"))
+        tfl.prunable(model)
+        model.compile(optimizer="sgd", loss="mse")
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)
+        x = np.random.default_rng(0).normal(size=(8, 3)).astype("float32")
+        model.fit(x, x[:, :1].repeat(4, axis=1), epochs=2, batch_size=4, callbacks=[lottery], verbose=0)
+        for record in lottery.history:
+            assert sorted(record["layers"]) == ["twin/kernel", "twin/kernel_1"]
+        # Global pruning: the two rows' pruned counts (12 and 16 weights) add up to half of 28.
+        layers = lottery.history[1]["layers"]
+        assert layers["twin/kernel"] * 12 + layers["twin/kernel_1"] * 16 == pytest.approx(14)

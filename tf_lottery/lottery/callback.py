@@ -650,7 +650,7 @@ class LotteryCallback(keras.callbacks.Callback):
             "best": best,
             "early_stop_step": best_step,
             "best_metrics": best_logs,
-            "layers": {f"{e.layer}/{e.weight}": e.sparsity for e in report.layers},
+            "layers": {e.name: e.sparsity for e in report.layers},
         }
         if lost_last_epoch:
             record["resumed"] = True

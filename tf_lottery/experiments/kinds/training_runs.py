@@ -136,10 +136,15 @@ def begin(directory: str) -> bool:
     return True
 
 
-def checkpoint_position(directory: str) -> tuple[Snapshot, int] | None:
-    """`(snapshot, data position)` of a level's last checkpoint, if any."""
-    path = os.path.join(directory, trainer.CHECKPOINT)
-    if not atomic_io.exists(path):
+def checkpoint_position(directory: str, progress: tuple[str, ...] = ()) -> tuple[Snapshot, int] | None:
+    """`(snapshot, data position)` of a level's last checkpoint, if any.
+
+    A damaged checkpoint is dropped with the kind's in-progress files
+    `progress` (see `trainer.read_checkpoint`): the level trains again from
+    its start.
+    """
+    resumed = trainer.read_checkpoint(directory, progress)
+    if resumed is None:
         return None
-    snapshot, info = run_store.load_state(path)
-    return snapshot, int(info["position"])
+    snapshot, info = resumed
+    return snapshot, info["position"]

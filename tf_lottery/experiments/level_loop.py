@@ -152,6 +152,39 @@ def load_ticket(level_dir: str, name: str) -> Ticket:
         raise error.with_fix(run_store.recompute_fix(level_dir, path)) from error
 
 
+def check_steps(config: ml_collections.ConfigDict, data, lines=()) -> tuple[int, int, int]:
+    """`(steps_per_epoch, total_steps, rewind_step)` of `config` on `data`, checked.
+
+    The checks of config values that only the data's size decides
+    (`train.batch_size`, `train.training_steps`, `pruning.rewind_to`, the
+    restart points of `lines`): a kind runs them before it writes anything.
+    """
+    train = config.train
+    steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
+    total_steps = to_steps(train.training_steps, steps_per_epoch)
+    rewind_step = to_steps(config.pruning.rewind_to, steps_per_epoch)
+    if total_steps < 1:
+        raise ValueError(
+            f"Invalid value for `config.train.training_steps`: expected at least one step. "
+            f"Received: training_steps={train.training_steps!r}."
+        )
+    if rewind_step >= total_steps:
+        raise ValueError(
+            f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
+            f"{rewind_step}, not before the end of training (step {total_steps})."
+        )
+    for line in lines:
+        if line.restart is None or line.from_init:
+            continue
+        step = to_steps(line.restart, steps_per_epoch)
+        if step >= total_steps:
+            raise ValueError(
+                f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
+                f"not before the end of training (step {total_steps})."
+            )
+    return steps_per_epoch, total_steps, rewind_step
+
+
 class Replicate:
     """One replicate (one seed) of an experiment: a model and its levels.
 
@@ -197,26 +230,9 @@ class Replicate:
         order_seed = int(config.train.get("data_order_seed", -1))
         self.data_seed = self.seed if order_seed < 0 else order_seed
         train = config.train
-        self.steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
-        self.total_steps = to_steps(train.training_steps, self.steps_per_epoch)
-        self.rewind_step = to_steps(config.pruning.rewind_to, self.steps_per_epoch)
-        if self.total_steps < 1:
-            raise ValueError(
-                f"Invalid value for `config.train.training_steps`: expected at least one step. "
-                f"Received: training_steps={train.training_steps!r}."
-            )
-        if self.rewind_step >= self.total_steps:
-            raise ValueError(
-                f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
-                f"{self.rewind_step}, not before the end of training (step {self.total_steps})."
-            )
-        for line in (self.main, *self.arms.values()):
-            step = self.restart_step(line)
-            if step >= self.total_steps:
-                raise ValueError(
-                    f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
-                    f"not before the end of training (step {self.total_steps})."
-                )
+        self.steps_per_epoch, self.total_steps, self.rewind_step = check_steps(
+            config, data, (self.main, *self.arms.values())
+        )
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
         self.layer_rates = parse_rates(config.pruning.layer_rates)

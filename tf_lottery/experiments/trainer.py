@@ -324,7 +324,8 @@ def train_level(
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"Training diverged in '{level_dir}' (loss={loss} before data step {stop}). "
-                "Lower `config.train.lr` or add warmup (`config.train.warmup`)."
+                "Lower `config.train.lr` or add warmup (`config.train.warmup`), or check the labels and "
+                "inputs (e.g. labels out of range for the loss)."
             )
         losses.append((loss, stop - position))
         if on_steps is not None:

@@ -463,6 +463,15 @@ BAD = {
         _with("rigl", **{"train.optimizer": "adamax9"}),
         r"`config\.train\.optimizer`: expected one of .*Received: train\.optimizer='adamax9'",
     ),
+    # Known once the data is loaded: checked before the run directory is made (was: left hparams.json).
+    "batch_larger_than_the_data": (
+        _with("static", **{"train.batch_size": 5000}),
+        r"`config\.train\.batch_size`: 5000 is larger than the training set of 'mnist1d' \(700 examples\)",
+    ),
+    "validation_not_below_the_training_set": (
+        _with("set", **{"dataset.validation": 800}),
+        r"`validation`: 800 must be smaller than the training set \(800 samples\)",
+    ),
 }
 
 

@@ -25,6 +25,13 @@ at any moment leaves complete files only, and `metrics.json` marks a level
 finished. `workdir` is a local directory or any `tf.io.gfile` path
 (`gs://bucket/runs`, `ram://runs`); processes that share one finish a level
 once: the first `metrics.json` written is kept.
+
+A file damaged after it was written (a truncated copy, a disk error) is never
+used silently: reading it raises `atomic_io.DamagedFileError` naming it and the
+files to delete so that exactly its level is recomputed (`recompute_fix`); a
+damaged checkpoint of an unfinished level is dropped with a warning, and the
+level trains again from its start (`trainer.read_checkpoint`). A level marked
+finished without its `end.npz` is an error too (`is_done`).
 """
 
 from __future__ import annotations

@@ -514,6 +514,22 @@ CLI_CASES = {
         "output=2",
         r"`pruning.layer_rates`: expected 'layer=rate' pairs.*Received: 'output=2'",
     ),
+    # Known once the data is loaded; they used to leave hparams.json and config.json behind.
+    "batch_larger_than_the_data": (
+        "train.batch_size",
+        100000,
+        r"`config.train.batch_size`: 100000 is larger than the training set of 'mnist1d' \(3500 examples\)",
+    ),
+    "validation_not_below_the_training_set": (
+        "dataset.validation",
+        4000,
+        r"`validation`: 4000 must be smaller than the training set \(4000 samples\)",
+    ),
+    "rewind_point_after_training": (
+        "pruning.rewind_to",
+        "1000ep",
+        r"`config.pruning.rewind_to`: '1000ep' is step \d+, not before the end of training",
+    ),
 }
 
 

@@ -38,7 +38,11 @@ def _files(root):
 
 class TestFaultErrors(TestCase):
     def test_diverging_training_stops_the_round_and_records_nothing(self, tmp_path):
-        with pytest.raises(FloatingPointError, match=r"Training diverged in '.*round_0' \(loss=nan"):
+        with pytest.raises(
+            FloatingPointError,
+            match=r"Training diverged in '.*round_0' \(loss=nan.*or check the labels and inputs "
+            r"\(e.g. labels out of range for the loss\)",
+        ):
             run_experiment(_smoke(lr=1e9), str(tmp_path), log=lambda line: None)
         metrics = [f for f in _files(tmp_path) if f.endswith("metrics.json")]
         assert metrics == []  # the diverged round is not recorded as valid

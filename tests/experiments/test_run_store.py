@@ -64,8 +64,23 @@ def test_metrics_file_marks_a_level_done(tmp_path):
     directory = str(tmp_path / "round_0")
     os.makedirs(directory)
     assert not run_store.is_done(directory)
+    atomic_io.write_bytes(os.path.join(directory, "end.npz"), b"ticket")  # a level's result, written first
     run_store.write_metrics(directory, {"level": 0})
     assert run_store.is_done(directory) and run_store.read_metrics(directory) == {"level": 0}
+
+
+def test_a_finished_level_without_its_result_is_noticed(tmp_path):
+    directory = str(tmp_path / "round_0")
+    os.makedirs(directory)
+    run_store.write_metrics(directory, {"level": 0})
+    metrics = os.path.join(directory, "metrics.json")
+    with pytest.raises(
+        FileNotFoundError,
+        match=f"^The level '{directory}' is marked finished \\(metrics.json\\) but its 'end.npz' is missing. "
+        f"Delete '{metrics}' and run the same command again: this level",
+    ):
+        run_store.is_done(directory)
+    assert run_store.is_done(directory, outputs=("metrics.json",))
 
 
 def test_workdir_is_required():
@@ -102,6 +117,7 @@ def test_the_store_works_on_a_gfile_workdir(ram_workdir):
     directory = store.level_dir(0, 1)
     atomic_io.makedirs(directory)
     assert not run_store.is_done(directory)
+    atomic_io.write_bytes(f"{directory}/end.npz", b"ticket")
     assert run_store.write_metrics(directory, {"level": 1}) is True
     assert run_store.write_metrics(directory, {"level": 1, "by": "late"}) is False
     assert run_store.is_done(directory) and run_store.read_metrics(directory) == {"level": 1}

@@ -9,6 +9,7 @@ import pytest
 import tf_lottery as tfl
 from tests.testing import TestCase, mlp
 from tf_lottery.core.walk import model_variables
+from tf_lottery.utils import atomic_io
 
 
 def _ticket_model(classes=10, hidden=(32, 16)):
@@ -49,21 +50,56 @@ class TestTicket(TestCase):
         with pytest.raises(ValueError, match="not a readable tf_lottery ticket"):
             tfl.Ticket.load(path)
 
-    @pytest.mark.parametrize("damage", ["truncate", "garbage", "missing_mask"])
-    def test_corrupted_files_give_a_clear_error(self, tmp_path, damage):
+    @pytest.mark.parametrize(
+        "damage, reason",
+        [
+            ("truncate", "File is not a zip file"),
+            ("garbage", "it does not start as a zip archive"),
+            ("garble", "Bad CRC-32"),
+            ("missing_mask", "the array 'mask_00001' is missing"),
+            ("no_header", "its entry 'header' is missing"),
+            ("header_a_list", "its entry 'header' holds a JSON array, expected a JSON object"),
+            ("header_not_json", "its entry 'header' is not readable JSON"),
+            ("names_not_a_list", "its header's 'mask_names' is 3, not a list of names"),
+            ("weight_names_a_string", "its header's 'weight_names' is 'w', not a list of names"),
+            ("metadata_a_list", "its header's 'metadata' is a list, not an object"),
+        ],
+    )
+    def test_corrupted_files_give_a_clear_error_naming_the_file(self, tmp_path, damage, reason):
         path = str(tmp_path / "ticket.npz")
         _ticket(_ticket_model()).save(path)
         data = open(path, "rb").read()
+        arrays = atomic_io.load_npz(path)
+        header = atomic_io.json_entry(arrays, "header", path)
         if damage == "truncate":
             open(path, "wb").write(data[: len(data) // 2])
         elif damage == "garbage":
             open(path, "wb").write(b"not a zip file at all")
+        elif damage == "garble":  # bytes of an array overwritten: the archive's checksum differs
+            middle = len(data) // 2
+            open(path, "wb").write(data[:middle] + bytes(16) + data[middle + 16 :])
         else:
-            with np.load(path) as archive:
-                arrays = {k: archive[k] for k in archive.files if k != "mask_00001"}
-            np.savez(path, **arrays)
-        with pytest.raises(ValueError, match="corrupted, truncated or another file type"):
+            if damage == "missing_mask":
+                del arrays["mask_00001"]
+            elif damage == "no_header":
+                del arrays["header"]
+            elif damage == "header_a_list":
+                arrays["header"] = atomic_io.json_array([header])
+            elif damage == "header_not_json":
+                arrays["header"] = np.frombuffer(b"{\xff", dtype=np.uint8)
+            else:
+                key = {"names": "mask_names", "weight": "weight_names", "metadata": "metadata"}[
+                    damage.split("_")[0]
+                ]
+                header[key] = {"mask_names": 3, "weight_names": "w", "metadata": []}[key]
+                arrays["header"] = atomic_io.json_array(header)
+            atomic_io.write_npz(path, arrays)
+        with pytest.raises(atomic_io.DamagedFileError) as caught:
             tfl.Ticket.load(path)
+        message = str(caught.value)
+        assert message.startswith(f"Cannot read '{path}': it is not a readable tf_lottery ticket")
+        assert reason in message and message.endswith("Re-create it with `Ticket.save`.")
+        assert isinstance(caught.value, ValueError) and caught.value.path == path
 
     def test_missing_file(self, tmp_path):
         with pytest.raises(FileNotFoundError, match="no ticket file at"):

@@ -140,6 +140,22 @@ class TestDynamicSparseTraining(TestCase):
             not_grown = ~old & ~new
             assert np.abs(grad[grown]).min() >= np.abs(grad[not_grown]).max() - 1e-6
 
+    def test_a_non_finite_gradient_says_to_lower_the_rate_or_check_the_data(self):
+        x, y = toy_data(64)
+        model = _sparse_model()
+        broken = x.copy()
+        broken[0, 0] = np.nan  # as a bad input, or labels out of range under XLA, would make it
+        callback = DynamicSparseTraining(
+            "rigl", data=(broken, y), gradient="drawn_batch", batch_size=len(x), delta_t=1000, t_end=2000
+        )
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, callbacks=[callback])
+        with pytest.raises(
+            FloatingPointError,
+            match=r"the dense gradient at step 50 is not finite; training diverged. Lower the learning "
+            r"rate, or check the labels and inputs \(e.g. labels out of range for the loss\)\.",
+        ):
+            callback.update(50)
+
     def test_steps_continue_across_fit_calls(self):
         x, y = toy_data(256)
         model = _sparse_model()

@@ -213,3 +213,74 @@ def test_a_write_names_this_process_in_its_temporary_file(tmp_path, monkeypatch)
     atomic_io.write_json(str(tmp_path / "metrics.json"), {"a": 1})
     (name,) = seen
     assert name.startswith(f".metrics.json.{atomic_io._HOST}-{os.getpid()}-") and name.endswith(".tmp")
+
+
+def test_damaged_json_raises_one_error_naming_the_file(root):
+    path = os.path.join(root, "metrics.json")
+    atomic_io.write_json(path, {"level": 1, "evals": [1.0, 2.0]})
+    text = atomic_io.read_bytes(path)
+    cases = {
+        "truncated": (text[: len(text) // 2], "not readable JSON (truncated or garbled)"),
+        "garbled": (text[:5] + b"\xff\xfe" + text[7:], "not readable JSON (truncated or garbled)"),
+        "empty": (b"", "not readable JSON"),
+        "a list": (b"[1, 2]", "it holds a JSON array, expected a JSON object"),
+        "a number": (b"3", "it holds a JSON int, expected a JSON object"),
+    }
+    for damage, (data, reason) in cases.items():
+        atomic_io.write_bytes(path, data)
+        with pytest.raises(atomic_io.DamagedFileError) as caught:
+            atomic_io.read_json(path, expect=dict)
+        assert str(caught.value).startswith(f"Cannot read '{path}': {reason}"), damage
+        assert caught.value.path == path and isinstance(caught.value, ValueError)
+    assert atomic_io.read_json(path) == 3  # no type asked for
+    fixed = caught.value.with_fix("Delete it.")
+    assert str(fixed) == f"Cannot read '{path}': it holds a JSON int, expected a JSON object. Delete it."
+
+
+def test_every_truncation_and_garbling_of_an_npz_is_a_damaged_file_error(root):
+    arrays = {"m00000": np.arange(40, dtype=np.float32), "info": atomic_io.json_array({"step": 3})}
+    path = os.path.join(root, "state.npz")
+    atomic_io.write_npz(path, arrays)
+    data = atomic_io.read_bytes(path)
+    rng = np.random.default_rng(0)
+    damaged = [data[:n] for n in range(0, len(data), 3)]
+    for _ in range(300):
+        garbled = bytearray(data)
+        for index in rng.integers(len(data), size=int(rng.integers(1, 6))):
+            garbled[index] = (garbled[index] + int(rng.integers(1, 256))) % 256
+        damaged.append(bytes(garbled))
+    for content in damaged:
+        if atomic_io.is_local(path):
+            with open(path, "wb") as handle:  # not write_bytes: its fsync costs ~20 ms a file
+                handle.write(content)
+        else:
+            atomic_io.write_bytes(path, content)
+        try:
+            loaded = atomic_io.load_npz(path)
+            info = atomic_io.json_entry(loaded, "info", path)
+        except atomic_io.DamagedFileError as error:
+            assert str(error).startswith(f"Cannot read '{path}': ")
+            continue
+        # A change in bytes that hold no data (times, attributes) leaves the arrays whole.
+        assert info == {"step": 3} and np.array_equal(loaded["m00000"], arrays["m00000"])
+
+
+def test_json_entries_of_an_npz_are_checked(root):
+    path = os.path.join(root, "state.npz")
+    arrays = {"info": atomic_io.json_array([1]), "bad": np.frombuffer(b"{\xff", np.uint8)}
+    for key, reason in [
+        ("info", "its entry 'info' holds a JSON array, expected a JSON object"),
+        ("bad", "its entry 'bad' is not readable JSON"),
+        ("missing", "its entry 'missing' is missing"),
+    ]:
+        with pytest.raises(atomic_io.DamagedFileError, match=f"^Cannot read '{path}': {reason}"):
+            atomic_io.json_entry(arrays, key, path)
+    assert atomic_io.json_entry(arrays, "info", path, expect=list) == [1]
+
+
+def test_remove_deletes_a_file_and_accepts_a_missing_one(root):
+    path = os.path.join(root, "checkpoint.npz")
+    atomic_io.write_bytes(path, b"x")
+    atomic_io.remove(path)
+    assert not atomic_io.exists(path)
+    atomic_io.remove(path)

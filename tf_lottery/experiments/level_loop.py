@@ -130,7 +130,59 @@ def read_or_compute(path: str, compute: Callable[[], dict]) -> dict:
         result = json.loads(json.dumps(compute()))
         if atomic_io.write_json(path, result, overwrite=False):
             return result
-    return atomic_io.read_json(path)
+    return read_analysis(path)
+
+
+def read_analysis(path: str) -> dict:
+    """The analysis that `read_or_compute` stored at `path`; a damaged one names the fix."""
+    try:
+        return atomic_io.read_json(path, expect=dict)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(
+            f"Delete '{path}' and run the same command again: the analysis is computed anew."
+        ) from error
+
+
+def load_ticket(level_dir: str, name: str) -> Ticket:
+    """The ticket file `name` (`start.npz`, `end.npz`) of the level in `level_dir`; a damaged one names the fix."""
+    path = os.path.join(level_dir, name)
+    try:
+        return Ticket.load(path)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(run_store.recompute_fix(level_dir, path)) from error
+
+
+def check_steps(config: ml_collections.ConfigDict, data, lines=()) -> tuple[int, int, int]:
+    """`(steps_per_epoch, total_steps, rewind_step)` of `config` on `data`, checked.
+
+    The checks of config values that only the data's size decides
+    (`train.batch_size`, `train.training_steps`, `pruning.rewind_to`, the
+    restart points of `lines`): a kind runs them before it writes anything.
+    """
+    train = config.train
+    steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
+    total_steps = to_steps(train.training_steps, steps_per_epoch)
+    rewind_step = to_steps(config.pruning.rewind_to, steps_per_epoch)
+    if total_steps < 1:
+        raise ValueError(
+            f"Invalid value for `config.train.training_steps`: expected at least one step. "
+            f"Received: training_steps={train.training_steps!r}."
+        )
+    if rewind_step >= total_steps:
+        raise ValueError(
+            f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
+            f"{rewind_step}, not before the end of training (step {total_steps})."
+        )
+    for line in lines:
+        if line.restart is None or line.from_init:
+            continue
+        step = to_steps(line.restart, steps_per_epoch)
+        if step >= total_steps:
+            raise ValueError(
+                f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
+                f"not before the end of training (step {total_steps})."
+            )
+    return steps_per_epoch, total_steps, rewind_step
 
 
 class Replicate:
@@ -178,26 +230,9 @@ class Replicate:
         order_seed = int(config.train.get("data_order_seed", -1))
         self.data_seed = self.seed if order_seed < 0 else order_seed
         train = config.train
-        self.steps_per_epoch = data.steps_per_epoch(int(train.batch_size))
-        self.total_steps = to_steps(train.training_steps, self.steps_per_epoch)
-        self.rewind_step = to_steps(config.pruning.rewind_to, self.steps_per_epoch)
-        if self.total_steps < 1:
-            raise ValueError(
-                f"Invalid value for `config.train.training_steps`: expected at least one step. "
-                f"Received: training_steps={train.training_steps!r}."
-            )
-        if self.rewind_step >= self.total_steps:
-            raise ValueError(
-                f"Invalid value for `config.pruning.rewind_to`: {config.pruning.rewind_to!r} is step "
-                f"{self.rewind_step}, not before the end of training (step {self.total_steps})."
-            )
-        for line in (self.main, *self.arms.values()):
-            step = self.restart_step(line)
-            if step >= self.total_steps:
-                raise ValueError(
-                    f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
-                    f"not before the end of training (step {self.total_steps})."
-                )
+        self.steps_per_epoch, self.total_steps, self.rewind_step = check_steps(
+            config, data, (self.main, *self.arms.values())
+        )
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
         self.layer_rates = parse_rates(config.pruning.layer_rates)
@@ -243,7 +278,13 @@ class Replicate:
                 raise FileNotFoundError(
                     f"The rewind point '{path}' is missing: level 0 of this replicate must run first."
                 )
-            self._captured[step], _ = run_store.load_state(path)
+            try:
+                self._captured[step], _ = run_store.load_state(path)
+            except atomic_io.DamagedFileError as error:
+                # Level 0 writes it when its training passes `step`.
+                level0 = self.level_dir(0)
+                checkpoint = os.path.join(level0, trainer.CHECKPOINT)
+                raise error.with_fix(run_store.recompute_fix(level0, path, checkpoint)) from error
         return self._captured[step]
 
     def line(self, branch: str | None) -> Line | None:
@@ -269,15 +310,20 @@ class Replicate:
 
     def load_end(self, level: int, branch: str | None = None) -> None:
         """Sets the model's masks and weights to the end of a finished level."""
-        Ticket.load(os.path.join(self.level_dir(level, branch), "end.npz")).apply(self.model)
+        load_ticket(self.level_dir(level, branch), "end.npz").apply(self.model)
 
     def final_state(self, level: int) -> Snapshot:
-        snapshot, _ = run_store.load_state(os.path.join(self.level_dir(level), trainer.CHECKPOINT))
+        """The trained state (weights and optimizer) of finished level `level`: its last checkpoint."""
+        path = os.path.join(self.level_dir(level), trainer.CHECKPOINT)
+        try:
+            snapshot, _ = run_store.load_state(path)
+        except atomic_io.DamagedFileError as error:
+            raise error.with_fix(run_store.recompute_fix(self.level_dir(level), path)) from error
         return snapshot
 
     def level_masks(self, level: int, branch: str | None = None) -> list:
         """The ticket masks of level `level` of the main line or of `branch` (its start file)."""
-        return Ticket.load(os.path.join(self.level_dir(level, branch), "start.npz")).masks
+        return load_ticket(self.level_dir(level, branch), "start.npz").masks
 
     # -- level starts -------------------------------------------------------
 
@@ -457,7 +503,13 @@ class Replicate:
         path = os.path.join(directory, "start.npz")
         state = Snapshot.capture(self.model, 0)
         if atomic_io.exists(path):
-            stored = Ticket.load(path)
+            try:
+                stored = Ticket.load(path)
+            except atomic_io.DamagedFileError as error:
+                raise error.with_fix(
+                    f"Delete '{path}' and run the same command again: this level's start is computed "
+                    "and written anew."
+                ) from error
             masks = controls.get_masks(self.model)
             same = len(stored.masks) == len(masks) and all(
                 np.array_equal(a, b) for a, b in zip(stored.masks, masks)

@@ -126,7 +126,7 @@ def pretrain(replicate, data) -> list:
         )
     folder = directory(replicate.store, replicate.replicate)
     checkpoint = os.path.join(folder, trainer.CHECKPOINT)
-    if not run_store.is_done(folder):
+    if not run_store.is_done(folder, outputs=(trainer.CHECKPOINT,)):
         model = _compiled_like(replicate, data)
         steps_per_epoch = data.steps_per_epoch(int(config.train.batch_size))
         end = to_steps(config.pretrain.training_steps, steps_per_epoch)
@@ -156,7 +156,10 @@ def pretrain(replicate, data) -> list:
         if config.run.verbose:
             accuracy = metrics["final"].get("test_accuracy", float("nan"))
             replicate.log(f"[replicate {replicate.replicate} pretrain] test acc {accuracy:.4f} at step {end}")
-    snapshot, _ = run_store.load_state(checkpoint)
+    try:
+        snapshot, _ = run_store.load_state(checkpoint)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(run_store.recompute_fix(folder, checkpoint)) from error
     return snapshot.model_values
 
 

@@ -25,6 +25,13 @@ at any moment leaves complete files only, and `metrics.json` marks a level
 finished. `workdir` is a local directory or any `tf.io.gfile` path
 (`gs://bucket/runs`, `ram://runs`); processes that share one finish a level
 once: the first `metrics.json` written is kept.
+
+A file damaged after it was written (a truncated copy, a disk error) is never
+used silently: reading it raises `atomic_io.DamagedFileError` naming it and the
+files to delete so that exactly its level is recomputed (`recompute_fix`); a
+damaged checkpoint of an unfinished level is dropped with a warning, and the
+level trains again from its start (`trainer.read_checkpoint`). A level marked
+finished without its `end.npz` is an error too (`is_done`).
 """
 
 from __future__ import annotations
@@ -95,7 +102,14 @@ class RunStore:
         hparams = {"format": STORE_FORMAT, "hparams": config_hash.hparams(self.config)}
         path = os.path.join(self.run_root, "hparams.json")
         if atomic_io.exists(path):
-            stored = atomic_io.read_json(path)
+            try:
+                stored = atomic_io.read_json(path, expect=dict)
+            except atomic_io.DamagedFileError as error:
+                raise error.with_fix(
+                    f"Delete '{path}' and run the same command again: it is written anew from this "
+                    "config (it records the options that the run directory's name hashes); the levels "
+                    "are kept."
+                ) from error
             if stored != json.loads(json.dumps(hparams)):
                 raise ValueError(
                     f"The run directory '{self.run_root}' holds a run with other options "
@@ -107,13 +121,61 @@ class RunStore:
         atomic_io.write_json(os.path.join(self.run_root, "config.json"), self.config.to_dict())
 
 
-def is_done(level_dir: str) -> bool:
-    """Whether the level in `level_dir` finished (its metrics.json exists)."""
-    return atomic_io.isfile(os.path.join(level_dir, "metrics.json"))
+def is_done(level_dir: str, outputs: tuple[str, ...] = ("end.npz",)) -> bool:
+    """Whether the level in `level_dir` finished (its metrics.json exists).
+
+    Args:
+        level_dir: str. The level's directory.
+        outputs: File names that a finished level holds besides metrics.json
+            (its result, written before it). Defaults to the trained ticket,
+            `end.npz`.
+
+    Raises:
+        FileNotFoundError: the level is marked finished but one of `outputs`
+            is missing; the message says which file to delete to recompute it.
+    """
+    if not atomic_io.isfile(os.path.join(level_dir, "metrics.json")):
+        return False
+    for name in outputs:
+        if not atomic_io.isfile(os.path.join(level_dir, name)):
+            raise FileNotFoundError(
+                f"The level '{level_dir}' is marked finished (metrics.json) but its '{name}' is missing. "
+                + recompute_fix(level_dir)
+            )
+    return True
+
+
+def recompute_fix(level_dir: str, *damaged: str) -> str:
+    """What to delete so that the next run recomputes exactly the level in `level_dir`.
+
+    Args:
+        level_dir: str. The level's directory.
+        *damaged: Paths of the level's damaged files, deleted as well.
+    """
+    paths = list(dict.fromkeys([*damaged, os.path.join(level_dir, "metrics.json")]))
+    how = (
+        "trains again from its start"
+        if os.path.join(level_dir, "checkpoint.npz") in paths
+        else "is recomputed from its last checkpoint (from its start if that is damaged too)"
+    )
+    return (
+        f"Delete {' and '.join(repr(p) for p in paths)} and run the same command again: "
+        f"this level ('{level_dir}') {how}; the other levels are kept."
+    )
 
 
 def read_metrics(level_dir: str) -> dict:
-    return atomic_io.read_json(os.path.join(level_dir, "metrics.json"))
+    """The metrics of the finished level in `level_dir`.
+
+    Raises:
+        atomic_io.DamagedFileError: metrics.json is damaged; the message
+            says what to delete to recompute the level.
+    """
+    path = os.path.join(level_dir, "metrics.json")
+    try:
+        return atomic_io.read_json(path, expect=dict)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(recompute_fix(level_dir, path)) from error
 
 
 def write_metrics(level_dir: str, metrics: dict) -> bool:
@@ -138,9 +200,16 @@ def save_state(path: str, snapshot: Snapshot, info: dict | None = None) -> None:
 
 
 def load_state(path: str) -> tuple[Snapshot, dict]:
-    """Reads what `save_state` wrote: `(snapshot, info)`."""
+    """Reads what `save_state` wrote: `(snapshot, info)`.
+
+    Raises:
+        atomic_io.DamagedFileError: `path` is truncated, garbled or holds
+            no state; the message names it.
+    """
     archive = atomic_io.load_npz(path)
-    info = atomic_io.array_json(archive["info"])
+    info = atomic_io.json_entry(archive, "info", path, expect=dict)
+    if not isinstance(info.get("step"), int):
+        raise atomic_io.DamagedFileError(path, f"its entry 'info' has no step: {info!r:.80}")
     model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
     optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
-    return Snapshot(model_values=model, optimizer_values=optimizer, step=int(info["step"])), info
+    return Snapshot(model_values=model, optimizer_values=optimizer, step=info["step"]), info

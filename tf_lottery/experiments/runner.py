@@ -26,7 +26,7 @@ from collections.abc import Callable
 import ml_collections
 
 from tf_lottery.experiments import plots, progress, results, run_store, schema
-from tf_lottery.experiments.level_loop import Line, Replicate
+from tf_lottery.experiments.level_loop import Line, Replicate, check_steps
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -87,19 +87,21 @@ def run_levels(
     main = main or Line("ticket")
     began = time.time()
     store = run_store.RunStore(workdir, config, part=part)
-    store.initialize()
     controls_ = schema.csv_list(config.run.branches)
     branches = [arm.name for arm in arms] + controls_
     levels = int(config.run.levels) if levels is None else int(levels)
     replicates = int(config.run.replicates)
+    data = None
+    pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
+    if pending:
+        # Config values that the data's size decides are checked before anything is written.
+        data = load_data() if load_data is not None else load_dataset(config.dataset)
+        check_steps(config, data, (main, *arms))
+    store.initialize()
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
-    data = None
     bar = progress.of(log)
-    pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
     for index, replicate in enumerate(pending):
-        if data is None:
-            data = load_data() if load_data is not None else load_dataset(config.dataset)
         runner = Replicate(config, store, replicate, data, log=log, main=main, arms=arms, progress=bar)
         if index == 0:  # every replicate trains the same steps
             bar.add(runner.planned_steps(levels, controls_) * len(pending))

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 import os
 import time
+import warnings
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -296,11 +297,12 @@ def train_level(
     position, evals, elapsed, losses = plan.start, [], 0.0, []
     timing = {"train": 0.0, "evaluate": 0.0, "store": 0.0}
     clock = time.perf_counter()
-    if atomic_io.exists(checkpoint):
-        snapshot, info = run_store.load_state(checkpoint)
+    resumed = read_checkpoint(level_dir)
+    if resumed is not None:
+        snapshot, info = resumed
         snapshot.restore_weights(model)
         snapshot.restore_optimizer(model)
-        position, evals, elapsed = int(info["position"]), list(info["evals"]), float(info["elapsed_s"])
+        position, evals, elapsed = info["position"], list(info["evals"]), float(info["elapsed_s"])
         losses = [tuple(item) for item in info["pending_losses"]]
         timing.update(info.get("timing", {}))
         timing["store"] += time.perf_counter() - clock
@@ -322,7 +324,8 @@ def train_level(
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"Training diverged in '{level_dir}' (loss={loss} before data step {stop}). "
-                "Lower `config.train.lr` or add warmup (`config.train.warmup`)."
+                "Lower `config.train.lr` or add warmup (`config.train.warmup`), or check the labels and "
+                "inputs (e.g. labels out of range for the loss)."
             )
         losses.append((loss, stop - position))
         if on_steps is not None:
@@ -356,6 +359,46 @@ def train_level(
             run_store.save_state(checkpoint, Snapshot.capture(model, position), info)
             timing["store"] += time.perf_counter() - clock
     return {"evals": evals, "elapsed_s": elapsed + time.time() - began, "timing": dict(timing)}
+
+
+def read_checkpoint(level_dir: str, progress: tuple[str, ...] = ()) -> tuple[Snapshot, dict] | None:
+    """`(snapshot, info)` of the level's last checkpoint; `None` when there is none.
+
+    A damaged checkpoint is dropped (see `drop_progress`), with the level's
+    other in-progress files `progress` (names in `level_dir`), and `None`
+    returned: the level trains again from its start, to the same result.
+    """
+    path = os.path.join(level_dir, CHECKPOINT)
+    if not atomic_io.exists(path):
+        return None
+    try:
+        snapshot, info = run_store.load_state(path)
+        kinds = {"position": int, "evals": list, "elapsed_s": (int, float), "pending_losses": list}
+        for key, kind in kinds.items():
+            if not isinstance(info.get(key), kind):
+                raise atomic_io.DamagedFileError(path, f"its entry 'info' has no valid {key!r}")
+    except atomic_io.DamagedFileError as error:
+        drop_progress(level_dir, error, progress)
+        return None
+    return snapshot, info
+
+
+def drop_progress(level_dir: str, error: atomic_io.DamagedFileError, progress: tuple[str, ...] = ()) -> None:
+    """Deletes a level's checkpoint and its in-progress files `progress`, one of which is damaged.
+
+    Warns with `error` (naming the file). Only for a level that is not
+    finished: it then trains again from its start, as if it had never
+    begun, and ends with the same result.
+    """
+    names = [CHECKPOINT, *(n for n in progress if n != CHECKPOINT)]
+    dropped = [n for n in names if atomic_io.exists(os.path.join(level_dir, n))]
+    warnings.warn(
+        f"{error} Dropped the level's progress ({', '.join(dropped)}): '{level_dir}' trains again "
+        "from its start, to the same result.",
+        stacklevel=3,
+    )
+    for name in dropped:
+        atomic_io.remove(os.path.join(level_dir, name))
 
 
 def summarize(evals: list) -> dict:

@@ -485,7 +485,8 @@ class LotteryCallback(keras.callbacks.Callback):
             raise FloatingPointError(
                 f"LotteryCallback: training diverged in round {self._round} "
                 f"(loss={loss} at epoch {epoch}). The round is not recorded. "
-                "Lower the learning rate or add gradient clipping."
+                "Lower the learning rate or add gradient clipping, or check the labels and inputs "
+                "(e.g. labels out of range for the loss)."
             )
         self._step += self._epoch_steps
         self._last_batch_end = 0

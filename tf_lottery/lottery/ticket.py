@@ -8,7 +8,6 @@ a local path or any `tf.io.gfile` path (`gs://...`).
 from __future__ import annotations
 
 import os
-import zipfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -248,35 +247,51 @@ class Ticket:
 
     @classmethod
     def load(cls, path: str) -> Ticket:
-        """Reads a ticket written by `save` (never unpickles anything)."""
+        """Reads a ticket written by `save` (never unpickles anything).
+
+        Raises:
+            FileNotFoundError: there is no file at `path`.
+            atomic_io.DamagedFileError: (a `ValueError`) `path` is not a
+                readable ticket: truncated, garbled, another file type, or a
+                header of another shape; the message names the file.
+        """
         path = os.fspath(path)
         if not atomic_io.isfile(path):
             raise FileNotFoundError(f"Invalid value for argument `path`: no ticket file at '{path}'.")
         try:
             archive = atomic_io.load_npz(path)
-            header = atomic_io.array_json(archive["header"])
+            header = atomic_io.json_entry(archive, "header", path, expect=dict)
             if header.get("format") != _FORMAT:
                 raise ValueError(f"unknown format {header.get('format')!r}")
-            n_masks = len(header["mask_names"])
-            masks = [archive[f"mask_{i:05d}"] for i in range(n_masks)]
-            weight_names = header["weight_names"]
+            mask_names = _names(header, "mask_names")
+            weight_names = _names(header, "weight_names", optional=True)
+            metadata = header.get("metadata", {})
+            if not isinstance(metadata, dict):
+                raise ValueError(f"its header's 'metadata' is a {type(metadata).__name__}, not an object")
+            masks = [_entry(archive, f"mask_{i:05d}") for i in range(len(mask_names))]
             weights = None
             if weight_names is not None:
-                weights = [archive[f"weight_{i:05d}"] for i in range(len(weight_names))]
-        except (zipfile.BadZipFile, KeyError, ValueError, OSError, EOFError, UnicodeDecodeError) as error:
-            raise ValueError(
-                f"'{path}' is not a readable tf_lottery ticket (corrupted, "
-                f"truncated or another file type): {error}. Re-create it with "
-                "`Ticket.save`."
+                weights = [_entry(archive, f"weight_{i:05d}") for i in range(len(weight_names))]
+        except ValueError as error:
+            reason = error.reason if isinstance(error, atomic_io.DamagedFileError) else str(error)
+            raise atomic_io.DamagedFileError(
+                path,
+                "it is not a readable tf_lottery ticket (corrupted, truncated or another file type): "
+                + reason,
+                "Re-create it with `Ticket.save`.",
             ) from error
         if any(m.dtype != bool for m in masks):
-            raise ValueError(f"'{path}' is not a valid ticket: its masks are not boolean.")
+            raise atomic_io.DamagedFileError(
+                path,
+                "it is not a valid ticket: its masks are not boolean",
+                "Re-create it with `Ticket.save`.",
+            )
         return cls(
             masks=masks,
-            mask_names=header["mask_names"],
+            mask_names=mask_names,
             weights=weights,
             weight_names=weight_names,
-            metadata=header.get("metadata", {}),
+            metadata=metadata,
             path=path,
         )
 
@@ -287,3 +302,19 @@ def _numpy_dtype(dtype) -> np.dtype | None:
         return np.dtype(str(dtype))
     except TypeError:
         return None
+
+
+def _names(header: dict, key: str, optional: bool = False) -> list | None:
+    """The list of names `header[key]` of a ticket file's header (`None` allowed if `optional`)."""
+    names = header.get(key)
+    if names is None and optional and key in header:
+        return None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(f"its header's {key!r} is {names!r:.80}, not a list of names")
+    return names
+
+
+def _entry(archive: dict, key: str) -> np.ndarray:
+    if key not in archive:
+        raise ValueError(f"the array {key!r} is missing")
+    return archive[key]

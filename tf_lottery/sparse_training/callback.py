@@ -475,7 +475,8 @@ class DynamicSparseTraining(keras.callbacks.Callback):
             if not all(np.isfinite(g).all() for g in grads):
                 raise FloatingPointError(
                     f"DynamicSparseTraining: the dense gradient at step {step} is not finite; training "
-                    "diverged. Lower the learning rate."
+                    "diverged. Lower the learning rate, or check the labels and inputs (e.g. labels out "
+                    "of range for the loss)."
                 )
         rng = np.random.default_rng([self.seed, step, 2])
         record = {"step": int(step), "drop_fraction": fraction, "replaced": {}, "grown": 0, "dropped": 0}

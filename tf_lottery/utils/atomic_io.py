@@ -18,7 +18,10 @@ steps, and two writers finishing within that window can both rename.
 The readers (`exists`, `read_json`, `load_npz`, ...) take the same paths, so
 code that uses only this module runs unchanged on a shared `gs://` workdir.
 Errors of `tf.io.gfile` are raised as the matching `OSError`
-(`FileNotFoundError`, `PermissionError`, ...), as on local disk.
+(`FileNotFoundError`, `PermissionError`, ...), as on local disk. A file that
+exists but cannot be parsed (truncated, garbled, or holding another JSON type
+than expected) raises one `DamagedFileError` that names it; code that knows
+what the file is for adds the fix with `DamagedFileError.with_fix`.
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ import socket
 import tempfile
 import threading
 import time
+import zipfile
+import zlib
 
 import numpy as np
 import tensorflow as tf
@@ -51,6 +56,40 @@ STALE_AFTER_S = 3600.0
 # Serialises check-then-rename of `overwrite=False` writes through gfile, so
 # threads of one process never both win.
 _GFILE_RENAME_LOCK = threading.Lock()
+
+
+class DamagedFileError(ValueError):
+    """A stored file that exists but cannot be read back: truncated, garbled or of another kind.
+
+    Attributes:
+        path: str. The file.
+        reason: str. What is wrong with it (the low-level error).
+        fix: str. What to do about it; set by the code that knows what the
+            file is for (see `with_fix`).
+    """
+
+    def __init__(self, path: str, reason: str, fix: str = ""):
+        self.path, self.reason, self.fix = os.fspath(path), reason.rstrip("."), fix
+        super().__init__(f"Cannot read '{self.path}': {self.reason}." + (f" {fix}" if fix else ""))
+
+    def with_fix(self, fix: str) -> DamagedFileError:
+        """The same error with `fix` as what to do (raise it `from` this one)."""
+        return DamagedFileError(self.path, self.reason, fix)
+
+
+# What parsing a damaged .npz archive can raise, besides ValueError (found by truncating
+# and overwriting bytes of archives). OSErrors are I/O errors (a missing file, a full
+# disk), not damage, except EINVAL: a seek that a garbled offset sends before the start.
+_PARSE_ERRORS = (
+    ValueError,
+    zipfile.BadZipFile,
+    EOFError,
+    KeyError,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+)
+_JSON_TYPES = {dict: "a JSON object", list: "a JSON array", str: "a JSON string"}
 
 
 def _current_umask() -> int:
@@ -299,24 +338,94 @@ def read_text(path: str) -> str:
     return read_bytes(path).decode("utf-8")
 
 
-def read_json(path: str):
-    return json.loads(read_text(path))
+def read_json(path: str, expect: type | None = None):
+    """The JSON value stored in `path`.
+
+    Args:
+        path: str. A local path or any `tf.io.gfile` path.
+        expect: type or None. `dict`, `list` or `str`: the JSON type the
+            file must hold. Defaults to `None` (any).
+
+    Raises:
+        DamagedFileError: `path` is not UTF-8 JSON (truncated or garbled),
+            or holds another type than `expect`.
+        FileNotFoundError, OSError: `path` cannot be read.
+    """
+    path = os.fspath(path)
+    data = read_bytes(path)
+    try:
+        value = json.loads(data.decode("utf-8"))
+    except ValueError as error:
+        raise DamagedFileError(path, f"not readable JSON (truncated or garbled): {error}") from None
+    return checked_json(value, path, expect)
+
+
+def checked_json(value, path: str, expect: type | None, what: str = "it"):
+    """`value` if it is of JSON type `expect`; else a `DamagedFileError` naming `path`."""
+    if expect is not None and not isinstance(value, expect):
+        found = _JSON_TYPES.get(type(value), f"a JSON {type(value).__name__}")
+        raise DamagedFileError(path, f"{what} holds {found}, expected {_JSON_TYPES[expect]}")
+    return value
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:
     """Every array of the `.npz` file `path`, read with `allow_pickle=False`.
 
     Raises:
-        ValueError: `path` is not an `.npz` archive, or holds object arrays.
-        zipfile.BadZipFile, EOFError: `path` is truncated or damaged.
+        DamagedFileError: `path` is not an `.npz` archive (truncated,
+            garbled, a single array), or holds object arrays.
+        FileNotFoundError, OSError: `path` cannot be read.
     """
     path = os.fspath(path)
-    source = path if is_local(path) else io.BytesIO(read_bytes(path))
-    archive = np.load(source, allow_pickle=False)
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"'{path}' is not an .npz archive (it holds a single array).")
-    with archive:
-        return {key: archive[key] for key in archive.files}
+    with contextlib.ExitStack() as stack:
+        if is_local(path):
+            source = stack.enter_context(open(path, "rb"))
+        else:
+            source = io.BytesIO(read_bytes(path))
+        try:
+            start = source.read(4)
+            source.seek(0)
+            if not start.startswith(b"PK"):
+                # np.load would take it for pickled data and suggest `allow_pickle`.
+                raise ValueError("the file is empty" if not start else "it does not start as a zip archive")
+            archive = np.load(source, allow_pickle=False)
+            if not isinstance(archive, np.lib.npyio.NpzFile):
+                raise ValueError("it holds a single array, not an .npz archive")
+            with archive:
+                # Reading each array to its end checks the archive's CRC-32 of it.
+                return {key: archive[key] for key in archive.files}
+        except (*_PARSE_ERRORS, OSError) as error:
+            if isinstance(error, OSError) and error.errno != errno.EINVAL:
+                raise
+            reason = f"not a readable .npz archive (truncated or garbled): {error}"
+            raise DamagedFileError(path, reason) from None
+
+
+def json_entry(arrays: dict, key: str, path: str, expect: type | None = dict):
+    """The JSON value that `json_array` stored as `arrays[key]` of the `.npz` file `path`.
+
+    Raises:
+        DamagedFileError: the entry is missing, not UTF-8 JSON, or not of
+            JSON type `expect` (default: an object).
+    """
+    if key not in arrays:
+        raise DamagedFileError(path, f"its entry {key!r} is missing")
+    try:
+        value = array_json(arrays[key])
+    except ValueError as error:
+        raise DamagedFileError(path, f"its entry {key!r} is not readable JSON: {error}") from None
+    return checked_json(value, path, expect, f"its entry {key!r}")
+
+
+def remove(path: str) -> None:
+    """Deletes the file `path`; a missing one is fine."""
+    path = os.fspath(path)
+    if is_local(path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    else:
+        with contextlib.suppress(tf.errors.NotFoundError):
+            tf.io.gfile.remove(path)
 
 
 def _owner() -> str:

@@ -4,6 +4,7 @@ import importlib.util
 import math
 import os
 import pathlib
+import shutil
 import types
 
 import numpy as np
@@ -181,25 +182,67 @@ def test_a_killed_run_resumes_to_the_uninterrupted_masks_and_metrics(
         with pytest.raises(_Killed):
             sparse_training.run_experiment(tiny_config(kind), str(tmp_path))
     resumed = sparse_training.run_experiment(tiny_config(kind), str(tmp_path))
-    reference = run_store.read_metrics(_level(runs[kind]))
+    _assert_as_uninterrupted(resumed, runs[kind], kind)
+
+
+def _assert_as_uninterrupted(resumed, uninterrupted, kind):
+    reference = run_store.read_metrics(_level(uninterrupted))
     metrics = run_store.read_metrics(_level(resumed))
     for key in ("sparsity", "updates", "replaced", "grown", "mask_change", "final", "early_stop"):
         assert metrics[key] == reference[key], key
     assert [e["test_accuracy"] for e in metrics["evals"]] == [e["test_accuracy"] for e in reference["evals"]]
     start, end = _tickets(resumed)
-    ref_start, ref_end = _tickets(runs[kind])
+    ref_start, ref_end = _tickets(uninterrupted)
     for a, b in zip(end.masks + start.masks, ref_end.masks + ref_start.masks):
         np.testing.assert_array_equal(a, b)
     for a, b in zip(end.weights, ref_end.weights):
         np.testing.assert_array_equal(a, b)
     if kind != "static":  # the stored mask log too, arrays and history
         stored, expected = (
-            atomic_io.load_npz(os.path.join(_level(s), "masks.npz")) for s in (resumed, runs[kind])
+            atomic_io.load_npz(os.path.join(_level(s), "masks.npz")) for s in (resumed, uninterrupted)
         )
         assert sorted(stored) == sorted(expected)
         assert atomic_io.array_json(stored.pop("info")) == atomic_io.array_json(expected.pop("info"))
         for name, value in expected.items():
             np.testing.assert_array_equal(stored[name], value, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "name, damage",
+    [
+        ("masks.npz", "truncated"),
+        # ~10 s each; load_npz's own test covers every way of damaging an archive.
+        pytest.param("masks.npz", "garbled", marks=pytest.mark.slow),
+        pytest.param("masks.npz", "wrong_type", marks=pytest.mark.slow),
+        pytest.param("checkpoint.npz", "truncated", marks=pytest.mark.slow),
+    ],
+)
+def test_damaged_progress_files_are_dropped_and_the_run_retrained_to_the_same_masks(
+    runs, tmp_path, name, damage
+):
+    """The mask log and the checkpoint are one state: either damaged, both go, with a warning naming it."""
+    source = runs["rigl"]["root"]
+    root = tmp_path / os.path.relpath(source, os.path.dirname(os.path.dirname(source)))
+    shutil.copytree(source, root)
+    level = os.path.join(root, "replicate_0", "round_0")
+    for finished in ("metrics.json", "end.npz"):  # as if killed after the last checkpoint
+        os.remove(os.path.join(level, finished))
+    path = os.path.join(level, name)
+    data = open(path, "rb").read()
+    if damage == "truncated":
+        open(path, "wb").write(data[: len(data) // 2])
+    elif damage == "garbled":
+        open(path, "wb").write(data[: len(data) // 2] + b"\xff" * 16 + data[len(data) // 2 + 16 :])
+    else:  # the JSON entry a list where an object belongs
+        arrays = atomic_io.load_npz(path)
+        arrays["info"] = atomic_io.json_array([atomic_io.array_json(arrays["info"])])
+        atomic_io.write_npz(path, arrays)
+    with pytest.warns(UserWarning) as caught:
+        resumed = sparse_training.run_experiment(tiny_config("rigl"), str(tmp_path))
+    [message] = [str(w.message) for w in caught if "Dropped the level's progress" in str(w.message)]
+    assert message.startswith(f"Cannot read '{path}': ")
+    assert "(checkpoint.npz, masks.npz)" in message and f"'{level}' trains again from its start" in message
+    _assert_as_uninterrupted(resumed, runs["rigl"], "rigl")
 
 
 def test_rigl_drawn_batch_gradient_resumes_exactly(tmp_path, monkeypatch):
@@ -419,6 +462,15 @@ BAD = {
     "shared_option": (
         _with("rigl", **{"train.optimizer": "adamax9"}),
         r"`config\.train\.optimizer`: expected one of .*Received: train\.optimizer='adamax9'",
+    ),
+    # Known once the data is loaded: checked before the run directory is made (was: left hparams.json).
+    "batch_larger_than_the_data": (
+        _with("static", **{"train.batch_size": 5000}),
+        r"`config\.train\.batch_size`: 5000 is larger than the training set of 'mnist1d' \(700 examples\)",
+    ),
+    "validation_not_below_the_training_set": (
+        _with("set", **{"dataset.validation": 800}),
+        r"`validation`: 800 must be smaller than the training set \(800 samples\)",
     ),
 }
 

@@ -116,8 +116,13 @@ class _Search:
         self.previous, self.recent, self.distances, self.last = None, [], [], -1
         if atomic_io.exists(self.path):
             archive = atomic_io.load_npz(self.path)
-            info = atomic_io.array_json(archive["info"])
-            self.distances, self.last = [tuple(d) for d in info["distances"]], int(info["last"])
+            info = atomic_io.json_entry(archive, "info", self.path)
+            distances, last = info.get("distances"), info.get("last")
+            if not isinstance(distances, list) or not isinstance(last, int):
+                raise atomic_io.DamagedFileError(
+                    self.path, "its entry 'info' has no valid 'distances' and 'last'"
+                )
+            self.distances, self.last = [tuple(d) for d in distances], last
             self.recent = [d for _, d in self.distances][-int(self.group.window) :]
             self.previous = [archive[k] for k in sorted(k for k in archive if k.startswith("mask"))]
 
@@ -146,7 +151,17 @@ class _Search:
 def _rewind_state(replicate) -> Snapshot:
     if replicate.rewind_step == 0:
         return replicate.initial
-    return run_store.load_state(replicate.store.rewind_path(replicate.replicate))[0]
+    return replicate.rewind_snapshot()
+
+
+def _open_search(replicate, directory: str) -> _Search:
+    """The search state of `directory`; with a damaged one (or checkpoint) both are dropped, with a warning."""
+    training_runs.checkpoint_position(directory, progress=(SEARCH_STATE,))
+    try:
+        return _Search(replicate, directory)
+    except atomic_io.DamagedFileError as error:
+        trainer.drop_progress(directory, error, (SEARCH_STATE,))
+        return _Search(replicate, directory)
 
 
 def _search(replicate) -> None:
@@ -162,7 +177,7 @@ def _search(replicate) -> None:
     checks = list(range(every, replicate.total_steps + 1, every))
     rewind = replicate.rewind_step
     plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=checks + [rewind])
-    search = _Search(replicate, directory)
+    search = _open_search(replicate, directory)
     found = {}
 
     def on_capture(position: int) -> None:
@@ -221,7 +236,14 @@ def _retrain(replicate) -> None:
     if not training_runs.begin(directory):
         return
     model = replicate.model
-    ticket = Ticket.load(os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET))
+    path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
+    try:
+        ticket = Ticket.load(path)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(
+            f"Delete '{path}' and run the same command again: it is drawn anew from the stored "
+            "search (round_0)."
+        ) from error
     controls.set_masks(model, ticket.masks)
     reset_for_retrain(model, "rewind", _rewind_state(replicate))
     plan = training_runs.plan(replicate, replicate.rewind_step, replicate.total_steps)

@@ -64,7 +64,7 @@ import numpy as np
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
+from tf_lottery.experiments.level_loop import Line, Replicate, read_analysis, read_or_compute
 from tf_lottery.experiments.runner import run_levels, selected_replicates
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import RewindPoint, reset_for_retrain
@@ -324,7 +324,7 @@ def collect(store, config: ml_collections.ConfigDict) -> list[dict]:
         for line in (main, *others):
             path = analysis_path(store, replicate, line, levels)
             if atomic_io.exists(path):
-                rows.extend(atomic_io.read_json(path)["rows"])
+                rows.extend(read_analysis(path)["rows"])
     order = {network: i for i, network in enumerate(_NETWORKS)}
     return sorted(rows, key=lambda r: (r["replicate"], r["rewind_step"], order.get(r["network"], 99)))
 

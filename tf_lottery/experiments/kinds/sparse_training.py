@@ -61,6 +61,7 @@ import numpy as np
 
 from tf_lottery.experiments import registry, schema, trainer
 from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments.level_loop import load_ticket
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.rewind import reset_for_retrain
@@ -332,10 +333,17 @@ class _MaskLog:
         self.committed = self.latest = (0, [np.asarray(m, bool) for m in initial], [])
         if atomic_io.exists(self.path):
             archive = atomic_io.load_npz(self.path)
-            info = atomic_io.array_json(archive["info"])
+            info = atomic_io.json_entry(archive, "info", self.path)
             for slot in ("committed", "latest"):
+                entry = info.get(slot)
+                if not (
+                    isinstance(entry, dict)
+                    and isinstance(entry.get("step"), int)
+                    and isinstance(entry.get("history"), list)
+                ):
+                    raise atomic_io.DamagedFileError(self.path, f"its entry 'info' has no valid {slot!r}")
                 masks = [archive[k] for k in sorted(k for k in archive if k.startswith(f"{slot}_"))]
-                setattr(self, slot, (int(info[slot]["step"]), masks, info[slot]["history"]))
+                setattr(self, slot, (entry["step"], masks, entry["history"]))
 
     def at(self, position: int) -> tuple[list, list]:
         """`(masks, history)` of the model at data position `position`."""
@@ -360,6 +368,24 @@ class _MaskLog:
             info[slot] = {"step": step_, "history": history_}
         arrays["info"] = atomic_io.json_array(info)
         atomic_io.write_npz(self.path, arrays)
+
+
+def _resume(directory: str, checkpoint_every: int, initial: list) -> tuple[_MaskLog, tuple | None]:
+    """The mask log and `(snapshot, position)` of the checkpoint to resume from (`None`: the start).
+
+    The masks and the checkpoint are one in-progress state: when either file
+    is damaged, both are dropped (with a warning naming it) and the level
+    trains again from its start.
+    """
+    try:
+        log = _MaskLog(directory, checkpoint_every, initial)
+    except atomic_io.DamagedFileError as error:
+        trainer.drop_progress(directory, error, (MASKS,))
+        return _MaskLog(directory, checkpoint_every, initial), None
+    resumed = training_runs.checkpoint_position(directory, progress=(MASKS,))
+    if resumed is None and not atomic_io.exists(log.path):  # dropped with a damaged checkpoint
+        log = _MaskLog(directory, checkpoint_every, initial)
+    return log, resumed
 
 
 def _draw_masks(model, group, seed: int) -> None:
@@ -410,7 +436,7 @@ def _initial_masks(replicate, directory: str) -> list:
     model = replicate.model
     path = os.path.join(directory, START)
     if atomic_io.exists(path):
-        return Ticket.load(path).masks
+        return load_ticket(directory, START).masks
     group = replicate.config.sparse
     controls.set_masks(model, controls.dense_masks(model))
     _draw_masks(model, group, replicate.seed)
@@ -490,9 +516,8 @@ def _run_replicate(replicate) -> None:
     updates = update_steps(config, total, replicate.steps_per_epoch)
     _check_steps_per_execution(config, updates)
     plan = training_runs.plan(replicate, 0, total, capture_steps=updates)
-    log = _MaskLog(directory, plan.checkpoint_every, initial)
+    log, resumed = _resume(directory, plan.checkpoint_every, initial)
     history, start = [], 0
-    resumed = training_runs.checkpoint_position(directory)
     if resumed is not None:
         snapshot, start = resumed
         masks, history = log.at(start)

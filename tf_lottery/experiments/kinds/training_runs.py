@@ -20,7 +20,7 @@ import ml_collections
 
 from tf_lottery.core.report import sparsity_report
 from tf_lottery.experiments import results, run_store, trainer
-from tf_lottery.experiments.level_loop import Replicate
+from tf_lottery.experiments.level_loop import Replicate, check_steps
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.lottery.rewind import Snapshot
 from tf_lottery.lottery.ticket import Ticket
@@ -93,24 +93,30 @@ def run_replicates(
 
     `check(data)`, if given, runs on the loaded dataset before anything is
     written: a kind's checks that need the model (layer names in options).
+    The steps (`level_loop.check_steps`) are checked then too.
     """
     from tf_lottery.data.registry import load_dataset
     from tf_lottery.experiments.level_loop import Line
     from tf_lottery.experiments.runner import selected_replicates
 
     began = time.time()
-    data = None
-    if check is not None:
-        data = load_dataset(config.dataset)
-        check(data)
     store = run_store.RunStore(workdir, config)
+    pending = [
+        index
+        for index in selected_replicates(config)
+        if not all(run_store.is_done(store.level_dir(index, k)) for k in range(levels + 1))
+    ]
+    data = None
+    if pending or check is not None:
+        # Config values that the data's size (or the model) decides are checked before anything is written.
+        data = load_dataset(config.dataset)
+        check_steps(config, data)
+        if check is not None:
+            check(data)
     store.initialize()
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
-    for index in selected_replicates(config):
-        if all(run_store.is_done(store.level_dir(index, k)) for k in range(levels + 1)):
-            continue
-        data = data or load_dataset(config.dataset)
+    for index in pending:
         run_one(Replicate(config, store, index, data, log=log, main=Line(main)))
     rows = results.collect(store, levels, int(config.run.replicates), [])
     files = results.write(store.results_dir, rows)
@@ -136,10 +142,15 @@ def begin(directory: str) -> bool:
     return True
 
 
-def checkpoint_position(directory: str) -> tuple[Snapshot, int] | None:
-    """`(snapshot, data position)` of a level's last checkpoint, if any."""
-    path = os.path.join(directory, trainer.CHECKPOINT)
-    if not atomic_io.exists(path):
+def checkpoint_position(directory: str, progress: tuple[str, ...] = ()) -> tuple[Snapshot, int] | None:
+    """`(snapshot, data position)` of a level's last checkpoint, if any.
+
+    A damaged checkpoint is dropped with the kind's in-progress files
+    `progress` (see `trainer.read_checkpoint`): the level trains again from
+    its start.
+    """
+    resumed = trainer.read_checkpoint(directory, progress)
+    if resumed is None:
         return None
-    snapshot, info = run_store.load_state(path)
-    return snapshot, int(info["position"])
+    snapshot, info = resumed
+    return snapshot, info["position"]

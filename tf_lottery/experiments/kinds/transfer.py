@@ -58,11 +58,16 @@ from tf_lottery.data import classes
 from tf_lottery.data.classes import class_subset
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import Replicate, build_network, read_or_compute
+from tf_lottery.experiments.level_loop import (
+    Replicate,
+    build_network,
+    load_ticket,
+    read_analysis,
+    read_or_compute,
+)
 from tf_lottery.experiments.runner import run_levels, selected_replicates
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
-from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.utils import atomic_io
 
 
@@ -126,7 +131,7 @@ def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log
     began = time.time()
     store, index, seed, model = replicate.store, replicate.replicate, replicate.seed, replicate.model
     source_dir = source.level_dir(index, level)
-    ticket = Ticket.load(os.path.join(source_dir, "start.npz"))
+    ticket = load_ticket(source_dir, "start.npz")
     source_accuracy = run_store.read_metrics(source_dir)["final"]["test_accuracy"]
     # Random tickets get weights of another seed: a fresh random initialization.
     fresh = Snapshot(
@@ -153,7 +158,7 @@ def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log
     def target_ticket() -> None:
         controls.set_masks(model, dense)
         reset_for_retrain(model, "rewind", replicate.initial)
-        Ticket.load(os.path.join(store.level_dir(index, level), "start.npz")).apply(model)
+        load_ticket(store.level_dir(index, level), "start.npz").apply(model)
 
     setups = {"transferred": transferred, "random": random}
     if target_tickets:
@@ -213,7 +218,7 @@ def collect(source, target, config: ml_collections.ConfigDict) -> list[dict]:
         for level in transfer_levels(config):
             path = analysis_path(target, replicate, level)
             if atomic_io.exists(path):
-                rows.extend(atomic_io.read_json(path)["rows"])
+                rows.extend(read_analysis(path)["rows"])
     return rows
 
 

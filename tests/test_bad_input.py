@@ -515,6 +515,11 @@ CLI_CASES = {
         r"`pruning.layer_rates`: expected 'layer=rate' pairs.*Received: 'output=2'",
     ),
     # Known once the data is loaded; they used to leave hparams.json and config.json behind.
+    "exclude_pattern_matches_no_layer": (
+        "pruning.exclude",
+        "ouput,fc*",
+        r"`config.pruning.exclude`='ouput,fc\*': 'ouput' matches no prunable layer .*Its prunable layers are: \[",
+    ),
     "batch_larger_than_the_data": (
         "train.batch_size",
         100000,

@@ -94,8 +94,30 @@ class Line:
                 )
 
 
-def _exclusion(patterns: list[str]):
-    return lambda layer: any(fnmatch.fnmatchcase(layer.name, p) for p in patterns)
+def _exclusion(patterns: list[str], matched: set, seen: list):
+    """The `prunable` predicate for `patterns`; records the patterns that matched and the names seen."""
+
+    def excluded(layer) -> bool:
+        seen.append(layer.name)
+        hits = {p for p in patterns if fnmatch.fnmatchcase(layer.name, p)}
+        matched.update(hits)
+        return bool(hits)
+
+    return excluded
+
+
+def check_exclude(config: ml_collections.ConfigDict, data) -> None:
+    """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
+
+    Builds the network once (only when `exclude` is set) and clears the session after, so
+    the run's own models get the layer names they would have had.
+    """
+    if not csv_list(config.pruning.exclude):
+        return
+    try:
+        build_network(config, data, int(config.seed))
+    finally:
+        keras.backend.clear_session()
 
 
 def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.Model:
@@ -111,7 +133,16 @@ def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.M
     model_options = {k: v for k, v in config.model.items() if k != "name" and k not in MODEL_OPTIONS}
     exclude = csv_list(config.pruning.exclude)
     base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
-    model = prunable(base, exclude=_exclusion(exclude) if exclude else None)
+    matched, seen = set(), []
+    model = prunable(base, exclude=_exclusion(exclude, matched, seen) if exclude else None)
+    unmatched = [p for p in exclude if p not in matched]
+    if unmatched:
+        raise ValueError(
+            f"Invalid value for `config.pruning.exclude`={config.pruning.exclude!r}: "
+            f"{', '.join(repr(p) for p in unmatched)} matches no prunable layer of model "
+            f"'{config.model.name}'. Its prunable layers are: {sorted(set(seen))}. Use their names or "
+            "glob patterns of them (e.g. 'fc*')."
+        )
     option = config.model.get
     if option("model_init", "") or option("batchnorm_init", ""):
         initialize(model, option("model_init", ""), option("batchnorm_init", ""), seed=int(seed))

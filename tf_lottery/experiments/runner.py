@@ -26,7 +26,7 @@ from collections.abc import Callable
 import ml_collections
 
 from tf_lottery.experiments import plots, progress, results, run_store, schema
-from tf_lottery.experiments.level_loop import Line, Replicate, check_steps
+from tf_lottery.experiments.level_loop import Line, Replicate, check_exclude, check_steps
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -97,6 +97,7 @@ def run_levels(
         # Config values that the data's size decides are checked before anything is written.
         data = load_data() if load_data is not None else load_dataset(config.dataset)
         check_steps(config, data, (main, *arms))
+        check_exclude(config, data)
     store.initialize()
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")

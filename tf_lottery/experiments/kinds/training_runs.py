@@ -20,7 +20,7 @@ import ml_collections
 
 from tf_lottery.core.report import sparsity_report
 from tf_lottery.experiments import results, run_store, trainer
-from tf_lottery.experiments.level_loop import Replicate, check_steps
+from tf_lottery.experiments.level_loop import Replicate, check_exclude, check_steps
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.lottery.rewind import Snapshot
 from tf_lottery.lottery.ticket import Ticket
@@ -111,6 +111,7 @@ def run_replicates(
         # Config values that the data's size (or the model) decides are checked before anything is written.
         data = load_dataset(config.dataset)
         check_steps(config, data)
+        check_exclude(config, data)
         if check is not None:
             check(data)
     store.initialize()

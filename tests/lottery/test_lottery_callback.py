@@ -14,6 +14,7 @@ from tests.testing import (
     toy_data,
 )
 from tf_lottery.pruning.pruner import exact_count
+from tf_lottery.utils import atomic_io as tfl_atomic_io
 
 
 def _kernel_index(model):
@@ -441,5 +442,6 @@ class TestLotteryCallbackRefusals(TestCase):
             model = _model(keras.optimizers.SGD(0.05))
             model.build((None, 40))
             backup = keras.callbacks.BackupAndRestore(str(tmp_path / "run" / "backup"))
-            with pytest.raises(ValueError, match=rf"state file '.*{name}' is damaged.*Delete '.*state'"):
+            damaged = rf"Cannot read '.*{name}': the LotteryCallback state file is damaged.*Delete '.*state'"
+            with pytest.raises(tfl_atomic_io.DamagedFileError, match=damaged):
                 _fit(model, [make(), backup], epochs=4, n=64)

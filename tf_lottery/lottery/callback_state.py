@@ -33,12 +33,14 @@ def masks_file(round_index: int) -> str:
     return f"masks_round_{round_index}.npz"
 
 
-def damaged(path: str, problem: str) -> ValueError:
+def damaged(path: str, problem: str) -> atomic_io.DamagedFileError:
+    """The error for a damaged state file: `atomic_io.DamagedFileError` (a `ValueError`) with the fix."""
     directory = os.path.dirname(path)
-    return ValueError(
-        f"LotteryCallback: the state file '{path}' is damaged ({problem}), so the run cannot resume "
-        f"from it. Delete '{directory}' and the BackupAndRestore backup directory to run again from "
-        "the start, or restart fit() without `state_dir` and without BackupAndRestore."
+    return atomic_io.DamagedFileError(
+        path,
+        f"the LotteryCallback state file is damaged ({problem}), so the run cannot resume from it",
+        f"Delete '{directory}' and the BackupAndRestore backup directory to run again from the start, "
+        "or restart fit() without `state_dir` and without BackupAndRestore.",
     )
 
 

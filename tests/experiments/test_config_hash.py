@@ -1,5 +1,8 @@
 """The run hash: stable, blind to defaults and to options that change no result."""
 
+import copy
+import functools
+
 import pytest
 
 from tf_lottery.experiments import config_hash, schema
@@ -221,3 +224,73 @@ def test_switches_must_be_booleans(group, key, value):
         ValueError, match=rf"`config.{group}.{key}`: expected True or False. Received: {group}.{key}="
     ):
         schema.validate(config)
+
+
+def _shipped_configs():
+    import importlib.util
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2] / "configs"
+    for path in sorted(root.glob("*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        for arg in (None, "smoke"):
+            yield f"{path.name}:{arg}", module.get_config(arg)
+
+
+def _with_dummy(config):
+    """`config` with a `dummy_option = 0` in every group (the model's arguments aside)."""
+    import ml_collections
+
+    config = copy.deepcopy(config)
+    with config.unlocked():
+        for group in list(config.keys()):
+            if isinstance(config[group], ml_collections.ConfigDict) and group != "model":
+                config[group].dummy_option = 0
+    return config
+
+
+def test_an_option_added_with_its_default_to_any_group_keeps_every_shipped_configs_hash(monkeypatch):
+    # open_lth's rule for every group, the kinds' own (sparse, gradual, early_bird, kd, ...)
+    # included: they used to be hashed in full, so one new option renamed every run of the kind.
+    import dataclasses
+
+    from tf_lottery.experiments import registry
+
+    configs = dict(_shipped_configs())
+    kinds = {c.experiment for c in configs.values()}
+    assert {"lottery", "gradual", "early_bird", "rigl", "instability", "transfer"} <= kinds
+    before = {name: config_hash.config_hash(c) for name, c in configs.items()}
+    assert before["default.py:None"] == "57c99b1ad12605c4"
+    original = schema.defaults
+    monkeypatch.setattr(schema, "defaults", lambda: _with_dummy(original()))
+    for name in registry.names():
+        kind = registry.get(name)
+        extended = functools.partial(lambda k: _with_dummy(k.defaults()), kind)
+        monkeypatch.setitem(registry._KINDS, name, dataclasses.replace(kind, defaults=extended))
+    for name, config in configs.items():
+        upgraded = _with_dummy(config)
+        assert config_hash.config_hash(upgraded) == before[name], name
+        # A value other than the default names a new run.
+        group = next(
+            g
+            for g in ("sparse", "gradual", "early_bird", "kd", "instability", "transfer", "train")
+            if g in upgraded
+        )
+        upgraded[group].dummy_option = 1
+        assert config_hash.config_hash(upgraded) != before[name], name
+
+
+def test_an_unknown_key_in_a_kinds_group_is_refused_with_a_did_you_mean():
+    from tf_lottery.experiments import registry
+    from tf_lottery.experiments.kinds import sparse_training
+
+    config = sparse_training.defaults("rigl")
+    with config.unlocked():
+        config.sparse.sparsityy = 0.5
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown config key `config.sparse.sparsityy` .*Did you mean `config.sparse.sparsity`\?",
+    ):
+        registry.validate(config)

@@ -1,12 +1,14 @@
 """A run's identity: the hash of the options that differ from the defaults.
 
 As in open_lth, the canonical description of a run leaves out every value
-equal to its default (`schema.defaults()`, and for the model's own keyword
-arguments, the builder's signature defaults) and every option that does not
-change a result (`schema.UNHASHED`: the number of levels, replicates,
-controls, checkpointing, output). So adding an option with a default later
-keeps the names of existing runs, and a run can be extended with more levels
-or controls in place.
+equal to its default and every option that does not change a result
+(`schema.UNHASHED`: the number of levels, replicates, controls,
+checkpointing, output). The defaults are `schema.defaults()` for the
+runner's groups, the kind's own `defaults()` (from the registry) for the
+kind's groups (`sparse`, `gradual`, `early_bird`, `kd`, ...), and the
+builder's signature defaults for the model's keyword arguments. So adding an
+option with a default later, to any group, keeps the names of existing runs,
+and a run can be extended with more levels or controls in place.
 """
 
 from __future__ import annotations
@@ -47,6 +49,15 @@ def _unhashed(key: str) -> bool:
     return any(key == group or key.startswith(group + ".") for group in schema.UNHASHED)
 
 
+def kind_defaults(config: ml_collections.ConfigDict) -> dict:
+    """`{dotted key: default}` of the options the config's kind adds to the runner's groups."""
+    from tf_lottery.experiments import registry
+
+    runner = flatten(schema.defaults().to_dict())
+    kind = registry.get(config.get("experiment", schema.defaults().experiment))
+    return {k: v for k, v in flatten(kind.defaults().to_dict()).items() if k not in runner}
+
+
 def hparams(config: ml_collections.ConfigDict) -> dict:
     """The options that name the run: `{dotted key: value}` of non-defaults."""
     from tf_lottery.models import registry
@@ -55,7 +66,9 @@ def hparams(config: ml_collections.ConfigDict) -> dict:
     tree["model"] = dict(tree.get("model", {}))
     model_name = registry.canonical_name(tree["model"].get("name", schema.defaults().model.name))
     tree["model"]["name"] = model_name
-    reference = flatten(schema.defaults().to_dict())
+    # The runner's defaults win for the runner's keys: a kind's `defaults()` may start from other
+    # values (e.g. `run.levels = 0`), and runs are named against the runner's.
+    reference = {**kind_defaults(config), **flatten(schema.defaults().to_dict())}
     builder_defaults = registry.builder_defaults(model_name)
     result = {}
     for key, value in sorted(flatten(tree).items()):

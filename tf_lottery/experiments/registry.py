@@ -91,10 +91,42 @@ def get(name) -> Kind:
 
 
 def validate(config: ml_collections.ConfigDict) -> Kind:
-    """Checks `config` with its kind's validation; returns the kind."""
+    """Checks `config`'s keys against its kind's `defaults()`, then its kind's validation; returns the kind."""
     kind = get(config.get("experiment"))
+    check_known_keys(config, kind.defaults())
     kind.validate(config)
     return kind
+
+
+def check_known_keys(config: ml_collections.ConfigDict, reference: ml_collections.ConfigDict) -> None:
+    """Refuses a group or option that `reference` (the kind's defaults) does not have, with a did-you-mean.
+
+    Every option of every group, the kind's own included, must be one the kind
+    declares with its default: a run's name hashes only non-default values, so
+    an undeclared option could neither be hashed against a default nor used.
+    The `model` group is left to the model builder, which checks its keyword
+    arguments.
+    """
+    import difflib
+
+    def walk(node, known, prefix):
+        for key in node.keys():
+            name = f"{prefix}{key}"
+            if key not in known:
+                close = difflib.get_close_matches(key, list(known.keys()), n=1)
+                hint = f" Did you mean `config.{prefix}{close[0]}`?" if close else ""
+                raise ValueError(
+                    f"Unknown config key `config.{name}` for experiment {config.get('experiment')!r}.{hint} "
+                    f"Known keys{' of `config.' + prefix[:-1] + '`' if prefix else ''}: {sorted(known.keys())}."
+                )
+            if name == "model":
+                continue
+            if isinstance(known[key], ml_collections.ConfigDict):
+                if not isinstance(node[key], ml_collections.ConfigDict):
+                    raise ValueError(f"Invalid value for `config.{name}`: expected a group of options.")
+                walk(node[key], known[key], name + ".")
+
+    walk(config, reference, "")
 
 
 def run(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:

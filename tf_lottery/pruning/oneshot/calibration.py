@@ -120,7 +120,7 @@ def _hooked(layers_and_hooks, stop_when=None):
     Why an instance attribute: Keras' `Layer.__call__` runs `self.call`, so a
     bound function set on the instance sees exactly what the layer computes
     on, for every caller (keras_hub's attention calls its projections
-    itself); deleting it restores the class's method.
+    itself); deleting it restores the class's method (or the instance's own).
     """
     patched = []
     try:
@@ -139,12 +139,15 @@ def _hooked(layers_and_hooks, stop_when=None):
                     raise _StopForward
                 return outputs
 
+            patched.append((layer, vars(layer).get("call")))
             layer.call = call
-            patched.append(layer)
         yield
     finally:
-        for layer in patched:
-            del layer.call
+        for layer, own in patched:
+            if own is None:
+                del layer.call
+            else:  # a `call` the instance already had (someone else's hook) stays
+                layer.call = own
 
 
 def _forward(model, batch) -> None:

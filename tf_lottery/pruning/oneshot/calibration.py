@@ -172,9 +172,9 @@ def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
     except Exception as error:  # noqa: BLE001 - re-raised with the argument named
         raise ValueError(
             "Invalid value for argument `calibration_data`: the model could not be called on "
-            f"its first batch {_describe(first_batch)}: {type(error).__name__}: {error} Pass "
-            "inputs of the shape and dtype that `model(x)` takes (tokenized ids for a language "
-            "model, without labels)."
+            f"its first batch ({type(error).__name__}: {error}). Expected inputs of the shape and "
+            "dtype that `model(x)` takes (tokenized ids for a language model, without labels). "
+            f"Received: calibration_data={_describe(first_batch)} (first batch)."
         ) from error
     position = {id(h): i for i, h in enumerate(hooks)}
     return [h.calls for h in hooks], [position[id(h)] for h in order]

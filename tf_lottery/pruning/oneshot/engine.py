@@ -139,7 +139,12 @@ def run(
     gram: bool = False,
     verbose: int = 0,
 ) -> OneShotReport:
-    """Prunes every unskipped target; `prune_step(target, stats_hook_or_None) -> (weight, pruned)`."""
+    """Prunes every target not skipped, one wrapper (step) at a time, then commits the masks.
+
+    `prune_step(target, hook)` returns `(new kernel value, pruned positions)` in the kernel's
+    shape; `hook` holds the step's calibration statistics (None without calibration data).
+    """
+    verbose = validation.check_int("verbose", verbose, minimum=0)
     start = time.perf_counter()
     report = OneShotReport(method, sparsity, None if structure is None else str(structure))
     for t in items:
@@ -152,7 +157,6 @@ def run(
             f"'{model.name}': {report.skipped}. Use `tfl.oneshot.magnitude`, or wrap Dense / "
             "EinsumDense layers."
         )
-    steps: list[list[Target]] = []
     data = None
     expected = {}
     if calibration_data is not None:

@@ -22,7 +22,9 @@ def _nm_matrix(t: engine.Target):
     return None
 
 
-def magnitude(model: keras.Model, sparsity: float, *, structure: str | None = None, verbose: int = 0):
+def magnitude(
+    model: keras.Model, sparsity: float, *, structure: str | None = None, verbose: int = 0
+) -> engine.OneShotReport:
     """Prunes the lowest-magnitude weights of every prunable weight, in one shot.
 
     Unstructured, each weight loses `int(size * sparsity)` entries, the

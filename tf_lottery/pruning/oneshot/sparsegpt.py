@@ -122,7 +122,7 @@ def sparsegpt(
     blocksize: int = 128,
     batch_size: int = 32,
     verbose: int = 0,
-):
+) -> engine.OneShotReport:
     """Prunes with SparseGPT: masks chosen by `w^2 / [H^-1]_ii^2`, the rest of each layer updated.
 
     For each Dense / EinsumDense kernel, with `H = 2 X^T X / n` over its

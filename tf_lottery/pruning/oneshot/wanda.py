@@ -17,7 +17,7 @@ def wanda(
     structure: str | None = None,
     batch_size: int = 32,
     verbose: int = 0,
-):
+) -> engine.OneShotReport:
     """Prunes by Wanda's score `|W_ij| * ||X_j||_2`, in one shot, with no weight update.
 
     `X_j` is input feature `j` of the layer over every calibration token. The

@@ -85,6 +85,14 @@ def _unreachable_layer():
     tfl.prunable(model)
 
 
+def _calibration():
+    return np.random.default_rng(0).normal(size=(16, 20)).astype("float32")
+
+
+def _embedding_only():
+    return tfl.prunable(keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(10, 4)]))
+
+
 def _mirrored_model_wrapped_outside():
     with two_replica_strategy().scope():
         model = mlp(input_dim=20, hidden=(16,), classes=4)
@@ -362,6 +370,48 @@ CASES = {
     "mask_gradients_not_a_bool": (
         lambda m, p: tfl.PruneWrapper(keras.layers.Dense(2), mask_gradients=1),
         r"`mask_gradients`: expected True or False. Received: mask_gradients=1",
+    ),
+    # tfl.oneshot (issue 24): every check before any weight changes.
+    "oneshot_sparsity_one": (
+        lambda m, p: tfl.oneshot.wanda(m, _calibration(), 1.0),
+        r"`sparsity`: expected a float in \[0, 1\). Received: sparsity=1.0",
+    ),
+    "oneshot_calibration_wrong_shape": (
+        lambda m, p: tfl.oneshot.sparsegpt(m, np.zeros((8, 7), "float32"), 0.5),
+        r"(?s)`calibration_data`: the model could not be called.*expected axis -1.*Received: calibration_data=<float32 \(8, 7\)>",
+    ),
+    "oneshot_calibration_text": (
+        lambda m, p: tfl.oneshot.wanda(m, np.full((4, 20), "word"), 0.5),
+        r"`calibration_data`: expected numeric inputs such as the model takes \(got dtype <U4\); tokenize",
+    ),
+    "oneshot_calibration_empty": (
+        lambda m, p: tfl.oneshot.wanda(m, np.zeros((0, 20), "float32"), 0.5),
+        r"`calibration_data`: expected at least one calibration sample \(it is empty\)",
+    ),
+    "oneshot_n_m_misfit": (
+        # The hidden layer has 20 inputs, not a multiple of 8.
+        lambda m, p: tfl.oneshot.sparsegpt(m, _calibration(), 0.75, structure="2:8"),
+        r"`structure`: '2:8' needs the input dimension.*multiple of 8. Received layer '\w+' with 20 inputs",
+    ),
+    "oneshot_sparsity_against_structure": (
+        lambda m, p: tfl.oneshot.wanda(m, _calibration(), 0.3, structure="2:4"),
+        r"`sparsity`: structure '2:4' keeps 2 of every 4 weights.*Received: sparsity=0.3. Pass sparsity=0.5",
+    ),
+    "oneshot_blocksize_against_structure": (
+        lambda m, p: tfl.oneshot.sparsegpt(m, _calibration(), 0.5, structure="2:4", blocksize=6),
+        r"`blocksize`: with structure '2:4' it must be a multiple of 4.*Received: blocksize=6",
+    ),
+    "oneshot_percdamp_zero": (
+        lambda m, p: tfl.oneshot.sparsegpt(m, _calibration(), 0.5, percdamp=0.0),
+        r"`percdamp`: expected a float > 0. Received: percdamp=0.0",
+    ),
+    "oneshot_model_not_wrapped": (
+        lambda m, p: tfl.oneshot.wanda(mlp(input_dim=20, hidden=(16,), classes=4), _calibration(), 0.5),
+        r"`model`: '\w+' has no prunable layer \(no PruneWrapper\). Wrap it first: `model = tfl.prunable",
+    ),
+    "oneshot_nothing_to_calibrate": (
+        lambda m, p: tfl.oneshot.wanda(_embedding_only(), np.zeros((4, 3), "int32"), 0.5),
+        r"`model`: wanda can prune none of the prunable weights.*tfl.oneshot.magnitude",
     ),
     "distiller_unknown_label_loss": (
         lambda m, p: tfl.KDDistiller(mlp(input_dim=20, classes=4), m).compile(loss="crossentropy_of_dreams"),

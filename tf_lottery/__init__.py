@@ -12,6 +12,7 @@ Public API (everything else is internal and may change):
 - `DynamicSparseTraining`, `sparsity_distributions`: RigL / SET and ER / ERK.
 - `GradualPruning`, `ConstantSparsity`, `PolynomialDecay`: gradual magnitude
   pruning with tfmot's schedules; `prune(..., structure="2:4")`: N:M sparsity.
+- `oneshot`: one-shot pruning of trained models (`magnitude`, `wanda`, `sparsegpt`).
 - `SNIPScorer`, `GraSPScorer`, `SynFlowScorer`, `synflow_prune`: pruning at init.
 - `stability`: linear mode connectivity (error barriers along a path).
 - `KDDistiller`, `SoftLabelKL`, `with_teacher_logits`: knowledge-distillation tickets.
@@ -56,6 +57,7 @@ _EXPORTS = {
     "Ticket": ("tf_lottery.lottery.ticket", "Ticket"),
     "sparsity_distributions": ("tf_lottery.pruning.distributions", None),
     "scoring": ("tf_lottery.pruning.scoring", None),
+    "oneshot": ("tf_lottery.pruning.oneshot", None),
     "prune": ("tf_lottery.pruning.pruner", "prune"),
     "rate_per_round": ("tf_lottery.pruning.pruner", "rate_per_round"),
     "GradualPruning": ("tf_lottery.pruning.gradual", "GradualPruning"),
@@ -90,6 +92,7 @@ __all__ = [
     "artifact_size",
     "export_saved_model",
     "export_tflite",
+    "oneshot",
     "prunable",
     "prune",
     "prune_wrappers",

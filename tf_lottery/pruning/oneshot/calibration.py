@@ -1,0 +1,197 @@
+"""Sequential calibration: the inputs of each prunable layer, with the layers before it already pruned.
+
+Both papers run their calibration data through the network block by block,
+each block's inputs coming from the pruned blocks before it. Here a step is
+one `PruneWrapper` (a Dense layer, or all four projections of an attention
+layer), in the order the forward pass first calls them. For each step the
+calibration batches run through the model again, eagerly, with a hook on the
+step's linear layers that folds their inputs into running statistics (the
+sum of squares per input for Wanda, the Gram matrix `X^T X` for SparseGPT);
+the forward pass stops as soon as the step's layers have been called as
+often as in the first batch, so the layers after it are never evaluated.
+
+Memory: one batch of activations at a time and the statistics of one step
+(`inputs` floats per layer for Wanda, `inputs^2` for SparseGPT), never the
+activations of the whole calibration set or of the whole model. Compute:
+about `L^2 / 2` layer evaluations per batch for `L` steps, since each step
+reruns the layers before it (a block-wise cache of activations would trade
+that for memory; not done yet).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_lottery.utils import validation
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the layers of the current step have seen a batch."""
+
+
+def batches(calibration_data, batch_size: int) -> list:
+    """The calibration inputs as a list of batches (inputs only; labels are dropped).
+
+    Accepts a NumPy array or tensor (or a dict / list / tuple of them, as
+    keras_hub models take), split into batches of `batch_size`, or a
+    `tf.data.Dataset` of batches whose elements are `x` or `(x, y[, w])`.
+    """
+    if isinstance(calibration_data, tf.data.Dataset):
+        result = []
+        for element in calibration_data:
+            x, _, _ = keras.utils.unpack_x_y_sample_weight(element)
+            result.append(keras.tree.map_structure(np.asarray, x))
+    else:
+        try:
+            data = keras.tree.map_structure(np.asarray, calibration_data)
+            leaves = keras.tree.flatten(data)
+        except (TypeError, ValueError):
+            leaves = []
+        if not leaves or any(leaf.ndim == 0 for leaf in leaves):
+            raise validation.invalid_argument(
+                "calibration_data",
+                _describe(calibration_data),
+                "a NumPy array or tensor of calibration inputs with a batch axis, a dict or "
+                "tuple of them, or a batched tf.data.Dataset",
+            )
+        count = len(leaves[0])
+        if any(len(leaf) != count for leaf in leaves):
+            sizes = sorted({len(leaf) for leaf in leaves})
+            raise validation.invalid_argument(
+                "calibration_data",
+                _describe(calibration_data),
+                f"inputs with one batch size (got sizes {sizes})",
+            )
+        result = [
+            keras.tree.map_structure(lambda leaf, s=start: leaf[s : s + batch_size], data)
+            for start in range(0, count, batch_size)
+        ]
+    if not result or all(len(keras.tree.flatten(b)[0]) == 0 for b in result):
+        raise validation.invalid_argument(
+            "calibration_data", _describe(calibration_data), "at least one calibration sample (it is empty)"
+        )
+    for batch in result:
+        for leaf in keras.tree.flatten(batch):
+            if not (np.issubdtype(leaf.dtype, np.number) or leaf.dtype == bool):
+                raise validation.invalid_argument(
+                    "calibration_data",
+                    _describe(calibration_data),
+                    f"numeric inputs such as the model takes (got dtype {leaf.dtype}); tokenize text "
+                    "first (e.g. with the model's preprocessor)",
+                )
+    return result
+
+
+def _describe(data) -> str:
+    try:
+        return str(keras.tree.map_structure(lambda a: f"<{np.asarray(a).dtype} {np.shape(a)}>", data))
+    except Exception:  # noqa: BLE001 - only a description for an error message
+        return f"<{type(data).__name__}>"
+
+
+@dataclass
+class Hook:
+    """Running statistics of one linear layer's inputs."""
+
+    view: object  # LinearView
+    gram: bool  # SparseGPT needs X^T X; Wanda the sum of squares per input
+    samples: int = 0
+    calls: int = 0
+    order: list | None = field(default=None, repr=False)  # shared: hooks in the order first called
+    stats: np.ndarray | None = field(default=None, repr=False)
+
+    def add(self, x) -> None:
+        x = keras.ops.convert_to_numpy(x)
+        self.samples += int(x.shape[0]) if np.ndim(x) else 1
+        rows = self.view.input_matrix(x)
+        update = rows.T @ rows if self.gram else np.einsum("ij,ij->j", rows, rows)
+        self.stats = update if self.stats is None else self.stats + update
+
+
+@contextlib.contextmanager
+def _hooked(layers_and_hooks, stop_when=None):
+    """Runs each layer's own `call`, first handing its input to its hook.
+
+    Why an instance attribute: Keras' `Layer.__call__` runs `self.call`, so a
+    bound function set on the instance sees exactly what the layer computes
+    on, for every caller (keras_hub's attention calls its projections
+    itself); deleting it restores the class's method (or the instance's own).
+    """
+    patched = []
+    try:
+        for layer, hook in layers_and_hooks:
+            original = layer.call
+
+            def call(*args, _original=original, _hook=hook, **kwargs):
+                inputs = args[0] if args else kwargs.get("inputs")
+                outputs = _original(*args, **kwargs)
+                _hook.calls += 1
+                if _hook.calls == 1 and _hook.order is not None:
+                    _hook.order.append(_hook)
+                if _hook.view is not None:
+                    _hook.add(inputs)
+                if stop_when is not None and stop_when():
+                    raise _StopForward
+                return outputs
+
+            patched.append((layer, vars(layer).get("call")))
+            layer.call = call
+        yield
+    finally:
+        for layer, own in patched:
+            if own is None:
+                del layer.call
+            else:  # a `call` the instance already had (someone else's hook) stays
+                layer.call = own
+
+
+def _forward(model, batch) -> None:
+    try:
+        model(batch, training=False)
+    except _StopForward:
+        pass
+
+
+def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
+    """How often the forward pass calls each layer on the first batch (0: never), and
+    the indices of the layers called, in the order first called.
+
+    Also checks that the model takes the calibration data; its error names
+    the argument.
+    """
+    order: list = []
+    hooks = [Hook(view=None, gram=False, order=order) for _ in layers]
+    try:
+        with _hooked(list(zip(layers, hooks))):
+            _forward(model, first_batch)
+    except Exception as error:  # noqa: BLE001 - re-raised with the argument named
+        raise ValueError(
+            "Invalid value for argument `calibration_data`: the model could not be called on "
+            f"its first batch ({type(error).__name__}: {error}). Expected inputs of the shape and "
+            "dtype that `model(x)` takes (tokenized ids for a language model, without labels). "
+            f"Received: calibration_data={_describe(first_batch)} (first batch)."
+        ) from error
+    position = {id(h): i for i, h in enumerate(hooks)}
+    return [h.calls for h in hooks], [position[id(h)] for h in order]
+
+
+def capture(
+    model, data: list, layers: list, views: list, expected_calls: list[int], gram: bool
+) -> list[Hook]:
+    """Statistics of the inputs of `layers` over all calibration batches, in one pass each."""
+    hooks = [Hook(view=v, gram=gram) for v in views]
+    state = {"calls": [0] * len(hooks)}
+
+    def done():
+        return all(h.calls - base >= e for h, base, e in zip(hooks, state["calls"], expected_calls))
+
+    with _hooked(list(zip(layers, hooks)), stop_when=done):
+        for batch in data:
+            state["calls"] = [h.calls for h in hooks]
+            _forward(model, batch)
+    return hooks

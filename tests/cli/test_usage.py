@@ -148,3 +148,16 @@ def test_print_config_prints_the_resolved_config_and_runs_nothing(tmp_path):
     assert "  gradual.structure = '2:4'\n" in result.stdout
     assert "  experiment = 'gradual'\n" in result.stdout
     assert not workdir.exists()
+
+
+def test_an_installed_package_finds_its_own_configs(tmp_path, monkeypatch):
+    # The layout a wheel installs (setup.py's package_dir): site/tf_lottery/configs/*.py, no checkout.
+    package = tmp_path / "site" / "tf_lottery"
+    (package / "configs").mkdir(parents=True)
+    (package / "configs" / "lenet_mnist.py").write_text('"""LeNet."""\n')
+    monkeypatch.setattr(usage, "_PACKAGE", package)
+    monkeypatch.chdir(tmp_path)
+    assert usage.config_folders() == [package / "configs"]
+    assert usage.resolve_config("lenet_mnist:smoke") == f"{package / 'configs' / 'lenet_mnist.py'}:smoke"
+    with pytest.raises(FileNotFoundError, match="no config file 'mnist1d_mlp'.*shipped config: lenet_mnist "):
+        usage.resolve_config("mnist1d_mlp")

@@ -131,3 +131,54 @@ def test_every_readme_python_block_runs_as_written(tmp_path):
     assert abs(facts["rigl_sparsity"] - 0.9) < 1e-3
     assert (tmp_path / "ticket.npz").exists() and (tmp_path / "models" / "ticket" / "1").is_dir()
     assert (tmp_path / "models" / "ticket.tflite").exists()
+
+
+# What docs/EXPORT.md's snippets take as given: a pruned `model` with named input and output, data `x, y`.
+_EXPORT_PRELUDE = """
+import keras
+import numpy as np
+import tf_lottery as tfl
+
+keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).normal(size=(64, 40)).astype("float32")
+y = np.arange(64) % 10
+layers = [keras.Input((40,), name="inputs"), keras.layers.Dense(32, activation="relu")]
+model = tfl.prunable(keras.Sequential(layers + [keras.layers.Dense(10, name="output")]))
+model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+tfl.prune(model, target_sparsity=0.5)
+"""
+
+
+@pytest.mark.slow  # exports a SavedModel and a TFLite file, trains 50 epochs on 64 rows: ~30 s
+def test_every_export_doc_python_block_runs(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # The doc's Serving path is absolute (docker mounts it); here it lands in tmp_path.
+    blocks = [
+        b.replace('"/models/', f'"{tmp_path}/models/') for b in python_blocks(ROOT / "docs" / "EXPORT.md")
+    ]
+    program = _EXPORT_PRELUDE + (
+        "import json, sys\n"
+        "for block in json.load(open(sys.argv[1])):\n"
+        "    exec(compile(block, 'docs/EXPORT.md', 'exec'))\n"
+        "print(json.dumps({'path': path, 'rounds': len(lottery.history), 'out': run(inputs=x)['output'].shape}))\n"
+    )
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    (tmp_path / "runner.py").write_text(program)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(blocks) == 3
+    assert facts == {"path": f"{tmp_path}/models/ticket/1", "rounds": 5, "out": [64, 10]}
+    assert (tmp_path / "ticket.tflite").exists() and (tmp_path / "logs" / "pruning").is_dir()

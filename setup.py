@@ -52,7 +52,11 @@ setup(
     description="Find, train and ship sparse lottery tickets with Keras 3.",
     long_description=(_HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
-    packages=find_packages(include=["tf_lottery", "tf_lottery.*"]),
+    # configs/ (the paper setups, top level in a checkout) ships inside the wheel as
+    # tf_lottery/configs/, so `tf_lottery --config=lenet_mnist` finds it after a pip install
+    # (tf_lottery.cli.usage.config_folders looks in both places).
+    packages=[*find_packages(include=["tf_lottery", "tf_lottery.*"]), "tf_lottery.configs"],
+    package_dir={"tf_lottery.configs": "configs"},
     python_requires=">=3.11",
     # The Keras library alone: TensorFlow (any release that ships Keras 3) and
     # Keras 3.12.0+ (the first with `keras.distillation`). The oldest pair,

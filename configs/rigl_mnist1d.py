@@ -45,7 +45,7 @@ ARGS = ("", "smoke") + METHODS + DISTRIBUTIONS
 
 
 def get_config(arg=None):
-    """The config for `arg` (see the module docstring), e.g. `'set,uniform'` or `'imp,smoke'`."""
+    """`arg`: comma-separated "rigl" (default), "set", "static" or "imp"; "erk" (default) or "uniform"; "smoke"."""
     method, distribution, smoke = config_tokens(arg, METHODS, DISTRIBUTIONS)
     base = _default("smoke" if smoke else None)
     base.train.training_steps = "3ep" if smoke else "60ep"

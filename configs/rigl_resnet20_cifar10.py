@@ -43,7 +43,7 @@ TOTAL_STEPS = 250 * (50_000 // 128)  # 97,500
 
 
 def get_config(arg=None):
-    """The config for `arg` (see the module docstring), e.g. `'set,uniform'` or `'static,smoke'`."""
+    """`arg`: comma-separated "rigl" (default), "set" or "static"; "erk" (default) or "uniform"; "smoke"."""
     method, distribution, smoke = config_tokens(arg, METHODS, DISTRIBUTIONS)
     config = _sparse_defaults(method)
     config.dataset.name = "cifar10"

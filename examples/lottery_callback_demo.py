@@ -17,7 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
 import tf_lottery as tfl  # noqa: E402
-from tf_lottery.data.mnist1d import load_mnist1d  # noqa: E402
+from tf_lottery.datasets import mnist1d  # noqa: E402
 
 
 def make_mlp() -> keras.Model:
@@ -33,7 +33,7 @@ def make_mlp() -> keras.Model:
 
 def main(rounds: int = 5, epochs_per_round: int = 15) -> None:
     keras.utils.set_random_seed(0)
-    (x, y), (x_val, y_val), (x_test, y_test) = load_mnist1d(validation=500)
+    (x, y), (x_val, y_val), (x_test, y_test) = mnist1d(validation=500)
     model = tfl.prunable(make_mlp())
     model.compile(
         optimizer=keras.optimizers.Adam(2e-3),

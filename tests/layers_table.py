@@ -20,6 +20,8 @@ ALLOWED = {
     "export": _LIBRARY_BASE | {"core"},
     "data": _LIBRARY_BASE,
     "models": _LIBRARY_BASE,
+    # The public data helpers (`from tf_lottery.datasets import mnist1d`): outside the facade.
+    "datasets": _LIBRARY_BASE | {"data"},
     "experiments": _LIBRARY_BASE
     | {"core", "pruning", "lottery", "sparse_training", "distillation", "export", "data", "models"},
     "cli": _LIBRARY_BASE

@@ -333,7 +333,7 @@ CASES = {
         r"`seed`: expected an int. Received: seed=1.5",
     ),
     "mnist1d_validation": (
-        lambda m, p: __import__("tf_lottery.data.mnist1d", fromlist=["x"]).load_mnist1d(validation=-1),
+        lambda m, p: __import__("tf_lottery.datasets", fromlist=["x"]).mnist1d(validation=-1),
         r"`validation`: expected an int >= 0. Received: validation=-1",
     ),
     # Callbacks speak Keras (mode, config), the distiller's label loss
@@ -579,6 +579,12 @@ CLI_CASES = {
         "dataset.validation",
         4000,
         r"`validation`: 4000 must be smaller than the training set \(4000 samples\)",
+    ),
+    # A misspelt key names the closest known one (did-you-mean).
+    "misspelt_train_key": (
+        "train.lrr",
+        0.1,
+        r"Unknown config key `config.train.lrr`. Did you mean `config.train.lr`\? Known keys of `config.train`",
     ),
     "rewind_point_after_training": (
         "pruning.rewind_to",

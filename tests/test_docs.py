@@ -33,3 +33,152 @@ def test_nothing_refers_to_files_outside_the_repository(path):
         resolved = (path.parent / target.split("#")[0]).resolve()
         assert resolved.is_relative_to(ROOT), f"{target} leaves the repository"
         assert resolved.exists(), f"{target} does not exist"
+
+
+_BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+# `from tf_lottery.<module> import ...` that examples may use: the facade and the data helpers.
+_PUBLIC_MODULES = {"tf_lottery", "tf_lottery.datasets"}
+# Known exceptions, with why: the KD notebook batches arrays with a helper the facade does not export.
+_PRIVATE_IMPORTS_ALLOWED = {("colab/03_kd_tickets_tpu.ipynb", "tf_lottery.distillation")}
+
+
+def python_blocks(path):
+    """The Python a reader copies from `path`: ```python blocks, notebook code cells, or the file."""
+    text = path.read_text()
+    if path.suffix == ".md":
+        return _BLOCK.findall(text)
+    if path.suffix == ".ipynb":
+        import json
+
+        cells = json.loads(text)["cells"]
+        return ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    return [text]
+
+
+_EXAMPLES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_EXAMPLES += sorted((ROOT / "colab").glob("*.ipynb")) + sorted((ROOT / "examples").glob("*.py"))
+
+
+@pytest.mark.parametrize("path", _EXAMPLES, ids=_name)
+def test_examples_import_only_the_public_api(path):
+    imported = re.compile(r"^\s*(?:from|import)\s+(tf_lottery[\w.]*)", re.M)
+    for block in python_blocks(path):
+        for module in imported.findall(block.replace("!pip", "#")):
+            if (_name(path), module) not in _PRIVATE_IMPORTS_ALLOWED:
+                assert module in _PUBLIC_MODULES, f"{_name(path)} imports {module}: use `tfl.<name>`"
+
+
+def test_readme_snippets_agree_on_the_loss_of_a_logits_head():
+    blocks = "\n".join(python_blocks(ROOT / "README.md"))
+    assert "sparse_categorical_crossentropy" not in blocks
+    assert blocks.count("from_logits=True") == blocks.count("model.compile(")
+
+
+_README_RUNNER = """
+import json, sys
+import numpy as np
+import tf_lottery.datasets
+
+full = tf_lottery.datasets.mnist1d
+
+
+def small(validation=500, seed=42, num_samples=5000):
+    (x, y), (xv, yv), (xt, yt) = full(validation=validation, seed=seed, num_samples=num_samples)
+    return (x[:256], y[:256]), (xv[:64], yv[:64]), (xt[:64], yt[:64])
+
+
+tf_lottery.datasets.mnist1d = small  # small data: the README's code as written otherwise
+namespace = {}
+for block in json.load(open(sys.argv[1])):
+    exec(compile(block, "README.md", "exec"), namespace)
+lottery, model = namespace["lottery"], namespace["model"]
+import tf_lottery as tfl
+
+print(json.dumps({
+    "blocks": len(json.load(open(sys.argv[1]))),
+    "rounds": [r["round"] for r in lottery.history],
+    "ticket_sparsity": lottery.ticket.sparsity,
+    "rigl_sparsity": tfl.sparsity_report(model).sparsity,
+}))
+"""
+
+
+@pytest.mark.slow  # trains the Quick start (5 rounds of 10 epochs) and RigL on 256 sequences: ~40 s
+def test_every_readme_python_block_runs_as_written(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    blocks = python_blocks(ROOT / "README.md")
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    (tmp_path / "runner.py").write_text(_README_RUNNER)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert facts["blocks"] == len(blocks) == 4
+    assert facts["rounds"] == [0, 1, 2, 3, 4]
+    # Four prunings of 20% (output layer 10%): 1 - 0.8**4 = 59% of the hidden weights.
+    assert 0.55 < facts["ticket_sparsity"] < 0.6
+    assert abs(facts["rigl_sparsity"] - 0.9) < 1e-3
+    assert (tmp_path / "ticket.npz").exists() and (tmp_path / "models" / "ticket" / "1").is_dir()
+    assert (tmp_path / "models" / "ticket.tflite").exists()
+
+
+# What docs/EXPORT.md's snippets take as given: a pruned `model` with named input and output, data `x, y`.
+_EXPORT_PRELUDE = """
+import keras
+import numpy as np
+import tf_lottery as tfl
+
+keras.utils.set_random_seed(0)
+x = np.random.default_rng(0).normal(size=(64, 40)).astype("float32")
+y = np.arange(64) % 10
+layers = [keras.Input((40,), name="inputs"), keras.layers.Dense(32, activation="relu")]
+model = tfl.prunable(keras.Sequential(layers + [keras.layers.Dense(10, name="output")]))
+model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+tfl.prune(model, target_sparsity=0.5)
+"""
+
+
+@pytest.mark.slow  # exports a SavedModel and a TFLite file, trains 50 epochs on 64 rows: ~30 s
+def test_every_export_doc_python_block_runs(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    # The doc's Serving path is absolute (docker mounts it); here it lands in tmp_path.
+    blocks = [
+        b.replace('"/models/', f'"{tmp_path}/models/') for b in python_blocks(ROOT / "docs" / "EXPORT.md")
+    ]
+    program = _EXPORT_PRELUDE + (
+        "import json, sys\n"
+        "for block in json.load(open(sys.argv[1])):\n"
+        "    exec(compile(block, 'docs/EXPORT.md', 'exec'))\n"
+        "print(json.dumps({'path': path, 'rounds': len(lottery.history), 'out': run(inputs=x)['output'].shape}))\n"
+    )
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    (tmp_path / "runner.py").write_text(program)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    assert len(blocks) == 3
+    assert facts == {"path": f"{tmp_path}/models/ticket/1", "rounds": 5, "out": [64, 10]}
+    assert (tmp_path / "ticket.tflite").exists() and (tmp_path / "logs" / "pruning").is_dir()

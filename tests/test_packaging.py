@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # The `experiments` extra: what the runner, data, plots and command line import (absl-py too,
 # but TensorFlow itself needs that one).
@@ -91,3 +93,83 @@ def test_the_bazel_ci_subset_names_existing_test_files():
         assert (ROOT / src).is_file(), src
         assert re.fullmatch(r"tests/(.+/)?test_\w+\.py", src), src
     assert "--test_tag_filters=ci" in (ROOT / ".ci" / "run").read_text()
+
+
+def _build_wheel(tmp_path) -> pathlib.Path:
+    """The wheel of a copy of the project's sources (so no build/ lands in the checkout)."""
+    import shutil
+
+    source = tmp_path / "source"
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for folder in ("tf_lottery", "configs"):
+        shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
+    for name in ("setup.py", "README.md", "pyproject.toml"):
+        shutil.copy(ROOT / name, source / name)
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            wheels,
+            source,
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = wheels.glob("tf_lottery-*.whl")
+    return wheel
+
+
+@pytest.mark.slow  # builds and installs a wheel: about 10 s
+def test_the_shipped_configs_resolve_by_name_from_a_non_editable_install(tmp_path):
+    import zipfile
+
+    wheel = _build_wheel(tmp_path)
+    shipped = sorted(p.name for p in (ROOT / "configs").glob("*.py"))
+    in_wheel = sorted(
+        pathlib.PurePosixPath(n).name
+        for n in zipfile.ZipFile(wheel).namelist()
+        if n.startswith("tf_lottery/configs/")
+    )
+    assert in_wheel == shipped
+    target = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target", target, wheel],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(target))
+    program = (
+        "import sys; sys.argv = ['tf_lottery']\n"
+        "from tf_lottery.cli import usage\n"
+        "print(usage.resolve_config('lenet_mnist:smoke'))\n"
+        "print(usage.resolve_config('configs/default.py'))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, env=env, cwd=elsewhere, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    packaged = target / "tf_lottery" / "configs"
+    assert result.stdout.splitlines() == [
+        f"{packaged / 'lenet_mnist.py'}:smoke",
+        str(packaged / "default.py"),
+    ]
+    helped = subprocess.run(
+        [sys.executable, "-m", "tf_lottery", "--help"], capture_output=True, text=True, env=env, cwd=elsewhere
+    )
+    assert f"from {packaged})" in helped.stdout and "\n  lenet_mnist: " in helped.stdout
+
+
+def test_setup_ships_the_configs_folder_inside_the_package():
+    assert '"tf_lottery.configs"' in _setup()
+    assert 'package_dir={"tf_lottery.configs": "configs"}' in _setup()

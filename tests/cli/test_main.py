@@ -117,9 +117,16 @@ def test_the_console_script_answers_version_and_takes_the_same_flags():
             "--config.experiment=instabilty",
             "expected one of ('early_bird', 'gradual', 'instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', "
             "'rigl', 'set', 'static', 'transfer'). "
-            "Received: experiment='instabilty'",
+            "Received: experiment='instabilty'. Did you mean 'instability'?",
         ),
         ("--config.run.only_replicates=1", "`config.run.only_replicates`: expected comma-separated"),
+        # A misspelt key at any depth: one line with the closest known key.
+        (
+            "--config.trian.lr=1",
+            "tf_lottery: error: Unknown config key `config.trian` in --config.trian.lr=1. "
+            "Did you mean `config.train`?\n",
+        ),
+        ("--config.train.lrr=1", "Unknown config key `config.train.lrr`. Did you mean `config.train.lr`?"),
         ("--threads=-1", "Invalid value for --threads: expected an int >= 0. Received: -1."),
     ],
 )

@@ -95,3 +95,17 @@ class TestStrippedModelReport(TestCase):
         assert len(report.layers) == len(wrapped.layers) == 4 + 4 + 1
         assert [e.name for e in report.layers] == [e.name for e in wrapped.layers]
         assert len({e.name for e in report.layers}) == 9
+
+
+class TestParameterCounts(TestCase):
+    def test_keras_counts_the_masks_as_non_trainable_params_as_the_readme_says(self):
+        # README "Counting parameters": summary()/count_params() include one entry per mask element.
+        dense = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32), keras.layers.Dense(10)])
+        assert dense.count_params() == 1002
+        model = tfl.prunable(dense)
+        tfl.prune(model, target_sparsity=0.5)
+        assert model.count_params() == 1962  # 1,002 weights + 960 mask entries
+        assert sum(int(np.prod(w.shape)) for w in model.trainable_weights) == 1002
+        report = tfl.sparsity_report(model)
+        assert (report.model_total, report.total, report.alive) == (1002, 960, 480)
+        assert tfl.strip(model).count_params() == 1002

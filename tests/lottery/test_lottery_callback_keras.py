@@ -144,8 +144,16 @@ class TestLotteryCallbackKeras(TestCase):
     def test_the_round_lines_are_printed_only_when_verbose(self, capsys):
         _fit([tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=0)], epochs=2)
         assert "[LotteryCallback]" not in capsys.readouterr().out
-        _fit([tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=1)], epochs=2)
-        assert capsys.readouterr().out.count("[LotteryCallback] round") == 2
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.5, verbose=1)
+        _fit([lottery], epochs=2)
+        lines = [line for line in capsys.readouterr().out.splitlines() if "[LotteryCallback]" in line]
+        # Rounds counted from 0 as in `history`, `lottery_round` and the command line.
+        assert [line.split(":")[0] for line in lines] == [
+            "[LotteryCallback] round 0 of 0..1",
+            "[LotteryCallback] round 1 of 0..1",
+        ]
+        assert [record["round"] for record in lottery.history] == [0, 1]
+        assert "100.0% weights remaining" in lines[0] and "50.0% weights remaining" in lines[1]
 
 
 class TestLotteryCallbackConfig:

@@ -44,6 +44,21 @@ class TestTicket(TestCase):
             expected = value * masks[id(variable)] if id(variable) in masks else value
             np.testing.assert_array_equal(variable.numpy(), expected)
 
+    def test_a_ticket_prints_as_one_line_summary(self, tmp_path):
+        ticket = _ticket(_ticket_model())  # 20*32 + 32*16 + 16*10 = 1,312 prunable weights
+        kept = sum(int(np.count_nonzero(m)) for m in ticket.masks)
+        expected = (
+            f"Ticket(masks=3 ({kept:,} of 1,312 weights kept), sparsity={1 - kept / 1312:.4f}, "
+            "weights=6 arrays, round=3)"
+        )
+        assert repr(ticket) == str(ticket) == expected
+        path = str(tmp_path / "ticket.npz")
+        ticket.save(path)
+        loaded = repr(tfl.Ticket.load(path))
+        assert loaded == expected[:-1] + f", path={path!r})" and "\n" not in loaded
+        masks_only = tfl.Ticket(masks=[np.ones((2, 2), bool)], mask_names=["d/kernel"])
+        assert repr(masks_only) == "Ticket(masks=1 (4 of 4 weights kept), sparsity=0.0000, weights=None)"
+
     def test_loading_never_unpickles(self, tmp_path):
         path = str(tmp_path / "evil.npz")
         np.savez(path, header=np.array([{"format": "x"}], dtype=object))

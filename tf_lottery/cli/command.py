@@ -1,8 +1,10 @@
 """The `tf_lottery` command (also `python -m tf_lottery.main`): one entry point for both.
 
-`--version` is answered here, before absl, ml_collections or TensorFlow is
-imported (the package's public names are imported lazily in a command-line
-process, see `tf_lottery/__init__.py`). Everything else goes to the absl app
+`--version` and `--help` are answered here, before absl, ml_collections or
+TensorFlow is imported (the package's public names are imported lazily in a
+command-line process, see `tf_lottery/__init__.py`; the help text is
+`tf_lottery.cli.usage`), and `--config` is resolved here: a shipped config's
+name becomes its file, a missing file is one line. Everything else goes to the absl app
 in `tf_lottery.cli.main`, with TensorFlow's C++ start-up lines hidden unless
 `--verbosity` is 1 or more (`tf_lottery.cli.stderr_filter`).
 """
@@ -30,6 +32,24 @@ def asks_version(args: list[str]) -> bool:
     return any(arg in ("--version", "--version=true", "--version=True") for arg in args)
 
 
+def asks_help(args: list[str]) -> bool:
+    """Whether `args` ask for the usage (`--help`, `-h`, `--helpshort`, `-?`); `--helpfull` goes to absl."""
+    return any(arg in ("--help", "-h", "--helpshort", "-?", "--help=true", "--help=True") for arg in args)
+
+
+def resolve_config_flag(args: list[str]) -> list[str]:
+    """`args` with the `--config` value resolved by `usage.resolve_config` (raises FileNotFoundError)."""
+    from tf_lottery.cli import usage
+
+    resolved = list(args)
+    for index, arg in enumerate(resolved):
+        if arg.startswith("--config="):
+            resolved[index] = "--config=" + usage.resolve_config(arg[len("--config=") :])
+        elif arg == "--config" and index + 1 < len(resolved):
+            resolved[index + 1] = usage.resolve_config(resolved[index + 1])
+    return resolved
+
+
 def requested_verbosity(args: list[str]) -> int:
     """absl's `--verbosity` / `-v` as given in `args` (0 when absent or not an int)."""
     value = None
@@ -51,6 +71,15 @@ def run(argv: list[str] | None = None) -> None:
     if asks_version(argv[1:]):
         print(f"tf_lottery {__version__}")
         return
+    if asks_help(argv[1:]):
+        from tf_lottery.cli import usage
+
+        print(usage.text(), end="")
+        return
+    try:
+        argv[1:] = resolve_config_flag(argv[1:])
+    except FileNotFoundError as error:
+        sys.exit(f"tf_lottery: error: {error}")
     from tf_lottery.cli import stderr_filter
 
     quiet = requested_verbosity(argv[1:]) < 1

@@ -2,6 +2,8 @@
 
     python -m tf_lottery.main --config=configs/<name>.py[:smoke] --workdir=<dir> [--config.<key>=<value> ...]
 
+(`--help` is answered by `tf_lottery.cli.command` from `tf_lottery.cli.usage`, without TensorFlow.)
+
 With no flags, runs the default: IMP on MNIST-1D with the random-reinit
 control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery_runs. Finished
 rounds are reused and an interrupted run resumes where it stopped.
@@ -10,6 +12,7 @@ rounds are reused and an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import os
+import re
 import sys
 import tempfile
 
@@ -42,6 +45,12 @@ _THREADS = flags.DEFINE_integer(
 # Answered by `tf_lottery.cli.command.run` before this module is imported; defined so that
 # `--helpfull` lists it.
 flags.DEFINE_bool("version", False, "Print the package version and exit (without loading TensorFlow).")
+_PRINT_CONFIG = flags.DEFINE_bool(
+    "print_config",
+    False,
+    "Print every key of the resolved config (file, variant and --config.* overrides) with its value "
+    "and meaning, then exit without running.",
+)
 _PROGRESS = flags.DEFINE_enum(
     "progress",
     "auto",
@@ -89,9 +98,16 @@ def main(argv) -> None:
     from tf_lottery.experiments import registry
     from tf_lottery.experiments.progress import RunProgress
 
+    global _PARSED
+    _PARSED = True
     config = _CONFIG.value
     try:
         kind = registry.validate(config)
+        if _PRINT_CONFIG.value:
+            from tf_lottery.cli import config_listing
+
+            print(config_listing.listing(config), end="")
+            return
         set_process_switches(config)
         with RunProgress(_PROGRESS.value, stream=stderr_filter.terminal()) as log:
             kind.run(config, _WORKDIR.value, log=log)
@@ -111,9 +127,36 @@ def main(argv) -> None:
         )
 
 
+# Whether absl parsed the flags and called `main` (a KeyError before it is a misspelt key).
+_PARSED = False
+
+
+def unknown_key_message(argv: list[str], error: KeyError) -> str:
+    """One line for ml_collections' KeyError on `--config.<a>.<b>=...` whose `<a>` does not exist."""
+    text = str(error.args[0]) if error.args else ""
+    missing = text.splitlines()[0].strip("'\"") if text else ""
+    flag = next(
+        (arg for arg in argv if arg.startswith("--config.") and missing in arg.split("=")[0].split(".")), ""
+    )
+    path = flag.split("=")[0][len("--config.") :]
+    parts = path.split(".")
+    key = ".".join(parts[: parts.index(missing) + 1]) if missing in parts else missing
+    suggestion = re.search(r'Did you mean "([^"]+)" instead of', text)
+    hint = ""
+    if suggestion:
+        hint = f" Did you mean `config.{key.rpartition('.')[0] + '.' if '.' in key else ''}{suggestion.group(1)}`?"
+    return f"Unknown config key `config.{key}` in {flag or 'a --config.* flag'}.{hint}"
+
+
 def run_app(argv: list[str]) -> None:
     """Parses `argv` with absl and runs `main` (see `tf_lottery.cli.command.run`)."""
-    app.run(main, argv=argv)
+    try:
+        app.run(main, argv=argv)
+    except KeyError as error:
+        if _PARSED:
+            raise
+        # `--config.trian.lr=1`: ml_collections fails while absl parses the flags.
+        sys.exit(f"tf_lottery: error: {unknown_key_message(argv, error)}")
 
 
 def run() -> None:

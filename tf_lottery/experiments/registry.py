@@ -19,6 +19,7 @@ summary = registry.run(config, "/tmp/runs")
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import pkgutil
 from collections.abc import Callable
@@ -86,6 +87,9 @@ def get(name) -> Kind:
     if name not in _KINDS:
         raise ValueError(
             f"Invalid value for `config.experiment`: expected one of {names()}. Received: experiment={name!r}."
+            + "".join(
+                f" Did you mean {close!r}?" for close in difflib.get_close_matches(str(name), names(), n=1)
+            )
         )
     return _KINDS[name]
 

@@ -35,6 +35,8 @@ counts differ, is in docs/OPEN_LTH.md.
 
 from __future__ import annotations
 
+import difflib
+
 import ml_collections
 
 RETRAIN_MODES = ("rewind", "lr_rewind", "finetune", "reinit")
@@ -236,6 +238,13 @@ def parse_rates(value: str, argument: str = "pruning.layer_rates") -> dict[str, 
     return rates
 
 
+def did_you_mean(key: str, known) -> str:
+    """`" Did you mean `config.<group>.<closest>`?"` for a misspelt `key` (`group.name`), else ''."""
+    group, _, name = key.rpartition(".")
+    close = difflib.get_close_matches(name, [str(k) for k in known], n=1)
+    return f" Did you mean `config.{group + '.' if group else ''}{close[0]}`?" if close else ""
+
+
 def fail(key: str, expected: str, value) -> None:
     """Raises the standard error for a config option: its key, what is expected, the value."""
     raise ValueError(f"Invalid value for `config.{key}`: expected {expected}. Received: {key}={value!r}.")
@@ -291,6 +300,7 @@ def _check_model(model: ml_collections.ConfigDict) -> None:
             raise ValueError(
                 f"Unknown config key `config.model.{key}` for model '{registry.canonical_name(model.name)}': "
                 f"expected one of {sorted(accepted)}. Received: {key}={value!r}."
+                f"{did_you_mean(f'model.{key}', [*accepted, *MODEL_OPTIONS])}"
             )
 
 
@@ -366,7 +376,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
     reference = defaults()
     for group, node in config.items():
         if group not in reference:
-            raise ValueError(f"Unknown config key `config.{group}`. Known keys: {sorted(reference.keys())}.")
+            raise ValueError(
+                f"Unknown config key `config.{group}`.{did_you_mean(group, reference.keys())} "
+                f"Known keys: {sorted(reference.keys())}."
+            )
         if isinstance(reference[group], ml_collections.ConfigDict):
             if not isinstance(node, ml_collections.ConfigDict):
                 raise ValueError(f"Invalid value for `config.{group}`: expected a group of options.")
@@ -375,7 +388,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             unknown = sorted(set(node.keys()) - set(reference[group].keys()))
             if unknown:
                 raise ValueError(
-                    f"Unknown config key `config.{group}.{unknown[0]}`. Known keys of "
+                    f"Unknown config key `config.{group}.{unknown[0]}`."
+                    f"{did_you_mean(f'{group}.{unknown[0]}', reference[group].keys())} Known keys of "
                     f"`config.{group}`: {sorted(reference[group].keys())}."
                 )
     from tf_lottery.experiments import registry

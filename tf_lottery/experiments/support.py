@@ -43,7 +43,8 @@ def validate(
     unknown = sorted(set(config[group].keys()) - set(reference.keys()))
     if unknown:
         raise ValueError(
-            f"Unknown config key `config.{group}.{unknown[0]}`. Known keys of `config.{group}`: "
+            f"Unknown config key `config.{group}.{unknown[0]}`."
+            f"{schema.did_you_mean(f'{group}.{unknown[0]}', reference.keys())} Known keys of `config.{group}`: "
             f"{sorted(reference.keys())}."
         )
     base = copy.deepcopy(config)

@@ -659,7 +659,8 @@ class LotteryCallback(keras.callbacks.Callback):
         if self.verbose:
             metrics = ", ".join(f"{k}={v:.4f}" for k, v in record["metrics"].items())
             print(
-                f"[LotteryCallback] round {self._round + 1}/{self.rounds}: "
+                # 0-based, as `history[r]["round"]`, `lottery_round` and the command line count.
+                f"[LotteryCallback] round {self._round} of 0..{self.rounds - 1}: "
                 f"{record['percent_remaining']:.1f}% weights remaining; {metrics}"
             )
         if self._round < self.rounds - 1:

@@ -20,7 +20,7 @@ from tf_lottery.version import __version__
 _FORMAT = "tf_lottery.lottery.ticket/1"
 
 
-@dataclass
+@dataclass(repr=False)
 class Ticket:
     """Masks plus the weights to start training the subnetwork from.
 
@@ -52,6 +52,24 @@ class Ticket:
     def sparsity(self) -> float:
         total = sum(m.size for m in self.masks)
         return 1.0 - sum(int(np.count_nonzero(m)) for m in self.masks) / total if total else 0.0
+
+    def __repr__(self) -> str:
+        """One line: the arrays are summarised, never printed (a 15k-weight MLP's were 32 kB of text)."""
+        total = sum(int(m.size) for m in self.masks)
+        kept = sum(int(np.count_nonzero(m)) for m in self.masks)
+        weights = "None" if self.weights is None else f"{len(self.weights)} arrays"
+        parts = [
+            f"masks={len(self.masks)} ({kept:,} of {total:,} weights kept)",
+            f"sparsity={self.sparsity:.4f}",
+            f"weights={weights}",
+        ]
+        if "round" in self.metadata:
+            parts.append(f"round={self.metadata['round']!r}")
+        if self.path is not None:
+            parts.append(f"path={self.path!r}")
+        return f"Ticket({', '.join(parts)})"
+
+    __str__ = __repr__
 
     # -- making and applying ------------------------------------------------
 

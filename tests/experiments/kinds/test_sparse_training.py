@@ -429,7 +429,8 @@ BAD = {
     ),
     "unknown_sparse_key": (
         _with("rigl", **{"sparse.grow": "zeros"}),
-        r"Unknown config key `config\.sparse\.grow` for experiment 'rigl'\. Known keys",
+        r"Unknown config key `config\.sparse\.grow` for experiment 'rigl'\. "
+        r"Did you mean `config\.sparse\.grow_init`\? Known keys",
     ),
     "magnitude_pruning_option": (
         _with("rigl", **{"pruning.rate": 0.5}),

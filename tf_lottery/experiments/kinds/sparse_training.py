@@ -194,7 +194,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if unknown:
         where = " (only the rigl and set kinds update masks)" if unknown[0] in DYNAMIC_KEYS else ""
         raise ValueError(
-            f"Unknown config key `config.sparse.{unknown[0]}` for experiment {kind!r}{where}. "
+            f"Unknown config key `config.sparse.{unknown[0]}` for experiment {kind!r}{where}."
+            f"{schema.did_you_mean(f'sparse.{unknown[0]}', reference.keys())} "
             f"Known keys of `config.sparse`: {sorted(reference.keys())}."
         )
     missing = sorted(set(reference.keys()) - set(group.keys()))

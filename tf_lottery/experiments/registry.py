@@ -111,7 +111,6 @@ def check_known_keys(config: ml_collections.ConfigDict, reference: ml_collection
     The `model` group is left to the model builder, which checks its keyword
     arguments.
     """
-    import difflib
 
     def walk(node, known, prefix):
         for key in node.keys():

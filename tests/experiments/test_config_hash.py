@@ -291,6 +291,6 @@ def test_an_unknown_key_in_a_kinds_group_is_refused_with_a_did_you_mean():
         config.sparse.sparsityy = 0.5
     with pytest.raises(
         ValueError,
-        match=r"Unknown config key `config.sparse.sparsityy` .*Did you mean `config.sparse.sparsity`\?",
+        match=r"Unknown config key `config.sparse.sparsityy`\. Did you mean `config.sparse.sparsity`\?",
     ):
         registry.validate(config)

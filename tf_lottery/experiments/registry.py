@@ -118,9 +118,10 @@ def check_known_keys(config: ml_collections.ConfigDict, reference: ml_collection
             if key not in known:
                 close = difflib.get_close_matches(key, list(known.keys()), n=1)
                 hint = f" Did you mean `config.{prefix}{close[0]}`?" if close else ""
+                group = f" of `config.{prefix[:-1]}`" if prefix else ""
                 raise ValueError(
-                    f"Unknown config key `config.{name}` for experiment {config.get('experiment')!r}.{hint} "
-                    f"Known keys{' of `config.' + prefix[:-1] + '`' if prefix else ''}: {sorted(known.keys())}."
+                    f"Unknown config key `config.{name}`.{hint} Known keys{group} for experiment "
+                    f"{config.get('experiment')!r}: {sorted(known.keys())}."
                 )
             if name == "model":
                 continue

@@ -95,10 +95,10 @@ def get(name) -> Kind:
 
 
 def validate(config: ml_collections.ConfigDict) -> Kind:
-    """Checks `config`'s keys against its kind's `defaults()`, then its kind's validation; returns the kind."""
+    """Checks `config` with its kind's validation, then its keys against the kind's `defaults()`; returns the kind."""
     kind = get(config.get("experiment"))
+    kind.validate(config)  # first: a kind's own messages are the more specific ones
     check_known_keys(config, kind.defaults())
-    kind.validate(config)
     return kind
 
 

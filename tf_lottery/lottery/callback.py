@@ -584,6 +584,9 @@ class LotteryCallback(keras.callbacks.Callback):
         for callback in self._siblings:
             if isinstance(callback, (keras.callbacks.EarlyStopping, keras.callbacks.ReduceLROnPlateau)):
                 callback.on_train_begin()
+                # Keras 3.15.1's on_train_begin also forgets the best value; 3.12.0's keeps it,
+                # which stopped round 1 at the rewind's jump. `best` is their public attribute.
+                callback.best = None
 
     def _round_logs(self) -> dict:
         if self._round_report is None:

@@ -158,7 +158,7 @@ CASES = {
     # N:M structure, schedules, GradualPruning, EarlyBird (issue #14)
     "nm_n_above_m": (
         lambda m, p: tfl.prune(m, structure="4:2"),
-        r"`structure`: expected None or a string 'N:M' with integers 1 <= N < M.*Received: structure='4:2'",
+        r"`structure`: expected None, 'N:M' with integers 1 <= N < M.*Received: structure='4:2'",
     ),
     "nm_m_not_dividing": (
         lambda m, p: tfl.prune(m, structure="2:3"),

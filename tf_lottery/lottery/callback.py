@@ -227,7 +227,7 @@ class LotteryCallback(keras.callbacks.Callback):
         self.scope = scope
         self.layer_rates = dict(layer_rates or {})
         self.scorer = scorer
-        nm = nm_structure.parse(structure)
+        nm = nm_structure.parse_nm(structure)
         if nm is not None and target_sparsity is not None and target_sparsity > nm.max_sparsity:
             raise ValueError(
                 f"Invalid value for argument `target_sparsity`: expected at most "

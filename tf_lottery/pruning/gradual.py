@@ -210,7 +210,7 @@ class GradualPruning(keras.callbacks.Callback):
             validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         self.scorer = scorer
         self._score_fn = scoring.get(scorer)
-        nm = nm_structure.parse(structure)
+        nm = nm_structure.parse_nm(structure)
         if nm is not None and self.schedule.final_sparsity > nm.max_sparsity + 1e-12:
             raise ValueError(
                 f"Invalid value for argument `schedule`: final sparsity "
@@ -259,7 +259,7 @@ class GradualPruning(keras.callbacks.Callback):
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
         if self.structure is not None:
-            nm_structure.check_layers(wrappers, nm_structure.parse(self.structure))
+            nm_structure.check_layers(wrappers, nm_structure.parse_nm(self.structure))
         masks = [m for wr in wrappers for m in wr.get_masks()]
         self.sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
         self.events = []

@@ -191,7 +191,7 @@ def prune(
         Frankle et al., "Stabilizing the Lottery Ticket Hypothesis",
         arXiv:1903.01611 (global pruning).
     """
-    nm = nm_structure.parse(structure)
+    nm = nm_structure.parse_nm(structure)
     pattern_only = nm is not None and rate is None and target_sparsity is None
     if (rate is None) == (target_sparsity is None) and not pattern_only:
         raise ValueError(

@@ -65,19 +65,69 @@ class NMStructure:
         return f"{self.n}:{self.m}"
 
 
-def parse(structure) -> NMStructure | None:
-    """`None`, an `NMStructure`, or a string `"N:M"` with `1 <= N < M`."""
-    if structure is None or isinstance(structure, NMStructure):
+@dataclass(frozen=True)
+class BlockStructure:
+    """Whole `rows x cols` blocks of a kernel, zero or alive together (e.g. TFLite's 1x4).
+
+    See `tf_lottery.pruning.blocks` for the layout (which kernel axis the
+    block's rows and columns run along).
+    """
+
+    rows: int
+    cols: int
+
+    def __str__(self) -> str:
+        return f"{self.rows}x{self.cols}"
+
+
+@dataclass(frozen=True)
+class UnitStructure:
+    """Whole units: `"channels"` (output units and filters) or `"heads"` (attention heads).
+
+    See `tf_lottery.core.units` for what a unit and its couplings are.
+    """
+
+    kind: str
+
+    def __str__(self) -> str:
+        return self.kind
+
+
+Structure = NMStructure | BlockStructure | UnitStructure
+
+_EXPECTED = (
+    "None, 'N:M' with integers 1 <= N < M (at most N non-zero weights in every M "
+    "consecutive ones, e.g. '2:4'), 'RxC' with integers R, C >= 1 (whole blocks, e.g. "
+    "'1x4' for TFLite's block-sparse kernel), 'channels' (whole output units and "
+    "filters) or 'heads' (whole attention heads)"
+)
+
+
+def parse(structure) -> Structure | None:
+    """`None`, a structure object, or its string: `"N:M"`, `"RxC"`, `"channels"`, `"heads"`."""
+    if structure is None or isinstance(structure, (NMStructure, BlockStructure, UnitStructure)):
         return structure
-    match = re.fullmatch(r"\s*(\d+)\s*:\s*(\d+)\s*", structure) if isinstance(structure, str) else None
-    if match is None or not 1 <= int(match.group(1)) < int(match.group(2)):
-        raise validation.invalid_argument(
-            "structure",
-            structure,
-            "None or a string 'N:M' with integers 1 <= N < M (at most N non-zero "
-            "weights in every M consecutive ones), e.g. '2:4'",
-        )
-    return NMStructure(int(match.group(1)), int(match.group(2)))
+    if not isinstance(structure, str):
+        raise validation.invalid_argument("structure", structure, _EXPECTED)
+    text = structure.strip().lower()
+    if text in ("channels", "heads"):
+        return UnitStructure(text)
+    match = re.fullmatch(r"(\d+)\s*:\s*(\d+)", text)
+    if match is not None and 1 <= int(match.group(1)) < int(match.group(2)):
+        return NMStructure(int(match.group(1)), int(match.group(2)))
+    match = re.fullmatch(r"(\d+)\s*x\s*(\d+)", text)
+    if match is not None and int(match.group(1)) >= 1 and int(match.group(2)) >= 1:
+        if int(match.group(1)) * int(match.group(2)) > 1:
+            return BlockStructure(int(match.group(1)), int(match.group(2)))
+    raise validation.invalid_argument("structure", structure, _EXPECTED)
+
+
+def parse_nm(structure) -> NMStructure | None:
+    """Like `parse`, for the places that take only `None` or `"N:M"` so far."""
+    parsed = parse(structure)
+    if parsed is not None and not isinstance(parsed, NMStructure):
+        raise validation.invalid_argument("structure", structure, "None or 'N:M' here (e.g. '2:4')")
+    return parsed
 
 
 def reduction_axis(layer: keras.layers.Layer, weight) -> int:

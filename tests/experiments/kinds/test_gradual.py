@@ -76,7 +76,7 @@ def test_registered_with_its_defaults():
         ),
         (dict(end=1.5), r"`config\.gradual\.end`: expected a fraction of training in \[0, 1\]"),
         (dict(frequency=0), r"`frequency`: expected an int >= 1"),
-        (dict(structure="4:2"), r"`structure`: expected None or a string 'N:M'"),
+        (dict(structure="4:2"), r"`structure`: expected None, 'N:M'"),
         (
             dict(structure="2:4", final_sparsity=0.6),
             r"`config\.gradual\.final_sparsity`: expected at most 0\.5",

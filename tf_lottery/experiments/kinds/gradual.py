@@ -87,7 +87,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)
-        nm = nm_structure.parse(group.structure or None)
+        nm = nm_structure.parse_nm(group.structure or None)
     except ValueError as error:
         raise ValueError(f"Invalid `config.gradual`: {error}") from None
     if nm is not None and group.final_sparsity > nm.max_sparsity:

@@ -100,7 +100,7 @@ def targets(model, needs_calibration: bool) -> list[Target]:
 
 def check_common(sparsity, structure):
     sparsity = validation.check_fraction("sparsity", sparsity)
-    structure = nm.parse(structure)
+    structure = nm.parse_nm(structure)
     if structure is not None and abs(sparsity - structure.max_sparsity) > 1e-9:
         raise ValueError(
             f"Invalid value for argument `sparsity`: structure '{structure}' keeps {structure.n} of "

@@ -219,8 +219,8 @@ def _dense_model(lib):
     return build
 
 
-def best_settings(name, make, shape, samples, epochs, batch=60):
-    """Epoch time of each library at each of `SETTINGS` x `INPUTS`; returns tf_lottery best / tfmot best."""
+def best_settings(name, make, shape, samples, epochs, batch=60, settings=tuple(SETTINGS)):
+    """Epoch time of each library at each of `settings` x `INPUTS`; returns tf_lottery best / tfmot best."""
     rng = np.random.default_rng(0)
     x = rng.normal(size=(samples, *shape)).astype("float32")
     y = rng.integers(0, 10, size=samples)
@@ -236,7 +236,8 @@ def best_settings(name, make, shape, samples, epochs, batch=60):
         ("tf_lottery", _tf_lottery_model),
     )
     for library, build in libraries:
-        for setting, kwargs in SETTINGS.items():
+        for setting in settings:
+            kwargs = SETTINGS[setting]
             for feed in INPUTS:
                 try:
                     model, callbacks, sparsity = build(make, kwargs)
@@ -397,6 +398,13 @@ def main():
     parser.add_argument("--models", nargs="+", choices=("lenet", "conv"), default=["lenet", "conv"])
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument(
+        "--settings",
+        nargs="+",
+        choices=list(SETTINGS),
+        default=list(SETTINGS),
+        help="the compile settings the best-settings comparison times (default: all)",
+    )
+    parser.add_argument(
         "--best-settings-only",
         action="store_true",
         help="only the comparison at each library's best settings",
@@ -423,7 +431,12 @@ def main():
         summarize(name, per_seed)
     if not args.skip_speed or args.best_settings_only:
         ratio = best_settings(
-            "LeNet-300-100 (784 inputs)", lambda lib: lenet(lib, 784), (784,), samples, timing_epochs
+            "LeNet-300-100 (784 inputs)",
+            lambda lib: lenet(lib, 784),
+            (784,),
+            samples,
+            timing_epochs,
+            settings=args.settings,
         )
         print(
             f"\ntf_lottery / tfmot epoch time, each at its best settings (LeNet-300-100, 90% sparse): {ratio:.3f}x"

@@ -176,38 +176,48 @@ def reference(tmp_path_factory):
     return get
 
 
+def _case(kind, failpoint):
+    # One xdist group per kind (CI runs the slow tests with `--dist loadgroup`): a kind's
+    # uninterrupted reference run is made once, in the worker that runs all its cases.
+    return pytest.param(kind, failpoint, marks=pytest.mark.xdist_group(f"faults_{kind}"))
+
+
+# Each kind is killed mid-training and between levels, and while each kind of file it alone
+# writes (tickets, checkpoints, analyses, search states, masks) is being written. A kill point
+# whose category another case of the same kind covers is left out (the instability and transfer
+# kinds' second mid-training and ticket-write points: the ticket write is the lottery kind's).
 @pytest.mark.parametrize(
     "kind, failpoint",
     [
-        ("lottery", "train_batch:30"),  # mid-epoch of level 1 (21 fit calls a level with 5 steps per call)
-        ("lottery", "after_prune:2"),  # level 2 pruned, not yet rewound
-        ("lottery", "atomic_write/end.npz:2"),  # while level 1's final ticket is written
-        ("lottery", "atomic_write/checkpoint.npz:5"),  # while a mid-level checkpoint is written
-        ("kd_ticket", "train_batch:6"),  # mid-way through the distilled level 1 (4 fit batches a level)
-        ("kd_ticket", "after_prune:3"),  # the kd_rewind arm's level 1 pruned, not yet rewound
-        ("kd_ticket", "atomic_write/metrics.json:4"),  # between levels: level 1's last metrics written
+        _case(
+            "lottery", "train_batch:30"
+        ),  # mid-epoch of level 1 (21 fit calls a level with 5 steps per call)
+        _case("lottery", "after_prune:2"),  # level 2 pruned, not yet rewound
+        _case("lottery", "atomic_write/end.npz:2"),  # while level 1's final ticket is written
+        _case("lottery", "atomic_write/checkpoint.npz:5"),  # while a mid-level checkpoint is written
+        _case("kd_ticket", "train_batch:6"),  # mid-way through the distilled level 1 (4 fit batches a level)
+        _case("kd_ticket", "after_prune:3"),  # the kd_rewind arm's level 1 pruned, not yet rewound
+        _case("kd_ticket", "atomic_write/metrics.json:4"),  # between levels: level 1's last metrics written
         # 6 fit calls a level (4 for the line from step 10): level 0, then per level the lines 0it, 10it.
-        ("instability", "train_batch:9"),  # level 1 of line 0it, after its first checkpoint
-        ("instability", "atomic_write/metrics.json:3"),  # between levels: line 10it's level 1 finishing
-        ("instability", "atomic_write/end.npz:4"),  # while level 2 of line 0it's final ticket is written
+        _case("instability", "atomic_write/metrics.json:3"),  # between levels: line 10it's level 1 finishing
         # Then 6 copies of 6 fit calls from step 0: dense, dense, imp, imp, ...
-        ("instability", "train_batch:41"),  # the first IMP copy from step 0, after its first checkpoint
-        ("instability", "atomic_write/instability.json:2"),  # the first analysis stored, the second written
+        _case("instability", "train_batch:41"),  # the first IMP copy from step 0, after its first checkpoint
+        _case(
+            "instability", "atomic_write/instability.json:2"
+        ),  # the first analysis stored, the second written
         # 9 fit calls a source level (27), 6 a target level (18), then 6 a target-task training.
-        ("transfer", "train_batch:14"),  # level 1 on the source task, after its first checkpoint
-        ("transfer", "atomic_write/metrics.json:2"),  # between levels: source level 1 finishing
-        ("transfer", "atomic_write/end.npz:5"),  # while level 1 on the target task's ticket is written
-        ("transfer", "train_batch:48"),  # the transferred level-1 ticket, after its first checkpoint
-        ("transfer", "atomic_write/transfer.json:2"),  # level 1's analysis stored, level 2's written
+        _case("transfer", "atomic_write/metrics.json:2"),  # between levels: source level 1 finishing
+        _case("transfer", "train_batch:48"),  # the transferred level-1 ticket, after its first checkpoint
+        _case("transfer", "atomic_write/transfer.json:2"),  # level 1's analysis stored, level 2's written
         # 8 fit calls a replicate (chunks end at each pruning step).
-        ("gradual", "train_batch:11"),  # replicate 1, after its first pruning
-        ("gradual", "atomic_write/checkpoint.npz:5"),  # replicate 1's first checkpoint being written
+        _case("gradual", "train_batch:11"),  # replicate 1, after its first pruning
+        _case("gradual", "atomic_write/checkpoint.npz:5"),  # replicate 1's first checkpoint being written
         # 6 fit calls a round: the search (round 0), then the ticket (round 1).
-        ("early_bird", "train_batch:8"),  # replicate 0's ticket retraining, mid-epoch
-        ("early_bird", "atomic_write/search_state.npz:5"),  # replicate 1's second mask being stored
+        _case("early_bird", "train_batch:8"),  # replicate 0's ticket retraining, mid-epoch
+        _case("early_bird", "atomic_write/search_state.npz:5"),  # replicate 1's second mask being stored
         # 6 fit batches a replicate (chunks end at each update and each epoch).
-        ("rigl", "train_batch:10"),  # replicate 1 before its update at 20; checkpoint at 10, masks at 15
-        ("rigl", "atomic_write/masks.npz:6"),  # replicate 1's masks after step 10 being stored
+        _case("rigl", "train_batch:10"),  # replicate 1 before its update at 20; checkpoint at 10, masks at 15
+        _case("rigl", "atomic_write/masks.npz:6"),  # replicate 1's masks after step 10 being stored
     ],
 )
 def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):

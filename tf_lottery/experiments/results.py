@@ -28,6 +28,7 @@ FIELDS = (
     "final_val_accuracy",
     "final_train_loss",
     "elapsed_s",
+    "found",
 )
 
 
@@ -49,6 +50,8 @@ def _row(metrics: dict) -> dict:
         "final_val_accuracy": final.get("val_accuracy"),
         "final_train_loss": final.get("train_loss"),
         "elapsed_s": metrics.get("elapsed_s"),
+        # Early-Bird: whether the search converged (absent for every other kind).
+        "found": metrics.get("found"),
     }
 
 
@@ -189,6 +192,15 @@ def table(rows: list[dict], branches: list[str], title: str = "", main: str = "t
             entry = summary.get((branch, level), {})
             cells.append(_cell(entry.get("early_stop_test_accuracy"), 2, percent=True))
         lines.append(cells)
+    # Early-Bird replicates whose search never met its stop rule: their ticket is the mask
+    # drawn at the end of dense training, not an early bird. Marked, not hidden in metrics.json.
+    missed = sorted({row["replicate"] for row in rows if row["branch"] == main and row.get("found") is False})
+    if missed:
+        for cells, level in zip(lines, levels):
+            if any(
+                row["level"] == level and row["branch"] == main and row.get("found") is False for row in rows
+            ):
+                cells[2] += " *"
     widths = [
         max(len(header[i]), *(len(line[i]) for line in lines)) if lines else len(header[i])
         for i in range(len(header))
@@ -204,4 +216,10 @@ def table(rows: list[dict], branches: list[str], title: str = "", main: str = "t
     out.append("  ".join("-" * w for w in widths))
     for cells in lines:
         out.append("  ".join(c.rjust(w) for c, w in zip(cells, widths)))
+    if missed:
+        out.append(
+            f"* the search did not converge in replicate(s) {', '.join(str(r) for r in missed)} "
+            "(`found: false`): the mask was drawn at the end of dense training. Raise "
+            "`early_bird.epsilon` or `early_bird.window`, or train longer."
+        )
     return "\n".join(out)

@@ -47,6 +47,8 @@ def test_a_loose_epsilon_stops_the_search_early_and_the_ticket_retrains(tmp_path
     assert ticket.metadata["early_bird_step"] == 42
     assert len(ticket.weights) == len(start.weights)
     assert [row["level"] for row in summary["rows"]] == [0, 1]
+    assert [row["found"] for row in summary["rows"]] == [True, True]
+    assert "did not converge" not in summary["table"] and " *" not in summary["table"]
 
 
 def test_a_strict_epsilon_searches_to_the_end(tmp_path):
@@ -54,6 +56,11 @@ def test_a_strict_epsilon_searches_to_the_end(tmp_path):
     search = _metrics(summary, 0)
     assert search["found"] is False and search["search_steps"] == 84
     assert _metrics(summary, 1)["total_steps"] == 168
+    # The table marks both rounds of the replicate whose search never converged, and says why.
+    assert [row["found"] for row in summary["rows"]] == [False, False]
+    table = summary["table"].splitlines()
+    assert sum(line.rstrip().endswith("*") or " * " in line for line in table) == 2
+    assert table[-1].startswith("* the search did not converge in replicate(s) 0 (`found: false`)")
 
 
 def test_registered_with_its_defaults():

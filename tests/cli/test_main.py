@@ -1,5 +1,6 @@
 """The command line: end to end on a smoke config, errors, kill and resume."""
 
+import getpass
 import os
 import pathlib
 import shutil
@@ -210,7 +211,9 @@ def test_no_flags_runs_the_default_experiment_with_the_reinit_control(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "reinit (es)" in result.stdout and "\n   12 " in result.stdout
-    assert (tmp_path / "tf_lottery_runs" / "lottery").is_dir()
+    # Per user: another user's finished run in the same temporary folder is never shown or reused.
+    (workdir,) = tmp_path.glob("tf_lottery_runs-*")
+    assert workdir.name == f"tf_lottery_runs-{getpass.getuser()}" and (workdir / "lottery").is_dir()
     # Never a folder named after the package: run from there, it would shadow an editable install.
     assert not (tmp_path / "tf_lottery").exists()
     print(f"default run: {time.time() - began:.0f} s")

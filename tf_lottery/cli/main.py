@@ -5,7 +5,7 @@
 (`--help` is answered by `tf_lottery.cli.command` from `tf_lottery.cli.usage`, without TensorFlow.)
 
 With no flags, runs the default: IMP on MNIST-1D with the random-reinit
-control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery_runs. Finished
+control (a few minutes on 2 CPU cores), into <tmp>/tf_lottery_runs-<user>. Finished
 rounds are reused and an interrupted run resumes where it stopped.
 """
 
@@ -22,9 +22,23 @@ from ml_collections import config_flags
 DEFAULT_CONFIG = os.path.join(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments", "default_config.py"
 )
-# Not `tf_lottery`: a folder named after the package in the working directory would
-# shadow an editable install of it.
-DEFAULT_WORKDIR = os.path.join(tempfile.gettempdir(), "tf_lottery_runs")
+
+
+def _user() -> str:
+    """The user's name for the default workdir (the uid where no name is known)."""
+    try:
+        import getpass
+
+        name = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name (a container's uid): fall back to the uid
+        name = str(os.getuid()) if hasattr(os, "getuid") else "user"
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name) or "user"
+
+
+# Per user: one machine-wide folder showed each user the others' finished runs (and let one
+# user's run resume from another's files). Not `tf_lottery`: a folder named after the package
+# in the working directory would shadow an editable install of it.
+DEFAULT_WORKDIR = os.path.join(tempfile.gettempdir(), f"tf_lottery_runs-{_user()}")
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config",

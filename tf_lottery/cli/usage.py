@@ -128,7 +128,7 @@ Config keys:
                                    a key that does not exist is refused with the closest known key.
 
 Workdir and resuming:
-  --workdir=<dir>  the run store (default: <tmp>/tf_lottery_runs; a local path or any tf.io.gfile path).
+  --workdir=<dir>  the run store (default: <tmp>/tf_lottery_runs-<user>; a local path or any tf.io.gfile path).
   A run lives in <workdir>/<kind>/<hash>/, the hash naming the options that differ from the defaults
   (not `run.*`, which never changes a result): the same command finds the same run, reuses every
   finished level (`metrics.json` written) and resumes an interrupted level from its last checkpoint;

@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import os
+import time
 
 import numpy as np
 
@@ -98,11 +99,65 @@ def time_breakdown(store, levels: int, replicates: int, branches: list[str]) -> 
     return {"levels": per_level, "total_s": total, "share": share}
 
 
-def time_line(breakdown: dict) -> str:
-    """One line: seconds and share of each part, and the non-training share."""
+def time_line(breakdown: dict, reused: int = 0) -> str:
+    """One line: seconds and share of each part, and the non-training share.
+
+    `reused` finished levels were read back from the store rather than run by
+    this command: their times are as stored when they ran, and the line says so.
+    """
     total, share = breakdown["total_s"], breakdown["share"]
     parts = ", ".join(f"{part} {total[part]:.1f} s ({share[part]:.0%})" for part in TIME_PARTS)
-    return f"Time: {parts}; not training {1.0 - share['train']:.0%}"
+    count = len(breakdown["levels"])
+    if reused and reused >= count:
+        label = "Time (as stored when they ran; every level was reused, none ran now)"
+    elif reused:
+        label = f"Time ({count - reused} level(s) ran now, {reused} reused, as stored when they ran)"
+    else:
+        label = "Time"
+    return f"{label}: {parts}; not training {1.0 - share['train']:.0%}"
+
+
+def finished_levels(store, replicates, levels: int, branches: list[str]) -> dict:
+    """`{replicate: [(level, branch or None, finished time), ...]}` of the levels already done in `store`."""
+    found = {}
+    for replicate in replicates:
+        for level in range(levels + 1):
+            for branch in [None] + (list(branches) if level else []):
+                directory = store.level_dir(replicate, level, branch)
+                if run_store.is_done(directory):
+                    found.setdefault(replicate, []).append(
+                        (level, branch, run_store.finished_time(directory))
+                    )
+    return found
+
+
+def reuse_lines(finished: dict, root: str) -> list[str]:
+    """One line per replicate with reused levels: which, from where, and when the last one finished."""
+    lines = []
+    for replicate, entries in sorted(finished.items()):
+        main = sorted({level for level, branch, _ in entries if branch is None})
+        branches = sorted({branch for _, branch, _ in entries if branch is not None})
+        span = _span(main) if main else "none"
+        latest = max(t for _, _, t in entries)
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(latest)) if latest else "at an unknown time"
+        extra = (
+            f" (and {len(entries) - len(main)} branch level(s): {', '.join(branches)})" if branches else ""
+        )
+        lines.append(
+            f"Reused: level(s) {span} of replicate {replicate}{extra} from {root}, finished {when}. "
+            "Delete that directory (or pass another --workdir) to run them again."
+        )
+    return lines
+
+
+def _span(levels: list[int]) -> str:
+    """`[0, 1, 2, 5]` -> `"0-2, 5"`."""
+    parts, start = [], levels[0]
+    for previous, current in zip(levels, levels[1:] + [None]):
+        if current != previous + 1:
+            parts.append(str(start) if start == previous else f"{start}-{previous}")
+            start = current
+    return ", ".join(parts)
 
 
 def write(directory: str, rows: list[dict], timing: dict | None = None) -> dict:

@@ -164,6 +164,19 @@ def recompute_fix(level_dir: str, *damaged: str) -> str:
     )
 
 
+def finished_time(level_dir: str) -> float:
+    """When a finished level's `metrics.json` (its done marker) was written, in seconds since the epoch (0 if unknown)."""
+    path = os.path.join(level_dir, "metrics.json")
+    try:
+        if atomic_io.is_local(path):
+            return os.stat(path).st_mtime
+        import tensorflow as tf
+
+        return tf.io.gfile.stat(path).mtime_nsec / 1e9
+    except Exception:  # noqa: BLE001 - a time for a message only; the level is done either way
+        return 0.0
+
+
 def read_metrics(level_dir: str) -> dict:
     """The metrics of the finished level in `level_dir`.
 

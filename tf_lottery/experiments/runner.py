@@ -99,8 +99,11 @@ def run_levels(
         check_steps(config, data, (main, *arms))
         check_exclude(config, data)
     store.initialize()
+    reused = results.finished_levels(store, selected_replicates(config), levels, branches)
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
+        for line in results.reuse_lines(reused, store.root):
+            log(line)
     bar = progress.of(log)
     for index, replicate in enumerate(pending):
         runner = Replicate(config, store, replicate, data, log=log, main=main, arms=arms, progress=bar)
@@ -115,7 +118,7 @@ def run_levels(
     text = results.table(rows, branches, title=title, main=main.name)
     if config.run.verbose:
         log(text)
-        log(results.time_line(timing))
+        log(results.time_line(timing, reused=sum(len(v) for v in reused.values())))
         log(f"Results: {store.results_dir}")
     return {
         "root": store.root,

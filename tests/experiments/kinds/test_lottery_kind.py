@@ -6,6 +6,7 @@ per module; the tests read its run store the way a researcher would.
 
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -179,6 +180,25 @@ def test_more_levels_extend_a_run_in_place(tmp_path):
     assert {(r["branch"], r["level"]) for r in first["rows"]} < {
         (r["branch"], r["level"]) for r in second["rows"]
     }
+
+
+def test_a_rerun_announces_what_it_reuses_and_labels_the_stored_times(tmp_path):
+    config = tiny_config(levels=1, branches="")
+    config.run.verbose = 1
+    first, second = [], []
+    experiment.run_experiment(config, str(tmp_path), log=first.append)
+    experiment.run_experiment(config, str(tmp_path), log=second.append)
+    assert not [line for line in first if line.startswith("Reused:")]
+    assert [line for line in first if line.startswith("Time: ")]
+    (reuse,) = [line for line in second if line.startswith("Reused:")]
+    root = os.path.join(str(tmp_path), "lottery")
+    assert re.fullmatch(
+        rf"Reused: level\(s\) 0-1 of replicate 0 from {re.escape(root)}\S+, finished "
+        r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\. Delete that directory .*",
+        reuse,
+    )
+    (timing,) = [line for line in second if line.startswith("Time")]
+    assert timing.startswith("Time (as stored when they ran; every level was reused, none ran now): train ")
 
 
 def test_an_interrupted_level_resumes_from_its_checkpoint_with_the_same_result(

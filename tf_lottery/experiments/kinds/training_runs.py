@@ -117,6 +117,9 @@ def run_replicates(
     store.initialize()
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
+        reused = results.finished_levels(store, selected_replicates(config), levels, [])
+        for line in results.reuse_lines(reused, store.root):
+            log(line)
     for index in pending:
         run_one(Replicate(config, store, index, data, log=log, main=Line(main)))
     rows = results.collect(store, levels, int(config.run.replicates), [])

@@ -195,6 +195,16 @@ CASES = {
         ),
         r"GradualPruning: model '.*' has no PruneWrapper layers\. Wrap it first",
     ),
+    "pruning_summaries_of_a_lottery_callback": (
+        lambda m, p: tfl.PruningSummaries(tfl.LotteryCallback(rounds=2, pruning_rate=0.2), str(p)),
+        r"`gradual`: expected the `tfl\.GradualPruning`.*type LotteryCallback\. For a `tfl\.LotteryCallback`, "
+        r"use `tfl\.LotterySummaries",
+    ),
+    "lottery_summaries_of_gradual_pruning": (
+        lambda m, p: tfl.LotterySummaries(tfl.GradualPruning(tfl.ConstantSparsity(0.5, 0)), str(p)),
+        r"`lottery`: expected the `tfl\.LotteryCallback`.*type GradualPruning\. For a `tfl\.GradualPruning`, "
+        r"use `tfl\.PruningSummaries\(gradual, log_dir\)`",
+    ),
     "early_bird_epsilon_zero": (
         lambda m, p: tfl.EarlyBird(0.9, epsilon=0),
         r"`epsilon`: expected a float > 0\. Received: epsilon=0",

@@ -36,6 +36,9 @@ def test_nothing_refers_to_files_outside_the_repository(path):
 
 
 _BLOCK = re.compile(r"```python\n(.*?)```", re.S)
+# Blocks fenced ```python tfmot show tensorflow-model-optimization's code beside ours
+# (docs/COMING_FROM_TFMOT.md); tfmot is not installed with tf_lottery, so they are never run.
+_TFMOT_BLOCK = re.compile(r"```python tfmot\n(.*?)```", re.S)
 # `from tf_lottery.<module> import ...` that examples may use: the facade and the data helpers.
 _PUBLIC_MODULES = {"tf_lottery", "tf_lottery.datasets"}
 # Known exceptions, with why: the KD notebook batches arrays with a helper the facade does not export.
@@ -182,3 +185,72 @@ def test_every_export_doc_python_block_runs(tmp_path):
     assert len(blocks) == 3
     assert facts == {"path": f"{tmp_path}/models/ticket/1", "rounds": 5, "out": [64, 10]}
     assert (tmp_path / "ticket.tflite").exists() and (tmp_path / "logs" / "pruning").is_dir()
+
+
+_TFMOT_PAGE = ROOT / "docs" / "COMING_FROM_TFMOT.md"
+
+
+def test_the_tfmot_page_follows_each_tfmot_block_with_ours():
+    text = _TFMOT_PAGE.read_text()
+    fences = re.findall(r"```python( tfmot)?\n", text)
+    assert fences == [" tfmot", ""] * 3, fences
+    assert len(_TFMOT_BLOCK.findall(text)) == len(python_blocks(_TFMOT_PAGE)) == 3
+
+
+_TFMOT_RUNNER = """
+import json, sys, warnings
+namespace = {}
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for block in json.load(open(sys.argv[1])):
+        exec(compile(block, "docs/COMING_FROM_TFMOT.md", "exec"), namespace)
+import os
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+import tf_lottery as tfl
+
+run = event_accumulator.EventAccumulator(os.path.join(namespace["logdir"], "pruning"))
+run.Reload()
+last = {t: float(tf.make_ndarray(run.Tensors(t)[-1].tensor_proto)) for t in run.Tags()["tensors"]}
+size = namespace["get_gzipped_model_size"]
+print(json.dumps({
+    "layers": {r.name: [r.total - r.nonzero, r.total] for r in tfl.sparsity_report(namespace["model_for_export"]).layers},
+    "summaries": last,
+    "accuracy": [namespace["baseline_model_accuracy"], namespace["model_for_pruning_accuracy"]],
+    "gzip": [size(namespace["keras_file"]), size(namespace["pruned_keras_file"]), size(namespace["pruned_tflite_file"])],
+    "gradual_warnings": [str(w.message) for w in caught if "GradualPruning" in str(w.message)],
+}))
+"""
+
+
+@pytest.mark.slow  # MNIST-1D (4,000 sequences), 4 + 2 epochs of a small convnet, a TFLite export: ~50 s
+def test_every_tfmot_page_python_block_runs(tmp_path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    blocks = python_blocks(_TFMOT_PAGE)
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    (tmp_path / "runner.py").write_text(_TFMOT_RUNNER)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    # The page's results table: the schedule's 80% in each layer, to the weight.
+    assert facts["layers"] == {"conv1d/kernel": [29, 36], "dense/kernel": [1824, 2280]}
+    assert facts["summaries"]["layer_sparsity/conv1d/kernel"] == pytest.approx(29 / 36, abs=1e-6)
+    assert facts["summaries"]["layer_sparsity/dense/kernel"] == pytest.approx(0.8, abs=1e-6)
+    assert facts["summaries"]["sparsity"] == pytest.approx((29 + 1824) / (36 + 2280), abs=1e-6)
+    assert not facts["gradual_warnings"]  # frequency=2 reaches the final sparsity
+    baseline, pruned, tflite = facts["gzip"]
+    assert pruned < 0.45 * baseline and tflite < 0.45 * baseline
+    assert all(0.2 < a < 0.5 for a in facts["accuracy"]), facts["accuracy"]

@@ -8,7 +8,7 @@ Public API (everything else is internal and may change):
 - `EarlyBird`: Early-Bird tickets, the mask drawn early in dense training.
 - `Ticket`, `sparsity_report`, `SparsityReport`: results.
 - `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
-- `LotterySummaries`: pruning summaries for TensorBoard.
+- `LotterySummaries`, `PruningSummaries`: TensorBoard summaries of IMP and gradual pruning.
 - `DynamicSparseTraining`, `sparsity_distributions`: RigL / SET and ER / ERK.
 - `GradualPruning`, `ConstantSparsity`, `PolynomialDecay`: gradual magnitude
   pruning with tfmot's schedules; `prune(..., structure="2:4")`: N:M sparsity.
@@ -61,6 +61,7 @@ _EXPORTS = {
     "prune": ("tf_lottery.pruning.pruner", "prune"),
     "rate_per_round": ("tf_lottery.pruning.pruner", "rate_per_round"),
     "GradualPruning": ("tf_lottery.pruning.gradual", "GradualPruning"),
+    "PruningSummaries": ("tf_lottery.pruning.summaries", "PruningSummaries"),
     "ConstantSparsity": ("tf_lottery.pruning.schedules", "ConstantSparsity"),
     "PolynomialDecay": ("tf_lottery.pruning.schedules", "PolynomialDecay"),
     "GraSPScorer": ("tf_lottery.pruning.scorers.grasp", "GraSPScorer"),
@@ -81,6 +82,7 @@ __all__ = [
     "LotterySummaries",
     "PolynomialDecay",
     "PruneWrapper",
+    "PruningSummaries",
     "RewindPoint",
     "SNIPScorer",
     "Snapshot",

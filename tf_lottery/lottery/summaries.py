@@ -11,6 +11,8 @@ import tensorflow as tf
 from tf_lottery.core.naming import weight_names
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.lottery.callback import LotteryCallback
+from tf_lottery.pruning.gradual import GradualPruning
+from tf_lottery.pruning.summaries import check_run_name, require_tensorboard
 
 
 class LotterySummaries(keras.callbacks.Callback):
@@ -72,25 +74,19 @@ class LotterySummaries(keras.callbacks.Callback):
     ):
         super().__init__()
         if not isinstance(lottery, LotteryCallback):
+            hint = (
+                " For a `tfl.GradualPruning`, use `tfl.PruningSummaries(gradual, log_dir)`."
+                if isinstance(lottery, GradualPruning)
+                else ""
+            )
             raise ValueError(
                 "Invalid value for argument `lottery`: expected the `tfl.LotteryCallback` passed to the "
-                f"same fit(). Received: lottery={lottery!r} of type {type(lottery).__name__}."
+                f"same fit(). Received: lottery={lottery!r} of type {type(lottery).__name__}.{hint}"
             )
-        if not isinstance(run, str) or not run or os.sep in run or run in ("train", "validation"):
-            raise ValueError(
-                "Invalid value for argument `run`: expected a subdirectory name other than Keras's "
-                f"'train' and 'validation'. Received: run={run!r}."
-            )
-        try:
-            import tensorboard  # noqa: F401
-        except ImportError as error:
-            raise ImportError(
-                "LotterySummaries needs the `tensorboard` package, which implements `tf.summary`: "
-                "`pip install tensorboard`."
-            ) from error
+        self.run = check_run_name(run)
+        require_tensorboard("LotterySummaries")
         self.lottery = lottery
         self.log_dir = os.fspath(log_dir)
-        self.run = run
         self.histograms = bool(histograms)
         self._writer = None
         self._records_written = 0

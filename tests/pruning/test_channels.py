@@ -138,6 +138,34 @@ class TestChannelPruning(TestCase):
         result = tfl.prune(model, target_sparsity=0.5, structure="channels", scorer="random")
         assert result["units_pruned"] == 10
 
+    def test_taylor_scores_are_summed_over_each_unit(self):
+        model = _mlp()
+        compile_classifier(model)
+        x, y = toy_data(32, 6, 3)
+        scorer = tfl.scoring.TaylorScorer(model, x, y)
+        per_weight = dict(zip(["h1", "h2", "h3", "output"], scorer(prune_wrappers(model))))
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer", scorer=scorer)
+        alive = _alive(model)
+        for name in ("h1", "h2", "h3"):
+            unit_scores = per_weight[name].sum(axis=0)
+            assert unit_scores[alive[name]].min() >= unit_scores[~alive[name]].max()
+
+    def test_a_subclassed_model_has_no_traced_units(self):
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = L.Dense(4)
+                self.head = L.Dense(2)
+
+            def call(self, x):
+                return self.head(self.hidden(x))
+
+        model = Net()
+        model(np.zeros((1, 3), "float32"))
+        model = tfl.prunable(model)
+        with pytest.raises(ValueError, match=r"'channels' are traced in Sequential and functional models"):
+            tfl.prune(model, rate=0.5, structure="channels")
+
     def test_bn_gamma_scores_by_the_batchnorm_after_the_producers(self):
         model = _resnet_block()
         bn = model.get_layer("head_bn")

@@ -48,7 +48,7 @@ import numpy as np
 
 from tf_lottery import _keras_compat
 from tf_lottery.core.units import CONSUMER, PRODUCER, UnitGroup, UnitSlice, internal_provider
-from tf_lottery.core.walk import is_graph_model, prune_wrappers
+from tf_lottery.core.walk import is_graph_model, prune_wrappers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 
 __all__ = ["ChannelTrace", "channel_groups", "head_groups", "internal_groups", "trace_channels"]
@@ -190,6 +190,7 @@ def internal_groups(model, kind: str) -> list[UnitGroup]:
 
 def trace_channels(model) -> ChannelTrace:
     """Traces `model`'s graph into prunable channel groups (see `ChannelTrace`)."""
+    model = pruning_target(model)
     tracer = _Tracer()
     graph = _keras_compat.graph_calls(model) if is_graph_model(model) else None
     if graph is not None:

@@ -139,7 +139,7 @@ def graph_calls(model) -> tuple[list, list, list] | None:
     a concatenation) needs each call's own input and output tensors, which
     `Model.layers` does not give (a layer may be called twice; raw ops such
     as `x + y` are no layers at all).
-    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    Checked: Keras 3.15.1 (TF 2.21); not yet read on 3.12.0.
     """
     function = model._functional if isinstance(model, keras.Sequential) else model
     if function is None or not isinstance(function, Functional):
@@ -160,7 +160,7 @@ def raw_op_name(operation) -> str | None:
     Why private: the operations that `keras.ops` functions record on symbolic
     tensors are classes of `keras.src.ops.<module>` with no public name; the
     module and class name are the only stable way to tell `add` from `reshape`.
-    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    Checked: Keras 3.15.1 (TF 2.21); not yet read on 3.12.0.
     """
     if isinstance(operation, keras.layers.Layer):
         return None

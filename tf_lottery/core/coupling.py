@@ -197,7 +197,9 @@ def trace_channels(model) -> ChannelTrace:
         inputs, outputs, calls = graph
         layouts = {}
         for tensor in inputs:
-            layouts[id(tensor)] = tracer.new(_width(tensor), blocked=f"meet the model input '{tensor.name}', whose channels stay")
+            layouts[id(tensor)] = tracer.new(
+                _width(tensor), blocked=f"meet the model input '{tensor.name}', whose channels stay"
+            )
         tracer.trace_calls(calls, layouts)
         for tensor in outputs:
             tracer.block(layouts.get(id(tensor), ()), f"reach the model output '{_producer_name(tensor)}'")

@@ -17,6 +17,7 @@ from tf_lottery.lottery import callback_state, rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import structure as nm_structure
+from tf_lottery.pruning import units_pruning
 from tf_lottery.utils import validation
 
 # `reinit` is Frankle & Carbin's control (the ticket's masks, fresh weights);
@@ -103,7 +104,9 @@ class LotteryCallback(keras.callbacks.Callback):
         structure: `None` or `"N:M"` (e.g. `"2:4"`): N:M structured masks,
             see `tfl.prune`. Each round prunes within the pattern, which
             allows at most `1 - N/M` sparsity: use `target_sparsity` (at most
-            that) rather than a rate that would pass it. Defaults to `None`.
+            that) rather than a rate that would pass it. `"channels"` or
+            `"heads"` prune whole units, the rates then counting units (see
+            `tfl.prune`). Defaults to `None`.
         epochs_per_round: int. Defaults to `fit(epochs=...) // rounds`.
         one_round_per_fit: bool. If `True`, each `fit()` call trains one
             round and the pruning happens when it ends; state carries over
@@ -214,9 +217,15 @@ class LotteryCallback(keras.callbacks.Callback):
             raise validation.invalid_argument(
                 "monitor", monitor, "the name of a key of the epoch logs, e.g. 'val_loss'"
             )
-        if not (callable(scorer) or scorer in ("magnitude", "random")):
+        unit_scorer = scorer in units_pruning.UNIT_SCORERS and isinstance(
+            nm_structure.parse(structure), nm_structure.UnitStructure
+        )
+        if not (callable(scorer) or scorer in ("magnitude", "random") or unit_scorer):
             raise validation.invalid_argument(
-                "scorer", scorer, "'magnitude', 'random' or a callable `scorer(wrappers) -> list of arrays`"
+                "scorer",
+                scorer,
+                "'magnitude', 'random' or a callable `scorer(wrappers) -> list of arrays` "
+                "(and 'l1', 'l2', 'bn_gamma' with structure='channels' or 'heads')",
             )
         self.rounds = rounds
         self.pruning_rate = pruning_rate
@@ -227,14 +236,18 @@ class LotteryCallback(keras.callbacks.Callback):
         self.scope = scope
         self.layer_rates = dict(layer_rates or {})
         self.scorer = scorer
-        nm = nm_structure.parse_nm(structure)
+        units = nm_structure.parse(structure)
+        # Whole units ("channels", "heads") count amounts in units, with no pattern limit.
+        nm = None if isinstance(units, nm_structure.UnitStructure) else nm_structure.parse_nm(structure)
         if nm is not None and target_sparsity is not None and target_sparsity > nm.max_sparsity:
             raise ValueError(
                 f"Invalid value for argument `target_sparsity`: expected at most "
                 f"{nm.max_sparsity:.4g}, the most structure '{nm}' allows. Received: "
                 f"target_sparsity={target_sparsity!r}. Lower it to 1 - N/M."
             )
-        self.structure = None if nm is None else str(nm)
+        self.structure = (
+            str(units) if isinstance(units, nm_structure.UnitStructure) else (None if nm is None else str(nm))
+        )
         self.epochs_per_round = epochs_per_round
         self.one_round_per_fit = one_round_per_fit
         self.monitor = monitor

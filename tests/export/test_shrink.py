@@ -270,3 +270,72 @@ class TestShrink(TestCase):
         assert tuple(layers["ein"].kernel.shape) == (10, 13) and tuple(layers["out"].kernel.shape) == (13, 4)
         data = np.random.default_rng(5).normal(size=(3, 5, 10)).astype("float32")
         assert _max_diff(model, small, data) <= 1e-5
+
+
+def _prune_half(model, seed=0):
+    """Switches off a random half of the units of every traced channel group."""
+    from tf_lottery.core.coupling import channel_groups
+
+    rng = np.random.default_rng(seed)
+    groups = channel_groups(model)
+    _switch_off(model, [(g, rng.permutation(g.units)[: g.units // 2]) for g in groups])
+    return groups
+
+
+def _relative_diff(a, b, x):
+    a, b = keras.ops.convert_to_numpy(a(x)), keras.ops.convert_to_numpy(b(x))
+    return float(np.max(np.abs(a - b))), float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
+
+
+class TestShrinkTracedModels(TestCase):
+    def test_traced_groups_give_the_hand_built_result(self):
+        model, groups = _conv_net()
+        _switch_off(model, list(zip(groups, ([0, 3], [2, 5, 6], [1], [0, 2]))))
+        small = shrink(model)  # groups from the tracer
+        layers = {layer.name: layer for layer in small.layers}
+        assert [layers[n].filters for n in ("c1", "c2", "proj", "c3", "q")] == [6, 5, 5, 5, 2]
+        x = np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype("float32")
+        assert _max_diff(model, small, x) <= 1e-5
+
+    def test_reshape_and_shared_layer(self):
+        x = keras.Input((4, 4, 2))
+        h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c")(x)
+        shared = keras.layers.Conv2D(6, 1, name="shared")
+        h = shared(keras.layers.Conv2D(6, 1, name="mid")(h)) + shared(h)
+        h = keras.layers.Reshape((4, 24), name="rows")(h)
+        out = keras.layers.Dense(3, name="out")(keras.layers.Flatten()(h))
+        model = tfl.prunable(keras.Model(x, out))
+        _randomize(model)
+        _prune_half(model)
+        small, report = shrink(model, return_report=True)
+        layers = {layer.name: layer for layer in small.layers}
+        assert layers["c"].filters == 3 and layers["rows"].target_shape == (4, 12)
+        assert report.params_after == small.count_params() < report.params_before
+        data = np.random.default_rng(6).normal(size=(2, 4, 4, 2)).astype("float32")
+        assert _max_diff(model, small, data) <= 1e-5
+
+    def test_unstructured_masks_are_refused_with_the_traced_groups(self):
+        model, _ = _mlp()
+        tfl.prune(model, target_sparsity=0.5)
+        with pytest.raises(ValueError, match=r"nothing can be removed from 'mlp'.*structure='channels'"):
+            shrink(model)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
+    def test_keras_applications(self, name):
+        if name == "MobileNetV2":
+            dense = keras.applications.MobileNetV2(
+                (96, 96, 3), alpha=0.35, weights=None, classifier_activation=None
+            )
+        else:
+            dense = keras.applications.ResNet50(
+                input_shape=(64, 64, 3), weights=None, classifier_activation=None
+            )
+        model = tfl.prunable(dense)
+        _prune_half(model)
+        small, report = shrink(model, return_report=True)
+        x = np.random.default_rng(7).normal(size=(2, *dense.input_shape[1:])).astype("float32")
+        absolute, relative = _relative_diff(model, small, x)
+        assert absolute <= 1e-5 and relative <= 1e-5
+        assert report.params_before == dense.count_params()
+        assert report.params_after == small.count_params() <= 0.5 * dense.count_params()

@@ -341,7 +341,7 @@ class _Rebuild:
             return self._record(outputs, out)
         new = self.built.get(id(op))
         if new is None:
-            new = self._new_layer(op, cuts)
+            new = self._new_layer(op, tensors, cuts)
             self.built[id(op)] = new
             outputs = new(*args, **kwargs)
             out = self._output_cut(op, new, tensors, cuts, outputs)
@@ -359,7 +359,7 @@ class _Rebuild:
                 self.cut[id(tensor)] = (tensor, out)
         return outputs
 
-    def _new_layer(self, op, cuts):
+    def _new_layer(self, op, tensors, cuts):
         inner = op.layer if isinstance(op, PruneWrapper) else op
         shrinker = internal_shrinker(op)
         if shrinker is not None:
@@ -400,7 +400,22 @@ class _Rebuild:
             )
         elif out_cut.size:
             key = _units_key(inner)
+            if config[key] <= out_cut.size:
+                raise ValueError(
+                    f"Cannot shrink '{inner.name}': all of its {config[key]} units are pruned. "
+                    "Keep at least one unit per layer."
+                )
             config[key] = config[key] - out_cut.size
+        if (
+            isinstance(inner, keras.layers.Reshape)
+            and cuts
+            and cuts[0].size
+            and config["target_shape"][-1] != -1
+        ):
+            shape = tensors[0].shape
+            old_width = shape[-1] + cuts[0].size
+            repeats = inner.compute_output_shape((None, *shape[1:-1], old_width))[-1] // old_width
+            config["target_shape"] = (*config["target_shape"][:-1], repeats * shape[-1])
         return type(inner).from_config(config)
 
     def _output_cut(self, op, new, tensors, cuts, outputs) -> np.ndarray:
@@ -425,11 +440,11 @@ class _Rebuild:
                 parts.append(cut + offset)
                 offset += tensor.shape[-1] + cut.size
             return np.concatenate(parts)
-        if isinstance(inner, keras.layers.Flatten):
-            shape = tensors[0].shape
-            channels = shape[-1] + in_cut.size
-            spatial = int(np.prod(shape[1:-1]))
-            return np.sort((np.arange(spatial)[:, None] * channels + in_cut[None, :]).ravel())
+        if isinstance(inner, (keras.layers.Flatten, keras.layers.Reshape)):
+            # The last axis holds whole runs of the input's channels: unit `u` at `u + c * k`.
+            width = tensors[0].shape[-1]
+            repeats = keras.tree.flatten(outputs)[0].shape[-1] // width
+            return np.sort((np.arange(repeats)[:, None] * (width + in_cut.size) + in_cut[None, :]).ravel())
         if isinstance(inner, _PASS_THROUGH):
             return _same_cut(inner.name, cuts)
         if _units_key(inner, default=None) is not None or isinstance(inner, keras.layers.EinsumDense):
@@ -469,8 +484,8 @@ class _Rebuild:
         after = new.count_params()
         out = keras.tree.flatten(outputs)[0]
         internal = internal_shrinker(op) is not None or is_graph_model(inner)
-        if before == after and not out_cut.size:
-            return
+        if before == after and (not out_cut.size or before == 0):
+            return  # unchanged, or a layer without parameters (an activation) carrying the cut
         units_after = None if internal else int(out.shape[-1])
         units_before = None if internal else units_after + int(out_cut.size)
         self.rows.append(LayerShrink(inner.name, units_before, units_after, int(before), int(after)))

@@ -177,6 +177,17 @@ class TestShrink(TestCase):
         x = np.random.default_rng(3).normal(size=(8, 10)).astype("float32")
         assert _max_diff(model, small, x) <= 1e-5
 
+    def test_a_layer_with_every_unit_pruned_keeps_one_read_by_nothing(self):
+        model, (g1, g2) = _mlp()
+        _switch_off(model, [(g1, np.arange(16))])
+        with pytest.warns(
+            UserWarning, match=r"every unit of 1 layer group\(s\) is pruned \(h1\).*scope='layer'"
+        ):
+            small = shrink(model, groups=[g1, g2])
+        assert [layer.units for layer in small.layers] == [1, 12, 3]
+        x = np.random.default_rng(8).normal(size=(4, 10)).astype("float32")
+        assert _max_diff(model, small, x) <= 1e-5
+
     def test_unstructured_masks_say_nothing_can_be_removed(self):
         model, groups = _mlp()
         w = _by_name(model)["h1"]
@@ -332,7 +343,7 @@ class TestShrinkTracedModels(TestCase):
                 input_shape=(64, 64, 3), weights=None, classifier_activation=None
             )
         model = tfl.prunable(dense)
-        _prune_half(model)
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
         small, report = shrink(model, return_report=True)
         x = np.random.default_rng(7).normal(size=(2, *dense.input_shape[1:])).astype("float32")
         absolute, relative = _relative_diff(model, small, x)

@@ -23,6 +23,7 @@ with `register_internal_shrinker`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -256,9 +257,13 @@ def _nothing_removed(model, masks, half_dead) -> ValueError:
 
 
 def _removed_outputs(groups, masks) -> tuple[dict, int]:
-    """`{id(producer layer): removed output channels}`, and how many units are dead on one side only."""
+    """`{id(producer layer): removed output channels}`, and how many units are dead on one side only.
+
+    A group whose units are all off keeps its first unit (with a warning).
+    """
     removed: dict[int, set] = {}
     half_dead = 0
+    emptied = []
     for group in groups:
         if group.kind != "channels":
             continue
@@ -268,11 +273,23 @@ def _removed_outputs(groups, masks) -> tuple[dict, int]:
         half_dead += int((producers_off & ~readers_off).sum())
         if dead.size == 0:
             continue
+        if dead.size == group.units:
+            # A Keras layer needs one unit; its readers' rows are masked, so no layer reads what it computes.
+            emptied.append(group.name)
+            dead = dead[1:]
         for s in group.producers():
             inner = s.wrapper.layer if isinstance(s.wrapper, PruneWrapper) else s.wrapper
             if isinstance(inner, _DEPTHWISE):
                 continue  # carries its input's channels; cut through the graph
             removed.setdefault(id(s.wrapper), set()).update(np.ravel(s.positions[dead]).tolist())
+    if emptied:
+        warnings.warn(
+            f"shrink: every unit of {len(emptied)} layer group(s) is pruned ({', '.join(emptied[:5])}"
+            f"{', ...' if len(emptied) > 5 else ''}); one unit of each is kept, read by no layer, because "
+            "a Keras layer needs at least one. The model's output no longer depends on what feeds "
+            "them. Global pruning can empty a layer; `scope='layer'` prunes each layer by the same fraction.",
+            stacklevel=3,
+        )
     return {k: np.array(sorted(v), dtype=int) for k, v in removed.items()}, half_dead
 
 

@@ -1,8 +1,9 @@
 """Quick check: MobileNetV2 with half of its prunable channels removed by `tfl.shrink`.
 
-Builds keras.applications MobileNetV2 (alpha 1.0, 224x224, weights=None),
+Builds keras.applications MobileNetV2 (alpha 1.0, 224x224, weights=None, logits out),
 prunes half of its prunable channels with
-`tfl.prune(model, target_sparsity=0.5, structure="channels")`, shrinks it, and
+`tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")`
+(half of each group), shrinks it, and
 reports in one run:
 
 - parameters of the dense model and of the shrunk model, and their ratio;
@@ -60,13 +61,14 @@ def main():
     keras.utils.set_random_seed(0)
 
     dense = keras.applications.MobileNetV2(
-        input_shape=(args.size, args.size, 3), alpha=args.alpha, weights=None
+        input_shape=(args.size, args.size, 3), alpha=args.alpha, weights=None, classifier_activation=None
     )
     masked = tfl.prunable(dense)
-    tfl.prune(masked, target_sparsity=0.5, structure="channels")
+    tfl.prune(masked, target_sparsity=0.5, structure="channels", scope="layer")
     small, report = tfl.shrink(masked, return_report=True)
     x = np.random.default_rng(0).normal(size=(1, args.size, args.size, 3)).astype("float32")
-    diff = float(np.max(np.abs(keras.ops.convert_to_numpy(masked(x)) - keras.ops.convert_to_numpy(small(x)))))
+    logits = keras.ops.convert_to_numpy(masked(x))
+    diff = float(np.max(np.abs(logits - keras.ops.convert_to_numpy(small(x)))))
 
     with tempfile.TemporaryDirectory() as work:
         paths = {
@@ -79,7 +81,7 @@ def main():
 
     print(f"MobileNetV2 alpha {args.alpha}, {args.size}x{args.size}, weights=None, half the channels pruned")
     print(f"parameters: dense {dense.count_params():,}, shrunk {small.count_params():,}")
-    print(f"max |masked - shrunk| = {diff:.2e}")
+    print(f"max |masked - shrunk| = {diff:.2e} (logits up to {np.max(np.abs(logits)):.2e})")
     print(
         f"SavedModel batch 1, 1 thread, median of {args.repeats}: dense {ms['dense']:.2f} ms, shrunk {ms['shrunk']:.2f} ms"
     )

@@ -39,7 +39,7 @@ import numpy as np
 
 from tf_lottery.core import coupling
 from tf_lottery.core.units import switch_off, unit_alive
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import is_graph_model, prune_wrappers, pruning_target
 from tf_lottery.pruning import pruner, scoring
 from tf_lottery.utils import validation
 
@@ -51,6 +51,14 @@ def groups_for(model, structure) -> tuple[list, dict]:
     if structure.kind == "heads":
         return coupling.head_groups(model), {}
     trace = coupling.trace_channels(model)
+    if not trace.groups and not is_graph_model(pruning_target(model)):
+        raise ValueError(
+            f"Invalid value for argument `structure`: 'channels' are traced in Sequential and "
+            f"functional models; '{model.name}' is a subclassed {type(model).__name__}, whose "
+            "graph cannot be read. Build it as a functional model (`keras.Model(inputs, "
+            "outputs)`), register its units with `tf_lottery.core.units.register_internal_units`, "
+            "or use `structure=None`."
+        )
     if not trace.groups:
         reasons = "; ".join(f"'{name}': {why}" for name, why in list(trace.refused.items())[:4])
         raise ValueError(

@@ -350,3 +350,30 @@ class TestShrinkTracedModels(TestCase):
         assert absolute <= 1e-5 and relative <= 1e-5
         assert report.params_before == dense.count_params()
         assert report.params_after == small.count_params() <= 0.5 * dense.count_params()
+
+    def test_end_to_end_inverted_residual_net_and_a_distillers_student(self):
+        def block(x, expand, name):
+            h = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+            h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"{name}_bn1")(h))
+            h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(h)
+            h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"{name}_bn2")(h))
+            h = keras.layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"{name}_project")(h)
+            return keras.layers.Add()([x, keras.layers.BatchNormalization(name=f"{name}_bn3")(h)])
+
+        x = keras.Input((16, 16, 3))
+        h = keras.layers.ReLU(6.0)(
+            keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3, strides=2)(x))
+        )
+        h = block(block(h, 48, "b1"), 64, "b2")
+        out = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))
+        student = tfl.prunable(keras.Model(x, out))
+        _randomize(student)
+        tfl.prune(student, target_sparsity=0.5, structure="channels", scope="layer")
+        distiller = tfl.KDDistiller(teacher=keras.models.clone_model(student), student=student)
+        small, report = shrink(distiller, return_report=True)
+        layers = {layer.name: layer for layer in small.layers}
+        assert layers["b1_expand"].filters == 24 and layers["b2_dw"].kernel.shape[2] == 32
+        assert layers["b2_project"].filters == 8  # the residual stream: 16 channels, coupled, half kept
+        data = np.random.default_rng(9).normal(size=(2, 16, 16, 3)).astype("float32")
+        assert _max_diff(student, small, data) <= 1e-5
+        assert report.params_after == small.count_params() <= 0.4 * report.params_before

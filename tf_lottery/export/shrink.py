@@ -31,7 +31,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core import units as units_lib
-from tf_lottery.core.walk import is_graph_model, iter_layers, model_variables, prune_wrappers
+from tf_lottery.core.walk import is_graph_model, iter_layers, model_variables, prune_wrappers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 
 # Layer class -> fn(layer) -> new layer with the same input and output shapes.
@@ -179,7 +179,9 @@ def shrink(model: keras.Model, *, groups=None, return_report: bool = False):
 
     Args:
         model: A built Sequential or functional model holding `PruneWrapper`
-            layers, pruned with `structure="channels"` (or `"heads"`).
+            layers, pruned with `structure="channels"` (or `"heads"`). A model
+            with a `lottery_target()` (a `KDDistiller`) is shrunk to its
+            student.
         groups: list of `tf_lottery.core.units.UnitGroup`. The coupled units
             to consider. Defaults to `tf_lottery.core.coupling.channel_groups(model)`.
         return_report: bool. Also return a `ShrinkReport` (per changed layer:
@@ -202,6 +204,7 @@ def shrink(model: keras.Model, *, groups=None, return_report: bool = False):
     small.save("small.keras")
     ```
     """
+    model = pruning_target(model) if isinstance(model, keras.layers.Layer) else model
     if not isinstance(model, keras.layers.Layer) or not is_graph_model(model):
         raise ValueError(
             "Invalid value for argument `model`: expected a Sequential or functional Keras model. "

@@ -81,6 +81,18 @@ class TestChannelPruning(TestCase):
         pruned = np.concatenate([norms[n][~alive[n]] for n in norms])
         assert pruned.size == 10 and kept.min() >= pruned.max()
 
+    def test_every_group_keeps_its_best_unit(self):
+        model = _mlp()
+        layer = model.get_layer("prune_h3").layer
+        layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * 1e-3)  # h3 ranks last globally
+        result = tfl.prune(model, target_sparsity=0.8, structure="channels")
+        alive = _alive(model)
+        assert result["units_pruned"] == 16 and int(alive["h3"].sum()) == 1
+        # h3's best unit survives; no unit dies because the layer before lost all of its units.
+        assert result["units_alive"] == sum(int(a.sum()) for a in alive.values()) == 4
+        with pytest.raises(ValueError, match=r"0\.9 would prune 2 more units of .* only 1 can go while"):
+            tfl.prune(model, target_sparsity=0.9, structure="channels")
+
     def test_layer_scope_prunes_each_group_by_the_same_fraction(self):
         model = _mlp()
         tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
@@ -118,11 +130,11 @@ class TestChannelPruning(TestCase):
         kernel[0, :] = np.arange(10)  # unit 9 has the largest L1 and L2
         kernel[1:, 0] = 4.0  # unit 0: L1 20, L2 ~8.9; unit 9: L1 9, L2 9
         model.get_layer("prune_h1").layer.kernel.assign(kernel)
-        tfl.prune(model, target_sparsity=0.9, structure="channels", scope="layer", scorer="l2")
+        tfl.prune(model, target_sparsity=0.0, structure="channels", layer_rates={"h1": 0.9}, scorer="l2")
         np.testing.assert_array_equal(np.flatnonzero(_alive(model)["h1"]), [9])
         model = _mlp()
         model.get_layer("prune_h1").layer.kernel.assign(kernel)
-        tfl.prune(model, target_sparsity=0.9, structure="channels", scope="layer", scorer="l1")
+        tfl.prune(model, target_sparsity=0.0, structure="channels", layer_rates={"h1": 0.9}, scorer="l1")
         np.testing.assert_array_equal(np.flatnonzero(_alive(model)["h1"]), [0])
 
         def by_index(wrappers):

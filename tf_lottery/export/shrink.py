@@ -308,9 +308,27 @@ class _Rebuild:
             if model.compiled:
                 new.compile_from_config(model.get_compile_config())
             return new
+        self.level = {id(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)}
         new = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=self.call)
         self._check_outputs(model, new.outputs)
         return new
+
+    def _shares_layers(self, op) -> bool:
+        """Whether nested functional model `op` runs a layer that this level runs too (a tied embedding)."""
+        return (
+            is_graph_model(op)
+            and not isinstance(op, keras.Sequential)
+            and any(id(layer) in getattr(self, "level", ()) for layer in op.layers)
+        )
+
+    def _inline(self, op, args, kwargs):
+        """Runs nested model `op`'s layers in this level's graph: a shared layer stays one layer
+        (a nested model and its parent sharing a layer cannot be saved as `.keras`)."""
+        (inputs,) = args
+        inlined = keras.models.clone_model(
+            op, input_tensors=inputs, clone_function=lambda layer: layer, call_function=self.call
+        )
+        return inlined.output
 
     def _check_outputs(self, model, outputs):
         for tensor in outputs:
@@ -333,6 +351,8 @@ class _Rebuild:
             outputs = op(*args, **kwargs)
             out = _elementwise_cut(name, tensors, cuts, outputs)
             return self._record(outputs, out)
+        if self._shares_layers(op):
+            return self._inline(op, args, kwargs)
         new = self.built.get(id(op))
         if new is None:
             new = self._new_layer(op, cuts)
@@ -443,7 +463,8 @@ class _Rebuild:
 
     def _report(self, op, new, tensors, outputs, out_cut):
         inner = op.layer if isinstance(op, PruneWrapper) else op
-        before = inner.count_params() if inner.built else 0
+        # Masks of wrappers inside the layer (a transformer block's) are not parameters.
+        before = sum(int(np.prod(v.shape)) for v in model_variables(op)) if inner.built else 0
         after = new.count_params()
         out = keras.tree.flatten(outputs)[0]
         internal = internal_shrinker(op) is not None or is_graph_model(inner)

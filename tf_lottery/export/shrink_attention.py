@@ -34,6 +34,7 @@ import numpy as np
 from tf_lottery import _keras_compat
 from tf_lottery.core.attention_units import TransformerDecoder, TransformerEncoder
 from tf_lottery.core.wrapper import PruneWrapper
+from tf_lottery.export.shrink import register_internal_shrinker
 from tf_lottery.export.shrunk_blocks import ShrunkTransformerDecoder, ShrunkTransformerEncoder
 
 _QKV = ("query_dense", "key_dense", "value_dense")
@@ -207,8 +208,6 @@ def shrink_transformer_decoder(block) -> ShrunkTransformerDecoder:
     return _shrink_block(block, ShrunkTransformerDecoder)
 
 
-SHRINKERS = (
-    (keras.layers.MultiHeadAttention, shrink_attention),
-    (TransformerEncoder, shrink_transformer_encoder),
-    (TransformerDecoder, shrink_transformer_decoder),
-)
+register_internal_shrinker(keras.layers.MultiHeadAttention, shrink_attention)
+register_internal_shrinker(TransformerEncoder, shrink_transformer_encoder)
+register_internal_shrinker(TransformerDecoder, shrink_transformer_decoder)

@@ -235,6 +235,22 @@ class TestCompatFunctions(TestCase):
         assert _keras_compat.keras_history_operation(inputs).name == "pixels"
         assert _keras_compat.to_snake_case("MultiHeadAttention") == "multi_head_attention"
 
+    def test_graph_calls_list_each_call_inputs_first_and_name_raw_ops(self):
+        inputs = keras.Input((3,))
+        dense = keras.layers.Dense(2, name="d")
+        outputs = dense(inputs) + dense(inputs)
+        model = keras.Model(inputs, outputs)
+        graph_inputs, graph_outputs, calls = _keras_compat.graph_calls(model)
+        assert graph_inputs == [inputs] and graph_outputs == [outputs]
+        assert [op.name for op, *_ in calls][:2] == ["d", "d"]
+        add, add_inputs, add_outputs, arguments = calls[-1]
+        assert _keras_compat.raw_op_name(add) == "numpy.Add"
+        assert _keras_compat.raw_op_name(dense) is None
+        assert add_outputs == [outputs] and len(add_inputs) == 2 and len(arguments) == 2
+        sequential = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="s")])
+        assert [op.name for op, *_ in _keras_compat.graph_calls(sequential)[2]] == ["s"]
+        assert _keras_compat.graph_calls(keras.Sequential([keras.layers.Dense(2)])) is None
+
     def test_input_signature_of_a_subclassed_model(self):
         class Net(keras.Model):
             def __init__(self):

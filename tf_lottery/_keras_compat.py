@@ -125,6 +125,51 @@ def keras_history_operation(tensor):
     return tensor._keras_history.operation
 
 
+def graph_calls(model) -> tuple[list, list, list] | None:
+    """`(inputs, outputs, calls)` of a Sequential or functional `model`'s graph, or `None`.
+
+    `calls` lists one `(operation, input_tensors, output_tensors, arguments)`
+    per call in the graph, producers before their readers (inputs first);
+    `arguments` is the flat list of the call's arguments, tensors and
+    constants alike. A Sequential model that was never built has no graph
+    (`None`).
+    Why private: a functional model's calls are Keras `Node`s, listed only in
+    `Functional._nodes_by_depth`; a Sequential model keeps its graph in
+    `Sequential._functional`. Tracing which channels couple (a residual add,
+    a concatenation) needs each call's own input and output tensors, which
+    `Model.layers` does not give (a layer may be called twice; raw ops such
+    as `x + y` are no layers at all).
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    function = model._functional if isinstance(model, keras.Sequential) else model
+    if function is None or not isinstance(function, Functional):
+        return None
+    calls = []
+    for depth in sorted(function._nodes_by_depth, reverse=True):
+        for node in function._nodes_by_depth[depth]:
+            if node.operation is None or node.is_input:
+                continue
+            arguments = list(node.arguments.args) + list(node.arguments.kwargs.values())
+            calls.append((node.operation, list(node.input_tensors), list(node.outputs), arguments))
+    return list(function.inputs), list(function.outputs), calls
+
+
+def raw_op_name(operation) -> str | None:
+    """`"numpy.Add"` for the operation that `x + y` records in a functional graph; `None` for layers.
+
+    Why private: the operations that `keras.ops` functions record on symbolic
+    tensors are classes of `keras.src.ops.<module>` with no public name; the
+    module and class name are the only stable way to tell `add` from `reshape`.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    if isinstance(operation, keras.layers.Layer):
+        return None
+    module = type(operation).__module__
+    if not module.startswith("keras.src.ops."):
+        return None
+    return f"{module.rsplit('.', 1)[-1]}.{type(operation).__name__}"
+
+
 def to_snake_case(name: str) -> str:
     """Keras' `CamelCase` -> `snake_case`, as used for auto-generated layer names.
 

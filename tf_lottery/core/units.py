@@ -78,6 +78,11 @@ class UnitGroup:
             (network slimming scores units by `|gamma|`), or `None`.
         layers: Names of every layer the group touches, wrapped or not
             (BatchNorm, depthwise, pooling), for errors and `shrink` reports.
+        gammas: Every `BatchNormalization` scale right after the group's
+            producers (one per branch of a residual add), as
+            `(gamma variable, positions)` pairs with `positions` of shape
+            `(units, per_unit)` as in `UnitSlice`; `gamma` is the first one's
+            variable. Empty when none.
     """
 
     name: str
@@ -86,6 +91,7 @@ class UnitGroup:
     slices: list[UnitSlice]
     gamma: object = None
     layers: tuple[str, ...] = field(default_factory=tuple)
+    gammas: tuple = ()
 
     def producers(self) -> list[UnitSlice]:
         return [s for s in self.slices if s.role == PRODUCER]

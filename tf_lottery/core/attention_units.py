@@ -40,16 +40,7 @@ import keras
 import numpy as np
 
 from tf_lottery import _keras_compat
-from tf_lottery.core.units import (
-    CONSUMER,
-    KINDS,
-    PRODUCER,
-    UnitGroup,
-    UnitSlice,
-    internal_provider,
-    register_internal_units,
-)
-from tf_lottery.core.walk import iter_layers, pruning_target
+from tf_lottery.core.units import CONSUMER, PRODUCER, UnitGroup, UnitSlice, register_internal_units
 from tf_lottery.core.wrapper import PruneWrapper
 
 
@@ -159,39 +150,6 @@ def feedforward_groups(block) -> list[UnitGroup]:
             layers=(block.name, *names),
         )
     ]
-
-
-def internal_groups(model: keras.layers.Layer, kind: str | None = None) -> list[UnitGroup]:
-    """The `UnitGroup`s of every layer of `model` that has a registered provider, in tracking order.
-
-    Args:
-        model: keras.layers.Layer. A model (or layer) holding `PruneWrapper`s;
-            its `lottery_target()` is used where it defines one.
-        kind: str or None. `"heads"` or `"channels"` keeps only groups of that
-            kind. Defaults to `None` (all groups).
-
-    Returns:
-        The groups that providers registered with
-        `tf_lottery.core.units.register_internal_units` return.
-    """
-    if kind is not None and kind not in KINDS:
-        raise ValueError(
-            f"Invalid value for argument `kind`: expected one of {KINDS} or None. Received: kind={kind!r}."
-        )
-    target = pruning_target(model)
-    layers = [target, *iter_layers(target)]
-    groups = []
-    for layer in layers:
-        provider = internal_provider(layer)
-        if provider is None:
-            continue
-        groups.extend(g for g in provider(layer) if kind is None or g.kind == kind)
-    return groups
-
-
-def head_groups(model: keras.layers.Layer) -> list[UnitGroup]:
-    """The `"heads"` groups of `model`: one per wrapped attention layer."""
-    return internal_groups(model, "heads")
 
 
 register_internal_units(keras.layers.MultiHeadAttention, attention_head_groups)

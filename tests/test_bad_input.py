@@ -93,6 +93,24 @@ def _embedding_only():
     return tfl.prunable(keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(10, 4)]))
 
 
+def _residual_without_a_partner():
+    # `b` is left dense, so `a`'s filters (added to `b`'s) cannot go alone.
+    inputs = keras.Input((6, 6, 3))
+    a = keras.layers.Conv2D(4, 1, name="a")(inputs)
+    b = keras.layers.Conv2D(4, 1, name="b")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="reader")(keras.layers.Add()([a, b]))
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    return tfl.prunable(keras.Model(inputs, outputs), exclude=["b"])
+
+
+def _grouped_conv():
+    inputs = keras.Input((6, 6, 4))
+    x = keras.layers.Conv2D(4, 1, groups=2, name="grouped")(inputs)
+    x = keras.layers.Conv2D(4, 1, name="plain")(x)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling2D()(x))
+    return tfl.prunable(keras.Model(inputs, outputs))
+
+
 def _mirrored_model_wrapped_outside():
     with two_replica_strategy().scope():
         model = mlp(input_dim=20, hidden=(16,), classes=4)
@@ -172,6 +190,44 @@ CASES = {
     "nm_lottery_target_past_the_pattern": (
         lambda m, p: tfl.LotteryCallback(rounds=2, target_sparsity=0.8, structure="2:4"),
         r"`target_sparsity`: expected at most 0\.5, the most structure '2:4' allows\. Received: target_sparsity=0\.8",
+    ),
+    # Whole units (issue 23)
+    "channels_layer_rates_on_an_unprunable_partner": (
+        lambda m, p: tfl.prune(
+            _residual_without_a_partner(), target_sparsity=0.5, structure="channels", layer_rates={"a": 0.5}
+        ),
+        r"`layer_rates`: 'a' names layer 'a', whose units cannot be pruned under structure='channels': "
+        r"its units are produced by 'b', which is not wrapped.*Wrap the layer named there too.*or leave 'a' dense",
+    ),
+    "channels_layer_rates_on_the_output": (
+        lambda m, p: tfl.prune(m, target_sparsity=0.5, structure="channels", layer_rates={"output": 0.1}),
+        r"`layer_rates`: 'output' names layer 'output'.*reach the model output 'output'. Leave 'output' dense",
+    ),
+    "channels_grouped_conv": (
+        lambda m, p: tfl.prune(_grouped_conv(), rate=0.5, structure="channels", layer_rates={"grouped": 0.5}),
+        r"'grouped' names layer 'grouped'.*belong to the grouped convolution 'grouped' \(groups=2\)",
+    ),
+    "channels_no_prunable_units": (
+        lambda m, p: tfl.prune(
+            tfl.prunable(keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, name="only")])),
+            rate=0.5,
+            structure="channels",
+        ),
+        r"`structure`: 'channels' found no prunable units in model '.*'.*'only': its units reach the "
+        r"model output 'only'",
+    ),
+    "channels_bn_gamma_without_batchnorm": (
+        lambda m, p: tfl.prune(m, rate=0.5, structure="channels", scorer="bn_gamma"),
+        r"`scorer`: 'bn_gamma' scores a unit by the BatchNormalization.*group 'dense.*' .*has none\. "
+        r"Use scorer='l1'",
+    ),
+    "channels_without_an_amount": (
+        lambda m, p: tfl.prune(m, structure="channels"),
+        r"Pass exactly one of `rate` .* with structure='channels'\. Received: rate=None, target_sparsity=None",
+    ),
+    "heads_without_attention": (
+        lambda m, p: tfl.prune(m, rate=0.5, structure="heads"),
+        r"`structure`: 'heads' found no attention heads in model '.*'",
     ),
     "schedule_end_not_after_begin": (
         lambda m, p: tfl.PolynomialDecay(0.0, 0.5, begin_step=100, end_step=100),

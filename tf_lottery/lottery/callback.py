@@ -103,7 +103,9 @@ class LotteryCallback(keras.callbacks.Callback):
         structure: `None` or `"N:M"` (e.g. `"2:4"`): N:M structured masks,
             see `tfl.prune`. Each round prunes within the pattern, which
             allows at most `1 - N/M` sparsity: use `target_sparsity` (at most
-            that) rather than a rate that would pass it. Defaults to `None`.
+            that) rather than a rate that would pass it. `"channels"` or
+            `"heads"` prune whole units, the rates then counting units (see
+            `tfl.prune`). Defaults to `None`.
         epochs_per_round: int. Defaults to `fit(epochs=...) // rounds`.
         one_round_per_fit: bool. If `True`, each `fit()` call trains one
             round and the pruning happens when it ends; state carries over
@@ -227,14 +229,18 @@ class LotteryCallback(keras.callbacks.Callback):
         self.scope = scope
         self.layer_rates = dict(layer_rates or {})
         self.scorer = scorer
-        nm = nm_structure.parse_nm(structure)
+        units = nm_structure.parse(structure)
+        # Whole units ("channels", "heads") count amounts in units, with no pattern limit.
+        nm = None if isinstance(units, nm_structure.UnitStructure) else nm_structure.parse_nm(structure)
         if nm is not None and target_sparsity is not None and target_sparsity > nm.max_sparsity:
             raise ValueError(
                 f"Invalid value for argument `target_sparsity`: expected at most "
                 f"{nm.max_sparsity:.4g}, the most structure '{nm}' allows. Received: "
                 f"target_sparsity={target_sparsity!r}. Lower it to 1 - N/M."
             )
-        self.structure = None if nm is None else str(nm)
+        self.structure = (
+            str(units) if isinstance(units, nm_structure.UnitStructure) else (None if nm is None else str(nm))
+        )
         self.epochs_per_round = epochs_per_round
         self.one_round_per_fit = one_round_per_fit
         self.monitor = monitor

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.pruning import pruner, schedules, scoring
+from tf_lottery.pruning import pruner, schedules, scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
@@ -45,6 +45,8 @@ def prune_to_schedule(
     wrappers = prune_wrappers(model)
     masks = [m for wr in wrappers for m in wr.get_masks()]
     current = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
+    if isinstance(nm_structure.parse(structure), nm_structure.UnitStructure):
+        current = units_pruning.unit_sparsity(model, nm_structure.parse(structure))
     if target <= 0.0 or target <= current:
         return None
     return _prune_to(model, schedule, target, scope, layer_rates, scorer, structure)
@@ -163,7 +165,8 @@ class GradualPruning(keras.callbacks.Callback):
             Defaults to `"magnitude"`.
         structure: `None` or `"N:M"` (see `tfl.prune`); the schedule's final
             sparsity may not exceed `1 - N/M`, and the pattern holds once it
-            is reached. Defaults to `None`.
+            is reached. `"channels"` or `"heads"` prune whole units, the
+            schedule's sparsities then counting units. Defaults to `None`.
         verbose: int. `1` prints a line at each pruning step. Defaults to `0`.
 
     Attributes:
@@ -209,7 +212,13 @@ class GradualPruning(keras.callbacks.Callback):
         for pattern, value in self.layer_rates.items():
             validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         self.scorer = scorer
-        self._score_fn = scoring.get(scorer)
+        units = nm_structure.parse(structure)
+        if isinstance(units, nm_structure.UnitStructure):
+            # Unit scorers ('l1', 'l2', 'bn_gamma') are resolved by `tfl.prune` itself.
+            self._score_fn = scorer if scorer in units_pruning.UNIT_SCORERS else scoring.get(scorer)
+            structure = None
+        else:
+            self._score_fn = scoring.get(scorer)
         nm = nm_structure.parse_nm(structure)
         if nm is not None and self.schedule.final_sparsity > nm.max_sparsity + 1e-12:
             raise ValueError(
@@ -218,7 +227,9 @@ class GradualPruning(keras.callbacks.Callback):
                 f"structure '{nm}' allows. Received: schedule={self.schedule!r}. Lower "
                 "the final sparsity to 1 - N/M."
             )
-        self.structure = None if nm is None else str(nm)
+        self.structure = (
+            str(units) if isinstance(units, nm_structure.UnitStructure) else (None if nm is None else str(nm))
+        )
         self.verbose = validation.check_int("verbose", verbose, minimum=0)
         self.events: list[tuple[int, float]] = []
         self.sparsity = 0.0
@@ -258,7 +269,11 @@ class GradualPruning(keras.callbacks.Callback):
                 f"GradualPruning: model '{model.name}' has no PruneWrapper layers. "
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
-        if self.structure is not None:
+        if isinstance(nm_structure.parse(self.structure), nm_structure.UnitStructure):
+            units_pruning.groups_for(
+                model, nm_structure.parse(self.structure)
+            )  # refuses a model without units
+        elif self.structure is not None:
             nm_structure.check_layers(wrappers, nm_structure.parse_nm(self.structure))
         masks = [m for wr in wrappers for m in wr.get_masks()]
         self.sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.pruning import scoring
+from tf_lottery.pruning import scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
@@ -170,11 +170,19 @@ def prune(
             and `target_sparsity`, every group keeps its N best weights; with
             an amount, no group loses more than `M - N` (the pattern holds
             once sparsity reaches `1 - N/M`; more is refused). Defaults to
-            `None`.
+            `None`. `"channels"` prunes whole output units and filters,
+            with the layers coupled to them (residual adds, concatenations,
+            the next layer's input rows), and `"heads"` whole attention
+            heads: amounts then count units, and `scorer` may also be
+            `"l1"` (= `"magnitude"`), `"l2"` or `"bn_gamma"` (see
+            `tf_lottery.pruning.units_pruning`).
 
     Returns:
         A dict with `"pruned"` (weights pruned now), `"alive"`, `"total"` and
-        `"sparsity"` over the prunable weights.
+        `"sparsity"` over the prunable weights. Under `"channels"` or
+        `"heads"` also `"units_pruned"` (now), `"units_alive"` and
+        `"units_total"`; the weight sparsity then differs from the fraction
+        of units pruned.
 
     Raises:
         ValueError: for bad arguments, and when an alive pruned weight (or
@@ -191,6 +199,16 @@ def prune(
         Frankle et al., "Stabilizing the Lottery Ticket Hypothesis",
         arXiv:1903.01611 (global pruning).
     """
+    if isinstance(nm_structure.parse(structure), nm_structure.UnitStructure):
+        return units_pruning.prune_units(
+            model,
+            nm_structure.parse(structure),
+            rate=rate,
+            target_sparsity=target_sparsity,
+            scope=scope,
+            layer_rates=layer_rates,
+            scorer=scorer,
+        )
     nm = nm_structure.parse_nm(structure)
     pattern_only = nm is not None and rate is None and target_sparsity is None
     if (rate is None) == (target_sparsity is None) and not pattern_only:

@@ -55,7 +55,7 @@ def defaults() -> ml_collections.ConfigDict:
     config.gradual.end = 0.7
     config.gradual.power = 3.0
     config.gradual.frequency = 50
-    # '' (unstructured) or 'N:M', e.g. '2:4'.
+    # '' (unstructured), 'N:M' (e.g. '2:4'), or 'channels' (whole units and filters).
     config.gradual.structure = ""
     return config
 
@@ -87,7 +87,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)
-        nm = nm_structure.parse_nm(group.structure or None)
+        units = nm_structure.parse(group.structure or None)
+        nm = (
+            None
+            if isinstance(units, nm_structure.UnitStructure)
+            else nm_structure.parse_nm(group.structure or None)
+        )
     except ValueError as error:
         raise ValueError(f"Invalid `config.gradual`: {error}") from None
     if nm is not None and group.final_sparsity > nm.max_sparsity:

@@ -295,6 +295,10 @@ CASES = {
         lambda m, p: tfl.strip(tfl.prunable(keras.layers.Dense(3))),
         r"`model`: '.*' is not built. Call it on an input",
     ),
+    "shrink_without_wrappers": (
+        lambda m, p: tfl.shrink(mlp(input_dim=20, hidden=(16,), classes=4)),
+        r"`model`: '\w+' holds no PruneWrapper layers, so nothing is pruned.*tfl.prunable\(model\)",
+    ),
     "mismatched_strategy_scope": (
         lambda m, p: _mirrored_model_wrapped_outside(),
         r"`model`: '.*' was built inside a MirroredStrategy strategy scope, but `prunable` is called outside",

@@ -8,6 +8,7 @@ Public API (everything else is internal and may change):
 - `EarlyBird`: Early-Bird tickets, the mask drawn early in dense training.
 - `Ticket`, `sparsity_report`, `SparsityReport`: results.
 - `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
+- `shrink`: a plain model with the pruned units, filters and heads physically removed.
 - `LotterySummaries`: pruning summaries for TensorBoard.
 - `DynamicSparseTraining`, `sparsity_distributions`: RigL / SET and ER / ERK.
 - `GradualPruning`, `ConstantSparsity`, `PolynomialDecay`: gradual magnitude
@@ -46,6 +47,7 @@ _EXPORTS = {
     "artifact_size": ("tf_lottery.export.saved_model", "artifact_size"),
     "export_saved_model": ("tf_lottery.export.saved_model", "export_saved_model"),
     "export_tflite": ("tf_lottery.export.tflite", "export_tflite"),
+    "shrink": ("tf_lottery.export.shrink", "shrink"),
     "tflite_runner": ("tf_lottery.export.tflite", "tflite_runner"),
     "stability": ("tf_lottery.lottery.stability", None),
     "LotteryCallback": ("tf_lottery.lottery.callback", "LotteryCallback"),
@@ -101,6 +103,7 @@ __all__ = [
     "rate_per_round",
     "reinitialize",
     "scoring",
+    "shrink",
     "sparsity_distributions",
     "sparsity_report",
     "stability",

@@ -253,3 +253,20 @@ class TestShrink(TestCase):
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(small(data)), 2 * keras.ops.convert_to_numpy(model(data)), atol=1e-5
         )
+
+    def test_einsum_dense_units_through_dropout_on_a_sequence(self):
+        x = keras.Input((5, 10))
+        h = keras.layers.EinsumDense("abc,cd->abd", output_shape=(None, 16), bias_axes="d", name="ein")(x)
+        h = keras.layers.Dropout(0.5, name="drop")(keras.layers.Activation("gelu", name="act")(h))
+        model = tfl.prunable(keras.Model(x, keras.layers.Dense(4, name="out")(h)))
+        _randomize(model)
+        w = _by_name(model)
+        group = UnitGroup(
+            "ein", "channels", 16, [_slice(w["ein"], 1, PRODUCER, 16), _slice(w["out"], 0, CONSUMER, 16)]
+        )
+        _switch_off(model, [(group, [0, 9, 15])])
+        small = shrink(model, groups=[group])
+        layers = {layer.name: layer for layer in small.layers}
+        assert tuple(layers["ein"].kernel.shape) == (10, 13) and tuple(layers["out"].kernel.shape) == (13, 4)
+        data = np.random.default_rng(5).normal(size=(3, 5, 10)).astype("float32")
+        assert _max_diff(model, small, data) <= 1e-5

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core import units as units_lib
-from tf_lottery.core.walk import is_graph_model, model_variables, prune_wrappers
+from tf_lottery.core.walk import is_graph_model, iter_layers, model_variables, prune_wrappers
 from tf_lottery.core.wrapper import PruneWrapper
 
 # Layer class -> fn(layer) -> new layer with the same input and output shapes.
@@ -225,28 +225,34 @@ def shrink(model: keras.Model, *, groups=None, return_report: bool = False):
         groups = channel_groups(model)
     masks = {(id(w), i): m for w in wrappers for i, m in enumerate(w.get_masks())}
     removed, half_dead = _removed_outputs(groups, masks)
+    if not removed and not any(internal_shrinker(layer) for layer in iter_layers(model)):
+        raise _nothing_removed(model, masks, half_dead)
     rebuild = _Rebuild(removed)
     new_model = rebuild.model(model)
     params_before = sum(int(np.prod(v.shape)) for v in model_variables(model))
     params_after = new_model.count_params()
     if params_after >= params_before:
-        sparse = sum(int((~m).sum()) for m in masks.values())
-        detail = (
-            f" {half_dead} unit(s) have all of their own weights pruned but their readers still "
-            "read them (a bias or BatchNorm shift still reaches the next layer)."
-            if half_dead
-            else ""
-        )
-        raise ValueError(
-            f"Invalid value for argument `model`: nothing can be removed from '{model.name}': "
-            f"its masks ({sparse} pruned entries) switch off no whole unit, filter or head.{detail} "
-            "Unstructured and N:M masks keep every unit; prune with "
-            "`tfl.prune(model, ..., structure='channels')` (or 'heads') to get units that "
-            "`shrink` can remove."
-        )
+        raise _nothing_removed(model, masks, half_dead)
     if not return_report:
         return new_model
     return new_model, ShrinkReport(tuple(rebuild.rows), params_before, params_after)
+
+
+def _nothing_removed(model, masks, half_dead) -> ValueError:
+    sparse = sum(int((~m).sum()) for m in masks.values())
+    detail = (
+        f" {half_dead} unit(s) have all of their own weights pruned but their readers still "
+        "read them (a bias or BatchNorm shift still reaches the next layer)."
+        if half_dead
+        else ""
+    )
+    return ValueError(
+        f"Invalid value for argument `model`: nothing can be removed from '{model.name}': "
+        f"its masks ({sparse} pruned entries) switch off no whole unit, filter or head.{detail} "
+        "Unstructured and N:M masks keep every unit; prune with "
+        "`tfl.prune(model, ..., structure='channels')` (or 'heads') to get units that "
+        "`shrink` can remove."
+    )
 
 
 def _removed_outputs(groups, masks) -> tuple[dict, int]:
@@ -395,8 +401,24 @@ class _Rebuild:
             self.rows.extend(nested.rows)
             return new
         config = inner.get_config()
-        out_cut = self.removed.get(id(op))
-        if out_cut is not None and out_cut.size:
+        out_cut = self.removed.get(id(op), _NONE)
+        if getattr(inner, "groups", 1) > 1 and (out_cut.size or any(c.size for c in cuts)):
+            raise ValueError(
+                f"Cannot shrink grouped convolution '{inner.name}' (groups={inner.groups}): "
+                "removing its filters or input channels would unbalance the groups."
+            )
+        if out_cut.size and isinstance(inner, keras.layers.EinsumDense):
+            inputs, output = inner.equation.split("->")
+            if inputs.split(",")[1][-1] != output[-1]:
+                raise ValueError(
+                    f"Cannot remove output units of EinsumDense '{inner.name}': its kernel's last "
+                    f"axis is not its output's last axis (equation '{inner.equation}')."
+                )
+            shape = config["output_shape"]
+            config["output_shape"] = (
+                shape - out_cut.size if isinstance(shape, int) else [*shape[:-1], shape[-1] - out_cut.size]
+            )
+        elif out_cut.size:
             key = _units_key(inner)
             config[key] = config[key] - out_cut.size
         return type(inner).from_config(config)

@@ -83,7 +83,7 @@ class TestMultiHeadAttention(TestCase):
         _switch_off(model, "heads", lambda g: [0, 2])
         masked = _run(model, x)
         assert _max_diff(masked, dense) > 1e-3  # the heads took effect
-        small, report = shrink(model, groups=[], return_report=True)
+        small, report = shrink(model, return_report=True)
         attention = small.get_layer("mha")
         assert type(attention) is keras.layers.MultiHeadAttention
         assert attention.num_heads == 2 and attention.key_dim == 8 and attention.value_dim == 6
@@ -106,7 +106,7 @@ class TestMultiHeadAttention(TestCase):
         x = _attention_inputs()
         _switch_off(model, "heads", lambda g: range(g.units))
         masked = _run(model, x)
-        small = shrink(model, groups=[])
+        small = shrink(model)
         attention = small.get_layer("mha")
         assert attention.num_heads == 1
         assert not attention.output_dense.kernel.numpy().any()
@@ -127,7 +127,7 @@ class TestMultiHeadAttention(TestCase):
         attention.value_dense.bias.assign(bias)
         np.testing.assert_array_equal(shrink_attention.dead_heads(wrapper), [False, False, True, True])
         x = _attention_inputs()
-        small = shrink(model, groups=[])
+        small = shrink(model)
         assert small.get_layer("mha").num_heads == 2
         assert _max_diff(_run(small, x), _run(model, x)) <= 1e-5
 
@@ -159,7 +159,7 @@ def _prune_half(model):
 
 
 class TestKerasHub(TestCase):
-    def test_bert_classifier_shrinks_to_a_plain_model_with_half_its_heads_and_units(self, tmp_path):
+    def test_bert_classifier_pruned_by_heads_and_channels_shrinks_to_a_plain_model(self, tmp_path):
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=VOCAB,
             num_layers=2,
@@ -171,23 +171,27 @@ class TestKerasHub(TestCase):
         model = tfl.prunable(
             keras_hub.models.BertTextClassifier(backbone=backbone, num_classes=3, preprocessor=None)
         )
+        _randomize_biases(model)
         x = _tokens()
         dense = _run(model, x)
-        _prune_half(model)
+        tfl.prune(model, target_sparsity=0.5, structure="heads", scope="layer")
+        # Feed-forward units and the pooler's units (read by the task's head).
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
         masked = _run(model, x)
         assert _max_diff(masked, dense) > 1e-3
-        small, report = shrink(model, groups=[], return_report=True)
-        assert type(small) is keras.Model or type(small).__name__ == "Functional"
-        blocks = [
-            layer for layer in small.get_layer("bert_backbone").layers if "transformer_layer" in layer.name
-        ]
+        small, report = tfl.shrink(model, return_report=True)
+        # A plain functional model: the backbone's layers run in its graph.
+        assert type(small).__name__ == "Functional"
+        blocks = [layer for layer in small.layers if "transformer_layer" in layer.name]
         assert [type(b) for b in blocks] == [ShrunkTransformerEncoder] * 2
         assert [(b.num_heads, b.key_dim, b.intermediate_dim) for b in blocks] == [(2, 4, 16)] * 2
+        assert small.get_layer("pooled_dense").units == 8
         assert _max_diff(_run(small, x), masked) <= 1e-5
         rows = {row.name: (row.params_before, row.params_after) for row in report.layers}
         # Per block: attention 4 -> 2 heads (1088 -> 552), feed-forward 32 -> 16 units (1072 -> 544).
-        assert rows["transformer_layer_0"] == (2224, 1160)
-        assert report.params_before - report.params_after == 2 * (2224 - 1160)
+        assert rows["transformer_layer_0"] == rows["transformer_layer_1"] == (2224, 1160)
+        assert rows["pooled_dense"] == (272, 136) and rows["logits"] == (51, 27)
+        assert report.params_after == small.count_params() == report.params_before - 2 * 1064 - 136 - 24
         reloaded = _roundtrip(small, tmp_path)
         assert _max_diff(_run(reloaded, x), masked) <= 1e-5
 
@@ -204,7 +208,7 @@ class TestKerasHub(TestCase):
         x = _tokens(segments=False)
         _prune_half(model)
         masked = _run(model, x)
-        small, report = shrink(model, groups=[], return_report=True)
+        small, report = shrink(model, return_report=True)
         blocks = [layer for layer in small.layers if isinstance(layer, ShrunkTransformerDecoder)]
         assert [(b.num_heads, b.intermediate_dim) for b in blocks] == [(2, 16)] * 2
         # One token embedding, read twice (input and tied output projection).
@@ -260,7 +264,7 @@ class TestShrunkBlocks(TestCase):
         for wrapper in tfl.prune_wrappers(model):
             wrapper.set_masks([masks[(id(wrapper), i)] for i in range(len(wrapper.masks))])
         masked = _run(model, [x, encoded, padding])
-        small = shrink(model, groups=[])
+        small = shrink(model)
         shrunk = small.get_layer("decoder")
         assert (shrunk.num_heads, shrunk.cross_attention_num_heads) == (3, 1)
         assert _max_diff(_run(small, [x, encoded, padding]), masked) <= 1e-5

@@ -314,22 +314,20 @@ class _Rebuild:
             if model.compiled:
                 new.compile_from_config(model.get_compile_config())
             return new
-        self.level = {id(layer) for layer in model.layers if not isinstance(layer, keras.layers.InputLayer)}
         new = keras.models.clone_model(model, clone_function=lambda layer: layer, call_function=self.call)
         self._check_outputs(model, new.outputs)
         return new
 
-    def _shares_layers(self, op) -> bool:
-        """Whether nested functional model `op` runs a layer that this level runs too (a tied embedding)."""
-        return (
-            is_graph_model(op)
-            and not isinstance(op, keras.Sequential)
-            and any(id(layer) in getattr(self, "level", ()) for layer in op.layers)
-        )
-
     def _inline(self, op, args, kwargs):
-        """Runs nested model `op`'s layers in this level's graph: a shared layer stays one layer
-        (a nested model and its parent sharing a layer cannot be saved as `.keras`)."""
+        """Runs nested functional model `op`'s layers in this level's graph.
+
+        Units then cross the nested model's boundary like any other tensor
+        (`channel_groups` traces through nested models: a keras_hub
+        backbone's `pooled_dense` is read by its task's head), and a layer
+        that both levels run (`GPT2CausalLM`'s tied token embedding) stays one
+        layer: Keras cannot save a nested model and its parent sharing a layer
+        as `.keras`.
+        """
         (inputs,) = args
         inlined = keras.models.clone_model(
             op, input_tensors=inputs, clone_function=lambda layer: layer, call_function=self.call
@@ -357,7 +355,7 @@ class _Rebuild:
             outputs = op(*args, **kwargs)
             out = _elementwise_cut(name, tensors, cuts, outputs)
             return self._record(outputs, out)
-        if self._shares_layers(op):
+        if is_graph_model(op) and not isinstance(op, keras.Sequential):
             return self._inline(op, args, kwargs)
         new = self.built.get(id(op))
         if new is None:

@@ -219,6 +219,30 @@ class TestKerasHub(TestCase):
         reloaded = _roundtrip(small, tmp_path)
         assert _max_diff(_run(reloaded, x), masked) <= 1e-5
 
+    def test_shrunk_bert_exports_as_a_saved_model_with_its_dict_inputs(self, tmp_path):
+        # Was: `export_saved_model` called the model on a list; a backbone takes a dict.
+        import tensorflow as tf
+
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=VOCAB,
+            num_layers=1,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=SEQ,
+        )
+        model = tfl.prunable(backbone)
+        _prune_half(model)
+        x = _tokens()
+        masked = model(x)
+        small = tfl.shrink(model)
+        path = tfl.export_saved_model(small, str(tmp_path / "bert"))
+        serve = tf.saved_model.load(path).signatures["serving_default"]
+        assert set(serve.structured_input_signature[1]) == {"token_ids", "segment_ids", "padding_mask"}
+        served = serve(**{k: tf.constant(v) for k, v in x.items()})
+        for key in ("sequence_output", "pooled_output"):
+            np.testing.assert_allclose(served[key].numpy(), np.asarray(masked[key]), atol=1e-5)
+
 
 def _block_inputs(seed=0):
     rng = np.random.default_rng(seed)

@@ -221,6 +221,11 @@ CASES = {
         r"`scorer`: 'bn_gamma' scores a unit by the BatchNormalization.*group 'dense.*' .*has none\. "
         r"Use scorer='l1'",
     ),
+    "channels_would_empty_a_group": (
+        lambda m, p: tfl.prune(m, target_sparsity=0.99, structure="channels"),
+        r"`target_sparsity`: 0\.99 would prune 16 more units of 'dense.*', but only 15 can go while every "
+        r"group keeps at least one unit",
+    ),
     "channels_without_an_amount": (
         lambda m, p: tfl.prune(m, structure="channels"),
         r"Pass exactly one of `rate` .* with structure='channels'\. Received: rate=None, target_sparsity=None",

@@ -242,7 +242,7 @@ class TestChannelGroups(TestCase):
         assert trace.groups == []
         assert "grouped convolution 'grouped' (groups=2)" in trace.refused["grouped"]
         assert "'reshape' (Reshape)" in trace.refused["to_reshape"]
-        assert "channel-mixing activation of 'mixing'" in trace.refused["mixing"]
+        assert "activation of 'mixing', which may mix channels" in trace.refused["mixing"]
         assert "LayerNormalization" in trace.refused["to_layernorm"]
 
     def test_shared_layer_and_nested_model(self):
@@ -304,3 +304,39 @@ class TestApplications(TestCase):
                 assert s.positions.shape[0] == group.units
                 assert s.positions.max() < shape[s.axis]
         _check_exact(model, np.random.default_rng(6).normal(size=(1, 96, 96, 3)).astype("float32"), groups)
+
+
+class TestMoreLayers(TestCase):
+    def test_separable_transpose_and_einsum_dense_are_exact(self):
+        inputs = keras.Input((6, 6, 3))
+        x = L.Conv2D(4, 1, name="first")(inputs)
+        x = L.SeparableConv2D(5, 3, padding="same", depth_multiplier=2, name="separable")(x)
+        x = L.Conv2DTranspose(6, 3, name="transpose")(x)
+        x = L.EinsumDense("abcd,de->abce", output_shape=(8, 8, 7), bias_axes="e", name="einsum")(x)
+        x = L.GlobalAveragePooling2D()(x)
+        model = tfl.prunable(keras.Model(inputs, L.Dense(2, name="out")(x)))
+        groups = {g.name: g for g in coupling.channel_groups(model)}
+        assert set(groups) == {"first", "separable", "transpose", "einsum"}
+        assert _slice_summary(groups["first"]) == [
+            ("first", 3, units.PRODUCER, (4, 1)),
+            ("separable", 2, units.CONSUMER, (4, 1)),
+            ("separable", 2, units.CONSUMER, (4, 2)),
+        ]
+        assert _slice_summary(groups["separable"])[1] == ("transpose", 3, units.CONSUMER, (5, 1))
+        assert _slice_summary(groups["transpose"]) == [
+            ("transpose", 2, units.PRODUCER, (6, 1)),
+            ("einsum", 0, units.CONSUMER, (6, 1)),
+        ]
+        _check_exact(model, np.random.default_rng(7).normal(size=(2, 6, 6, 3)), list(groups.values()))
+
+    def test_embedding_units_are_read_by_the_next_layer(self):
+        inputs = keras.Input((5,), dtype="int32")
+        x = L.Embedding(20, 6, name="embed")(inputs)
+        x = L.Dense(4, activation="gelu", name="ffn")(x)
+        model = tfl.prunable(keras.Model(inputs, L.Dense(2, name="out")(L.GlobalAveragePooling1D()(x))))
+        groups = {g.name: g for g in coupling.channel_groups(model)}
+        assert _slice_summary(groups["embed"]) == [
+            ("embed", 1, units.PRODUCER, (6, 1)),
+            ("ffn", 0, units.CONSUMER, (6, 1)),
+        ]
+        _check_exact(model, np.arange(10).reshape(2, 5) % 20, [groups["ffn"]])

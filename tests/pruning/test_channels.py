@@ -81,6 +81,18 @@ class TestChannelPruning(TestCase):
         pruned = np.concatenate([norms[n][~alive[n]] for n in norms])
         assert pruned.size == 10 and kept.min() >= pruned.max()
 
+    def test_every_group_keeps_its_best_unit(self):
+        model = _mlp()
+        layer = model.get_layer("prune_h3").layer
+        layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * 1e-3)  # h3 ranks last globally
+        result = tfl.prune(model, target_sparsity=0.8, structure="channels")
+        alive = _alive(model)
+        assert result["units_pruned"] == 16 and int(alive["h3"].sum()) == 1
+        # h3's best unit survives; no unit dies because the layer before lost all of its units.
+        assert result["units_alive"] == sum(int(a.sum()) for a in alive.values()) == 4
+        with pytest.raises(ValueError, match=r"0\.9 would prune 2 more units of .* only 1 can go while"):
+            tfl.prune(model, target_sparsity=0.9, structure="channels")
+
     def test_layer_scope_prunes_each_group_by_the_same_fraction(self):
         model = _mlp()
         tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
@@ -118,11 +130,11 @@ class TestChannelPruning(TestCase):
         kernel[0, :] = np.arange(10)  # unit 9 has the largest L1 and L2
         kernel[1:, 0] = 4.0  # unit 0: L1 20, L2 ~8.9; unit 9: L1 9, L2 9
         model.get_layer("prune_h1").layer.kernel.assign(kernel)
-        tfl.prune(model, target_sparsity=0.9, structure="channels", scope="layer", scorer="l2")
+        tfl.prune(model, target_sparsity=0.0, structure="channels", layer_rates={"h1": 0.9}, scorer="l2")
         np.testing.assert_array_equal(np.flatnonzero(_alive(model)["h1"]), [9])
         model = _mlp()
         model.get_layer("prune_h1").layer.kernel.assign(kernel)
-        tfl.prune(model, target_sparsity=0.9, structure="channels", scope="layer", scorer="l1")
+        tfl.prune(model, target_sparsity=0.0, structure="channels", layer_rates={"h1": 0.9}, scorer="l1")
         np.testing.assert_array_equal(np.flatnonzero(_alive(model)["h1"]), [0])
 
         def by_index(wrappers):
@@ -137,6 +149,34 @@ class TestChannelPruning(TestCase):
         model = _mlp()
         result = tfl.prune(model, target_sparsity=0.5, structure="channels", scorer="random")
         assert result["units_pruned"] == 10
+
+    def test_taylor_scores_are_summed_over_each_unit(self):
+        model = _mlp()
+        compile_classifier(model)
+        x, y = toy_data(32, 6, 3)
+        scorer = tfl.scoring.TaylorScorer(model, x, y)
+        per_weight = dict(zip(["h1", "h2", "h3", "output"], scorer(prune_wrappers(model))))
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer", scorer=scorer)
+        alive = _alive(model)
+        for name in ("h1", "h2", "h3"):
+            unit_scores = per_weight[name].sum(axis=0)
+            assert unit_scores[alive[name]].min() >= unit_scores[~alive[name]].max()
+
+    def test_a_subclassed_model_has_no_traced_units(self):
+        class Net(keras.Model):
+            def __init__(self):
+                super().__init__()
+                self.hidden = L.Dense(4)
+                self.head = L.Dense(2)
+
+            def call(self, x):
+                return self.head(self.hidden(x))
+
+        model = Net()
+        model(np.zeros((1, 3), "float32"))
+        model = tfl.prunable(model)
+        with pytest.raises(ValueError, match=r"'channels' are traced in Sequential and functional models"):
+            tfl.prune(model, rate=0.5, structure="channels")
 
     def test_bn_gamma_scores_by_the_batchnorm_after_the_producers(self):
         model = _resnet_block()
@@ -185,7 +225,9 @@ class TestChannelPruning(TestCase):
         model = _mlp()
         compile_classifier(model)
         x, y = toy_data(64, 6, 3)
-        callback = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, structure="channels", monitor="loss", verbose=0)
+        callback = tfl.LotteryCallback(
+            rounds=3, pruning_rate=0.5, structure="channels", monitor="loss", verbose=0
+        )
         model.fit(x, y, batch_size=32, epochs=3, callbacks=[callback], verbose=0)
         # Two prunings at 50% of the alive units: 20 -> 10 -> 5.
         assert sum(int(a.sum()) for a in _alive(model).values()) == 5
@@ -200,3 +242,50 @@ class TestChannelPruning(TestCase):
         model.fit(x, y, batch_size=16, epochs=2, callbacks=[callback], verbose=0)
         assert sum(int((~a).sum()) for a in _alive(model).values()) == 10
         assert units_pruning.unit_sparsity(model, structure.parse("channels")) == 0.5
+
+
+def _perturb_pruned_channels(model, seed=0) -> int:
+    """Sets every bias and BatchNorm shift of a pruned channel, anywhere in the graph, to noise."""
+    trace = coupling.trace_channels(model)
+    masks = _masks(model)
+    dead = [~unit_alive(g, masks) for g in trace.groups]
+    rng = np.random.default_rng(seed)
+    changed = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)
+        if isinstance(inner, L.BatchNormalization):
+            variable, layout = inner.beta, trace.layouts[layer.name][0][0]
+        elif getattr(inner, "bias", None) is not None and layer.name in trace.layouts:
+            variable, layout = inner.bias, trace.layouts[layer.name][1][0]
+        else:
+            continue
+        channels = [
+            c
+            for c, e in enumerate(layout.tolist())
+            if e in trace.element_unit and dead[trace.element_unit[e][0]][trace.element_unit[e][1]]
+        ]
+        if channels and len(layout) == variable.shape[0]:
+            value = keras.ops.convert_to_numpy(variable).copy()
+            value[channels] = rng.normal(size=len(channels)) * 3
+            variable.assign(value)
+            changed += len(channels)
+    return changed
+
+
+@pytest.mark.slow
+class TestApplications(TestCase):
+    @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
+    def test_half_the_channels_pruned_leaves_outputs_exact(self, name):
+        size = (96, 96, 3) if name == "MobileNetV2" else (64, 64, 3)
+        extra = {"alpha": 0.35} if name == "MobileNetV2" else {}
+        application = getattr(keras.applications, name)
+        model = tfl.prunable(application(input_shape=size, weights=None, classifier_activation=None, **extra))
+        result = tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
+        assert result["units_pruned"] == sum(
+            int(np.floor(0.5 * g.units + 0.5)) for g in coupling.channel_groups(model)
+        )
+        x = np.random.default_rng(0).normal(size=(1, *size)).astype("float32")
+        before = keras.ops.convert_to_numpy(model(x, training=False))
+        assert _perturb_pruned_channels(model) > 1000
+        after = keras.ops.convert_to_numpy(model(x, training=False))
+        np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)

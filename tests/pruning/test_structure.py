@@ -97,9 +97,7 @@ class TestNMPruning(TestCase):
     def test_bad_structures_are_refused(self, bad):
         model = tfl.prunable(mlp())
         model(toy_data(2)[0])
-        with pytest.raises(
-            ValueError, match=r"`structure`: expected None, 'N:M' with integers 1 <= N < M"
-        ):
+        with pytest.raises(ValueError, match=r"`structure`: expected None, 'N:M' with integers 1 <= N < M"):
             tfl.prune(model, structure=bad)
 
     def test_a_reduction_dimension_not_a_multiple_of_m_names_the_layer_and_the_fix(self):

@@ -106,13 +106,14 @@ _ELEMENTWISE_ACTIVATIONS = frozenset(
     "hard_silu hard_swish mish softplus softsign exponential log_sigmoid tanh_shrink "
     "soft_shrink hard_shrink hard_tanh squareplus sparse_plus threshold".split()
 )
-_RAW_BINARY = frozenset(
-    f"numpy.{name}" for name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum", "Divide", "TrueDivide")
-)
+# Not division, square roots or logarithms: a pruned unit's leftover value
+# (its bias, say) could turn into NaN there, and NaN times a masked zero
+# weight is NaN in every reader.
+_RAW_BINARY = frozenset(f"numpy.{name}" for name in ("Add", "Subtract", "Multiply", "Maximum", "Minimum"))
 _RAW_UNARY = frozenset(
     [f"nn.{n}" for n in ("Relu", "Relu6", "Sigmoid", "Silu", "Gelu", "Elu", "Selu", "Celu", "Softplus")]
     + [f"nn.{n}" for n in ("Softsign", "HardSigmoid", "HardSilu", "LeakyRelu", "LogSigmoid", "Mish")]
-    + [f"numpy.{n}" for n in ("Tanh", "Abs", "Absolute", "Square", "Negative", "Exp", "Sqrt", "Clip")]
+    + [f"numpy.{n}" for n in ("Tanh", "Abs", "Absolute", "Square", "Negative", "Clip")]
 )
 
 
@@ -196,6 +197,7 @@ def internal_groups(model, kind: str) -> list[UnitGroup]:
 
 def trace_channels(model) -> ChannelTrace:
     """Traces `model`'s graph into prunable channel groups (see `ChannelTrace`)."""
+    model = pruning_target(model)
     tracer = _Tracer()
     graph = _keras_compat.graph_calls(model) if is_graph_model(model) else None
     if graph is not None:
@@ -312,6 +314,8 @@ class _Tracer:
         if id(layer) in self.produced:
             return self.produced[id(layer)]
         key = self._key(operation, weight, axis, PRODUCER)
+        if key is not None and int(weight.shape[axis]) != count:
+            key = None  # not the layout the tracer expects: leave the layer's units alone
         if key is None:
             elements = self.new(count, blocked=f"are produced by '{layer.name}', which is not wrapped")
         else:
@@ -319,7 +323,11 @@ class _Tracer:
             for position, e in enumerate(elements.tolist()):
                 self.members[e].append((key, position))
         if not _activation_is_elementwise(layer):
-            self.block(elements, f"pass through the channel-mixing activation of '{layer.name}'")
+            self.block(
+                elements,
+                f"pass through the activation of '{layer.name}', which may mix channels "
+                "(only elementwise activations such as relu or sigmoid are traced)",
+            )
         self.touch(elements, layer)
         self.produced[id(layer)] = elements
         return elements

@@ -17,6 +17,7 @@ from tf_lottery.lottery import callback_state, rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import structure as nm_structure
+from tf_lottery.pruning import units_pruning
 from tf_lottery.utils import validation
 
 # `reinit` is Frankle & Carbin's control (the ticket's masks, fresh weights);
@@ -216,9 +217,15 @@ class LotteryCallback(keras.callbacks.Callback):
             raise validation.invalid_argument(
                 "monitor", monitor, "the name of a key of the epoch logs, e.g. 'val_loss'"
             )
-        if not (callable(scorer) or scorer in ("magnitude", "random")):
+        unit_scorer = scorer in units_pruning.UNIT_SCORERS and isinstance(
+            nm_structure.parse(structure), nm_structure.UnitStructure
+        )
+        if not (callable(scorer) or scorer in ("magnitude", "random") or unit_scorer):
             raise validation.invalid_argument(
-                "scorer", scorer, "'magnitude', 'random' or a callable `scorer(wrappers) -> list of arrays`"
+                "scorer",
+                scorer,
+                "'magnitude', 'random' or a callable `scorer(wrappers) -> list of arrays` "
+                "(and 'l1', 'l2', 'bn_gamma' with structure='channels' or 'heads')",
             )
         self.rounds = rounds
         self.pruning_rate = pruning_rate

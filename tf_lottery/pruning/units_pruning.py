@@ -11,7 +11,9 @@ pruned now, with `exact_count`'s rounding. `scope="global"` ranks the units
 of every group together (raw scores, so a unit with more inputs tends to
 score higher under a norm); `scope="layer"` prunes each group by the same
 fraction. A unit is alive while any of its producer weights is alive
-(`unit_alive`); masks only shrink. Ties in score go to the unit that comes
+(`unit_alive`); masks only shrink. Every group keeps at least one unit (its
+best): a layer with no units left would disconnect the network, and an
+amount that needs more is refused. Ties in score go to the unit that comes
 first (group order, then unit index).
 
 Scores (`scorer=`), higher kept longer:
@@ -39,7 +41,7 @@ import numpy as np
 
 from tf_lottery.core import coupling
 from tf_lottery.core.units import switch_off, unit_alive
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import is_graph_model, prune_wrappers, pruning_target
 from tf_lottery.pruning import pruner, scoring
 from tf_lottery.utils import validation
 
@@ -51,6 +53,14 @@ def groups_for(model, structure) -> tuple[list, dict]:
     if structure.kind == "heads":
         return coupling.head_groups(model), {}
     trace = coupling.trace_channels(model)
+    if not trace.groups and not is_graph_model(pruning_target(model)):
+        raise ValueError(
+            f"Invalid value for argument `structure`: 'channels' are traced in Sequential and "
+            f"functional models; '{model.name}' is a subclassed {type(model).__name__}, whose "
+            "graph cannot be read. Build it as a functional model (`keras.Model(inputs, "
+            "outputs)`), register its units with `tf_lottery.core.units.register_internal_units`, "
+            "or use `structure=None`."
+        )
     if not trace.groups:
         reasons = "; ".join(f"'{name}': {why}" for name, why in list(trace.refused.items())[:4])
         raise ValueError(
@@ -114,7 +124,18 @@ def prune_units(model, structure, *, rate, target_sparsity, scope, layer_rates, 
                 )
         else:
             k = pruner.exact_count(share, n_alive)
-        ranked = np.where(group_alive, np.concatenate([scores[g] for g in members]), np.inf)
+        # Each group keeps its best unit: a layer left with no units would
+        # disconnect the network and kill the units after it too.
+        candidates = np.concatenate([alive[g] & ~_best(scores[g], alive[g]) for g in members])
+        n_candidates = int(np.count_nonzero(candidates))
+        if k > n_candidates:
+            raise ValueError(
+                f"Invalid value for argument `{amount_name}`: {share} would prune {k} more units of "
+                f"{_describe(groups, members)}, but only {n_candidates} can go while every group keeps "
+                "at least one unit. Pass a smaller amount, or leave the smallest layers dense "
+                "(`tfl.prunable(model, exclude=[...])`)."
+            )
+        ranked = np.where(candidates, np.concatenate([scores[g] for g in members]), np.inf)
         lowest = np.sort(np.argsort(ranked, kind="stable")[:k])
         offsets = np.cumsum([0] + [groups[g].units for g in members])
         for g, start, stop in zip(members, offsets[:-1], offsets[1:]):
@@ -140,6 +161,15 @@ def prune_units(model, structure, *, rate, target_sparsity, scope, layer_rates, 
         "units_alive": units_alive,
         "units_total": sum(g.units for g in groups),
     }
+
+
+def _best(score: np.ndarray, alive: np.ndarray) -> np.ndarray:
+    """Boolean mask of the alive unit ranked last (highest score; ties: the last one)."""
+    best = np.zeros(score.shape, dtype=bool)
+    if alive.any():
+        order = np.argsort(np.where(alive, score, -np.inf), kind="stable")
+        best[order[-1]] = True
+    return best
 
 
 def _current_masks(model) -> dict:

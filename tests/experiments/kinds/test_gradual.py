@@ -59,6 +59,18 @@ def test_n_m_structure(tmp_path):
         assert violations(mask, "2:4", axis=0) == 0
 
 
+def test_channel_structure_prunes_whole_hidden_units(tmp_path):
+    summary = gradual.run_experiment(tiny_config(final_sparsity=0.5, structure="channels"), str(tmp_path))
+    ticket = tfl.Ticket.load(os.path.join(summary["root"], "replicate_0", "round_0", "end.npz"))
+    first, second, output = ticket.masks
+    # Half of the 64 hidden units (the output layer's are not prunable), each cut off whole:
+    # a unit is alive in its own kernel's column exactly when the next kernel reads its row.
+    alive_1, alive_2 = first.any(axis=0), second.any(axis=0)
+    assert int((~alive_1).sum() + (~alive_2).sum()) == 32
+    np.testing.assert_array_equal(second.any(axis=1), alive_1)
+    np.testing.assert_array_equal(output.any(axis=1), alive_2)
+
+
 def test_registered_with_its_defaults():
     kind = registry.get("gradual")
     assert kind.defaults().gradual.final_sparsity == 0.9

@@ -79,6 +79,12 @@ class _HidesALayer(keras.Model):
         return self.head(x)
 
 
+def _unstructured_ticket():
+    model = _wrapped()
+    tfl.prune(model, target_sparsity=0.5)
+    return model
+
+
 def _unreachable_layer():
     model = _HidesALayer()
     model(np.zeros((1, 20), "float32"))
@@ -303,6 +309,11 @@ CASES = {
     "shrink_without_wrappers": (
         lambda m, p: tfl.shrink(mlp(input_dim=20, hidden=(16,), classes=4)),
         r"`model`: '\w+' holds no PruneWrapper layers, so nothing is pruned.*tfl.prunable\(model\)",
+    ),
+    "shrink_unstructured_masks": (
+        lambda m, p: tfl.shrink(_unstructured_ticket()),
+        r"`model`: nothing can be removed from '\w+': its masks \(\d+ pruned entries\) switch off no whole unit"
+        r".*structure='channels'",
     ),
     "mismatched_strategy_scope": (
         lambda m, p: _mirrored_model_wrapped_outside(),

@@ -177,6 +177,17 @@ class TestShrink(TestCase):
         x = np.random.default_rng(3).normal(size=(8, 10)).astype("float32")
         assert _max_diff(model, small, x) <= 1e-5
 
+    def test_a_layer_with_every_unit_pruned_keeps_one_read_by_nothing(self):
+        model, (g1, g2) = _mlp()
+        _switch_off(model, [(g1, np.arange(16))])
+        with pytest.warns(
+            UserWarning, match=r"every unit of 1 layer group\(s\) is pruned \(h1\).*scope='layer'"
+        ):
+            small = shrink(model, groups=[g1, g2])
+        assert [layer.units for layer in small.layers] == [1, 12, 3]
+        x = np.random.default_rng(8).normal(size=(4, 10)).astype("float32")
+        assert _max_diff(model, small, x) <= 1e-5
+
     def test_unstructured_masks_say_nothing_can_be_removed(self):
         model, groups = _mlp()
         w = _by_name(model)["h1"]
@@ -270,3 +281,99 @@ class TestShrink(TestCase):
         assert tuple(layers["ein"].kernel.shape) == (10, 13) and tuple(layers["out"].kernel.shape) == (13, 4)
         data = np.random.default_rng(5).normal(size=(3, 5, 10)).astype("float32")
         assert _max_diff(model, small, data) <= 1e-5
+
+
+def _prune_half(model, seed=0):
+    """Switches off a random half of the units of every traced channel group."""
+    from tf_lottery.core.coupling import channel_groups
+
+    rng = np.random.default_rng(seed)
+    groups = channel_groups(model)
+    _switch_off(model, [(g, rng.permutation(g.units)[: g.units // 2]) for g in groups])
+    return groups
+
+
+def _relative_diff(a, b, x):
+    a, b = keras.ops.convert_to_numpy(a(x)), keras.ops.convert_to_numpy(b(x))
+    return float(np.max(np.abs(a - b))), float(np.max(np.abs(a - b)) / np.max(np.abs(a)))
+
+
+class TestShrinkTracedModels(TestCase):
+    def test_traced_groups_give_the_hand_built_result(self):
+        model, groups = _conv_net()
+        _switch_off(model, list(zip(groups, ([0, 3], [2, 5, 6], [1], [0, 2]))))
+        small = shrink(model)  # groups from the tracer
+        layers = {layer.name: layer for layer in small.layers}
+        assert [layers[n].filters for n in ("c1", "c2", "proj", "c3", "q")] == [6, 5, 5, 5, 2]
+        x = np.random.default_rng(2).normal(size=(4, 8, 8, 3)).astype("float32")
+        assert _max_diff(model, small, x) <= 1e-5
+
+    def test_reshape_and_shared_layer(self):
+        x = keras.Input((4, 4, 2))
+        h = keras.layers.Conv2D(6, 3, padding="same", activation="relu", name="c")(x)
+        shared = keras.layers.Conv2D(6, 1, name="shared")
+        h = shared(keras.layers.Conv2D(6, 1, name="mid")(h)) + shared(h)
+        h = keras.layers.Reshape((4, 24), name="rows")(h)
+        out = keras.layers.Dense(3, name="out")(keras.layers.Flatten()(h))
+        model = tfl.prunable(keras.Model(x, out))
+        _randomize(model)
+        _prune_half(model)
+        small, report = shrink(model, return_report=True)
+        layers = {layer.name: layer for layer in small.layers}
+        assert layers["c"].filters == 3 and layers["rows"].target_shape == (4, 12)
+        assert report.params_after == small.count_params() < report.params_before
+        data = np.random.default_rng(6).normal(size=(2, 4, 4, 2)).astype("float32")
+        assert _max_diff(model, small, data) <= 1e-5
+
+    def test_unstructured_masks_are_refused_with_the_traced_groups(self):
+        model, _ = _mlp()
+        tfl.prune(model, target_sparsity=0.5)
+        with pytest.raises(ValueError, match=r"nothing can be removed from 'mlp'.*structure='channels'"):
+            shrink(model)
+
+    @pytest.mark.slow
+    @pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50"])
+    def test_keras_applications(self, name):
+        if name == "MobileNetV2":
+            dense = keras.applications.MobileNetV2(
+                (96, 96, 3), alpha=0.35, weights=None, classifier_activation=None
+            )
+        else:
+            dense = keras.applications.ResNet50(
+                input_shape=(64, 64, 3), weights=None, classifier_activation=None
+            )
+        model = tfl.prunable(dense)
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
+        small, report = shrink(model, return_report=True)
+        x = np.random.default_rng(7).normal(size=(2, *dense.input_shape[1:])).astype("float32")
+        absolute, relative = _relative_diff(model, small, x)
+        assert absolute <= 1e-5 and relative <= 1e-5
+        assert report.params_before == dense.count_params()
+        assert report.params_after == small.count_params() <= 0.5 * dense.count_params()
+
+    def test_end_to_end_inverted_residual_net_and_a_distillers_student(self):
+        def block(x, expand, name):
+            h = keras.layers.Conv2D(expand, 1, use_bias=False, name=f"{name}_expand")(x)
+            h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"{name}_bn1")(h))
+            h = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name=f"{name}_dw")(h)
+            h = keras.layers.ReLU(6.0)(keras.layers.BatchNormalization(name=f"{name}_bn2")(h))
+            h = keras.layers.Conv2D(x.shape[-1], 1, use_bias=False, name=f"{name}_project")(h)
+            return keras.layers.Add()([x, keras.layers.BatchNormalization(name=f"{name}_bn3")(h)])
+
+        x = keras.Input((16, 16, 3))
+        h = keras.layers.ReLU(6.0)(
+            keras.layers.BatchNormalization()(keras.layers.Conv2D(16, 3, strides=2)(x))
+        )
+        h = block(block(h, 48, "b1"), 64, "b2")
+        out = keras.layers.Dense(10)(keras.layers.GlobalAveragePooling2D()(h))
+        student = tfl.prunable(keras.Model(x, out))
+        _randomize(student)
+        tfl.prune(student, target_sparsity=0.5, structure="channels", scope="layer")
+        distiller = tfl.KDDistiller(teacher=keras.models.clone_model(student), student=student)
+        small, report = shrink(distiller, return_report=True)
+        layers = {layer.name: layer for layer in small.layers}
+        assert layers["b1_expand"].filters == 24 and layers["b2_dw"].kernel.shape[2] == 32
+        assert layers["b2_project"].filters == 8  # the residual stream: 16 channels, coupled, half kept
+        data = np.random.default_rng(9).normal(size=(2, 16, 16, 3)).astype("float32")
+        assert _max_diff(student, small, data) <= 1e-5
+        assert report.params_after == small.count_params() <= 0.4 * report.params_before

@@ -23,6 +23,7 @@ with `register_internal_shrinker`.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,7 +31,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core import units as units_lib
-from tf_lottery.core.walk import is_graph_model, iter_layers, model_variables, prune_wrappers
+from tf_lottery.core.walk import is_graph_model, iter_layers, model_variables, prune_wrappers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 
 # Layer class -> fn(layer) -> new layer with the same input and output shapes.
@@ -178,7 +179,9 @@ def shrink(model: keras.Model, *, groups=None, return_report: bool = False):
 
     Args:
         model: A built Sequential or functional model holding `PruneWrapper`
-            layers, pruned with `structure="channels"` (or `"heads"`).
+            layers, pruned with `structure="channels"` (or `"heads"`). A model
+            with a `lottery_target()` (a `KDDistiller`) is shrunk to its
+            student.
         groups: list of `tf_lottery.core.units.UnitGroup`. The coupled units
             to consider. Defaults to `tf_lottery.core.coupling.channel_groups(model)`.
         return_report: bool. Also return a `ShrinkReport` (per changed layer:
@@ -201,6 +204,7 @@ def shrink(model: keras.Model, *, groups=None, return_report: bool = False):
     small.save("small.keras")
     ```
     """
+    model = pruning_target(model) if isinstance(model, keras.layers.Layer) else model
     if not isinstance(model, keras.layers.Layer) or not is_graph_model(model):
         raise ValueError(
             "Invalid value for argument `model`: expected a Sequential or functional Keras model. "
@@ -256,9 +260,13 @@ def _nothing_removed(model, masks, half_dead) -> ValueError:
 
 
 def _removed_outputs(groups, masks) -> tuple[dict, int]:
-    """`{id(producer layer): removed output channels}`, and how many units are dead on one side only."""
+    """`{id(producer layer): removed output channels}`, and how many units are dead on one side only.
+
+    A group whose units are all off keeps its first unit (with a warning).
+    """
     removed: dict[int, set] = {}
     half_dead = 0
+    emptied = []
     for group in groups:
         if group.kind != "channels":
             continue
@@ -268,11 +276,23 @@ def _removed_outputs(groups, masks) -> tuple[dict, int]:
         half_dead += int((producers_off & ~readers_off).sum())
         if dead.size == 0:
             continue
+        if dead.size == group.units:
+            # A Keras layer needs one unit; its readers' rows are masked, so no layer reads what it computes.
+            emptied.append(group.name)
+            dead = dead[1:]
         for s in group.producers():
             inner = s.wrapper.layer if isinstance(s.wrapper, PruneWrapper) else s.wrapper
             if isinstance(inner, _DEPTHWISE):
                 continue  # carries its input's channels; cut through the graph
             removed.setdefault(id(s.wrapper), set()).update(np.ravel(s.positions[dead]).tolist())
+    if emptied:
+        warnings.warn(
+            f"shrink: every unit of {len(emptied)} layer group(s) is pruned ({', '.join(emptied[:5])}"
+            f"{', ...' if len(emptied) > 5 else ''}); one unit of each is kept, read by no layer, because "
+            "a Keras layer needs at least one. The model's output no longer depends on what feeds "
+            "them. Global pruning can empty a layer; `scope='layer'` prunes each layer by the same fraction.",
+            stacklevel=3,
+        )
     return {k: np.array(sorted(v), dtype=int) for k, v in removed.items()}, half_dead
 
 
@@ -359,7 +379,7 @@ class _Rebuild:
             return self._inline(op, args, kwargs)
         new = self.built.get(id(op))
         if new is None:
-            new = self._new_layer(op, cuts)
+            new = self._new_layer(op, tensors, cuts)
             self.built[id(op)] = new
             outputs = new(*args, **kwargs)
             out = self._output_cut(op, new, tensors, cuts, outputs)
@@ -377,7 +397,7 @@ class _Rebuild:
                 self.cut[id(tensor)] = (tensor, out)
         return outputs
 
-    def _new_layer(self, op, cuts):
+    def _new_layer(self, op, tensors, cuts):
         inner = op.layer if isinstance(op, PruneWrapper) else op
         shrinker = internal_shrinker(op)
         if shrinker is not None:
@@ -418,7 +438,22 @@ class _Rebuild:
             )
         elif out_cut.size:
             key = _units_key(inner)
+            if config[key] <= out_cut.size:
+                raise ValueError(
+                    f"Cannot shrink '{inner.name}': all of its {config[key]} units are pruned. "
+                    "Keep at least one unit per layer."
+                )
             config[key] = config[key] - out_cut.size
+        if (
+            isinstance(inner, keras.layers.Reshape)
+            and cuts
+            and cuts[0].size
+            and config["target_shape"][-1] != -1
+        ):
+            shape = tensors[0].shape
+            old_width = shape[-1] + cuts[0].size
+            repeats = inner.compute_output_shape((None, *shape[1:-1], old_width))[-1] // old_width
+            config["target_shape"] = (*config["target_shape"][:-1], repeats * shape[-1])
         return type(inner).from_config(config)
 
     def _output_cut(self, op, new, tensors, cuts, outputs) -> np.ndarray:
@@ -443,11 +478,11 @@ class _Rebuild:
                 parts.append(cut + offset)
                 offset += tensor.shape[-1] + cut.size
             return np.concatenate(parts)
-        if isinstance(inner, keras.layers.Flatten):
-            shape = tensors[0].shape
-            channels = shape[-1] + in_cut.size
-            spatial = int(np.prod(shape[1:-1]))
-            return np.sort((np.arange(spatial)[:, None] * channels + in_cut[None, :]).ravel())
+        if isinstance(inner, (keras.layers.Flatten, keras.layers.Reshape)):
+            # The last axis holds whole runs of the input's channels: unit `u` at `u + c * k`.
+            width = tensors[0].shape[-1]
+            repeats = keras.tree.flatten(outputs)[0].shape[-1] // width
+            return np.sort((np.arange(repeats)[:, None] * (width + in_cut.size) + in_cut[None, :]).ravel())
         if isinstance(inner, _PASS_THROUGH):
             return _same_cut(inner.name, cuts)
         if _units_key(inner, default=None) is not None or isinstance(inner, keras.layers.EinsumDense):
@@ -488,8 +523,8 @@ class _Rebuild:
         after = new.count_params()
         out = keras.tree.flatten(outputs)[0]
         internal = internal_shrinker(op) is not None or is_graph_model(inner)
-        if before == after and not out_cut.size:
-            return
+        if before == after and (not out_cut.size or before == 0):
+            return  # unchanged, or a layer without parameters (an activation) carrying the cut
         units_after = None if internal else int(out.shape[-1])
         units_before = None if internal else units_after + int(out_cut.size)
         self.rows.append(LayerShrink(inner.name, units_before, units_after, int(before), int(after)))

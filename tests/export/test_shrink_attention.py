@@ -148,14 +148,11 @@ def _tokens(seed=0, segments=True):
     return x
 
 
-def _half(group):
-    return np.arange(0, group.units, 2)
-
-
 def _prune_half(model):
+    """Half of the heads of every attention layer and half of the feed-forward units of every block."""
     _randomize_biases(model)
-    _switch_off(model, "heads", _half)
-    _switch_off(model, "channels", _half)
+    tfl.prune(model, target_sparsity=0.5, structure="heads", scope="layer")
+    tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
 
 
 class TestKerasHub(TestCase):

@@ -267,7 +267,7 @@ class TestShrunkBlocks(TestCase):
         config = shrunk.get_config()
         assert type(shrunk).from_config(config).get_config() == config
 
-    def test_decoder_with_cross_attention_shrinks_each_attention_on_its_own(self):
+    def test_decoder_with_cross_attention_shrinks_each_attention_on_its_own(self, tmp_path):
         x, padding, _ = _block_inputs()
         encoded = np.random.default_rng(1).normal(size=(2, 9, 12)).astype("float32")
         inputs = [keras.Input((6, 16)), keras.Input((9, 12)), keras.Input((6,), dtype="int32")]
@@ -289,3 +289,5 @@ class TestShrunkBlocks(TestCase):
         shrunk = small.get_layer("decoder")
         assert (shrunk.num_heads, shrunk.cross_attention_num_heads) == (3, 1)
         assert _max_diff(_run(small, [x, encoded, padding]), masked) <= 1e-5
+        reloaded = _roundtrip(small, tmp_path)  # built again from both sequence shapes
+        assert _max_diff(_run(reloaded, [x, encoded, padding]), masked) <= 1e-5

@@ -755,3 +755,31 @@ def set_jit_compile(model: keras.Model, value: bool) -> None:
     for name in ("train_function", "test_function", "predict_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
+
+
+# keras_hub `TransformerEncoder` / `TransformerDecoder` sub-layer attributes, by role.
+_TRANSFORMER_BLOCK_PARTS = {
+    "self_attention": "_self_attention_layer",
+    "self_attention_norm": "_self_attention_layer_norm",
+    "cross_attention": "_cross_attention_layer",
+    "cross_attention_norm": "_cross_attention_layer_norm",
+    "intermediate": "_feedforward_intermediate_dense",
+    "output": "_feedforward_output_dense",
+    "feedforward_norm": "_feedforward_layer_norm",
+}
+
+
+def transformer_block_parts(block: keras.layers.Layer) -> dict:
+    """The sub-layers of a built keras_hub `TransformerEncoder` / `TransformerDecoder`, by role.
+
+    Roles: `self_attention`, `self_attention_norm`, `cross_attention`,
+    `cross_attention_norm` (`None` without cross-attention, and on an
+    encoder), `intermediate`, `output` (the feed-forward `Dense` layers, or
+    the `PruneWrapper`s around them), `feedforward_norm`.
+
+    Why private: keras_hub keeps a block's sub-layers in underscore attributes
+    and offers no accessor; the heads and feed-forward units that pruning and
+    `shrink` remove live in them.
+    Checked: keras_hub 0.32.0 (Keras 3.15.1).
+    """
+    return {role: getattr(block, name, None) for role, name in _TRANSFORMER_BLOCK_PARTS.items()}

@@ -48,7 +48,7 @@ import numpy as np
 
 from tf_lottery import _keras_compat
 from tf_lottery.core.units import CONSUMER, PRODUCER, UnitGroup, UnitSlice, internal_provider
-from tf_lottery.core.walk import is_graph_model, prune_wrappers, pruning_target
+from tf_lottery.core.walk import is_graph_model, iter_layers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 
 __all__ = ["ChannelTrace", "channel_groups", "head_groups", "internal_groups", "trace_channels"]
@@ -179,12 +179,19 @@ def head_groups(model) -> list[UnitGroup]:
 
 
 def internal_groups(model, kind: str) -> list[UnitGroup]:
-    """The groups of `kind` that registered providers report for the wrapped layers of `model`."""
+    """The groups of `kind` that registered providers report for the layers of `model`.
+
+    Providers are looked up for every layer, wrapped or not: a keras_hub
+    transformer block is not wrapped, but its feed-forward units live inside
+    it (between two wrapped `Dense` layers). See
+    `tf_lottery.core.attention_units`.
+    """
+    target = pruning_target(model)
     groups = []
-    for wrapper in prune_wrappers(model):
-        provider = internal_provider(wrapper)
+    for layer in [target, *iter_layers(target)]:
+        provider = internal_provider(layer)
         if provider is not None:
-            groups.extend(g for g in provider(wrapper) if g.kind == kind)
+            groups.extend(g for g in provider(layer) if g.kind == kind)
     return groups
 
 

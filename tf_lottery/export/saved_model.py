@@ -298,8 +298,17 @@ def _serving_archive(model, target, input_signature, input_names, output_names) 
     if output_names is not None:
         output_names = _check_names("output_names", output_names)
 
+    # A graph model takes its inputs in the structure it was built with (a
+    # keras_hub backbone: a dict); the signature's are flat, in `model.inputs` order.
+    functional = is_graph_model(target) and not isinstance(target, keras.Sequential)
+    structure = target.input if functional and len(specs) == len(target.inputs) else None
+
     def serve(*inputs):
-        outputs = model(inputs[0] if len(inputs) == 1 else list(inputs), training=False)
+        if structure is not None:
+            arguments = keras.tree.pack_sequence_as(structure, list(inputs))
+        else:
+            arguments = inputs[0] if len(inputs) == 1 else list(inputs)
+        outputs = model(arguments, training=False)
         if isinstance(outputs, dict) and output_names is None:
             return dict(zip(_check_names("output_names", list(outputs)), outputs.values()))
         flat = keras.tree.flatten(outputs)

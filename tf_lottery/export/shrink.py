@@ -338,6 +338,22 @@ class _Rebuild:
         self._check_outputs(model, new.outputs)
         return new
 
+    def _inline(self, op, args, kwargs):
+        """Runs nested functional model `op`'s layers in this level's graph.
+
+        Units then cross the nested model's boundary like any other tensor
+        (`channel_groups` traces through nested models: a keras_hub
+        backbone's `pooled_dense` is read by its task's head), and a layer
+        that both levels run (`GPT2CausalLM`'s tied token embedding) stays one
+        layer: Keras cannot save a nested model and its parent sharing a layer
+        as `.keras`.
+        """
+        (inputs,) = args
+        inlined = keras.models.clone_model(
+            op, input_tensors=inputs, clone_function=lambda layer: layer, call_function=self.call
+        )
+        return inlined.output
+
     def _check_outputs(self, model, outputs):
         for tensor in outputs:
             if self._cut_of(tensor).size:
@@ -359,6 +375,8 @@ class _Rebuild:
             outputs = op(*args, **kwargs)
             out = _elementwise_cut(name, tensors, cuts, outputs)
             return self._record(outputs, out)
+        if is_graph_model(op) and not isinstance(op, keras.Sequential):
+            return self._inline(op, args, kwargs)
         new = self.built.get(id(op))
         if new is None:
             new = self._new_layer(op, tensors, cuts)
@@ -500,7 +518,8 @@ class _Rebuild:
 
     def _report(self, op, new, tensors, outputs, out_cut):
         inner = op.layer if isinstance(op, PruneWrapper) else op
-        before = inner.count_params() if inner.built else 0
+        # Masks of wrappers inside the layer (a transformer block's) are not parameters.
+        before = sum(int(np.prod(v.shape)) for v in model_variables(op)) if inner.built else 0
         after = new.count_params()
         out = keras.tree.flatten(outputs)[0]
         internal = internal_shrinker(op) is not None or is_graph_model(inner)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.pruning import pruner, schedules, scoring
+from tf_lottery.pruning import blocks, pruner, schedules, scoring
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
@@ -161,9 +161,10 @@ class GradualPruning(keras.callbacks.Callback):
             Defaults to `None`.
         scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
             Defaults to `"magnitude"`.
-        structure: `None` or `"N:M"` (see `tfl.prune`); the schedule's final
-            sparsity may not exceed `1 - N/M`, and the pattern holds once it
-            is reached. Defaults to `None`.
+        structure: `None`, `"N:M"` or `"RxC"` (see `tfl.prune`). Under
+            N:M the schedule's final sparsity may not exceed `1 - N/M`, and
+            the pattern holds once it is reached; under `"RxC"` (e.g.
+            `"1x4"`) every step prunes whole blocks. Defaults to `None`.
         verbose: int. `1` prints a line at each pruning step. Defaults to `0`.
 
     Attributes:
@@ -210,7 +211,9 @@ class GradualPruning(keras.callbacks.Callback):
             validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         self.scorer = scorer
         self._score_fn = scoring.get(scorer)
-        nm = nm_structure.parse_nm(structure)
+        parsed = nm_structure.parse(structure)
+        block = parsed if isinstance(parsed, nm_structure.BlockStructure) else None
+        nm = None if block is not None else nm_structure.parse_nm(structure)
         if nm is not None and self.schedule.final_sparsity > nm.max_sparsity + 1e-12:
             raise ValueError(
                 f"Invalid value for argument `schedule`: final sparsity "
@@ -218,7 +221,7 @@ class GradualPruning(keras.callbacks.Callback):
                 f"structure '{nm}' allows. Received: schedule={self.schedule!r}. Lower "
                 "the final sparsity to 1 - N/M."
             )
-        self.structure = None if nm is None else str(nm)
+        self.structure = None if parsed is None else str(block or nm)
         self.verbose = validation.check_int("verbose", verbose, minimum=0)
         self.events: list[tuple[int, float]] = []
         self.sparsity = 0.0
@@ -258,7 +261,10 @@ class GradualPruning(keras.callbacks.Callback):
                 f"GradualPruning: model '{model.name}' has no PruneWrapper layers. "
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
-        if self.structure is not None:
+        parsed = nm_structure.parse(self.structure)
+        if isinstance(parsed, nm_structure.BlockStructure):
+            blocks.check_layers(wrappers, parsed)
+        elif self.structure is not None:
             nm_structure.check_layers(wrappers, nm_structure.parse_nm(self.structure))
         masks = [m for wr in wrappers for m in wr.get_masks()]
         self.sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)

@@ -496,6 +496,18 @@ def _config_with(path, value):
 
 
 CLI_CASES = {
+    "structure_block_not_dividing_a_layer": (
+        "pruning.structure",
+        "1x16",
+        r"`config.pruning.structure`='1x16': .*'1x16' blocks span 1 output\(s\) x 16 input\(s\).*Received "
+        r"layer '\w+' with \d+ outputs and 40 inputs.*leave layers dense with `config.pruning.exclude`",
+    ),
+    "structure_not_a_block": (
+        "pruning.structure",
+        "2:4",
+        r"`config.pruning.structure`: expected '' \(single weights\) or 'RxC' whole blocks.*"
+        r"Received: pruning.structure='2:4'",
+    ),
     "unknown_model": (
         "model.name",
         "resnet9000",

@@ -211,6 +211,7 @@ class TestBlocksInCallbacks(TestCase):
             np.testing.assert_array_equal(old, new)
 
 
+@pytest.mark.slow
 def test_the_gradual_kind_takes_blocks_from_the_command_line_config(tmp_path):
     import os
 
@@ -224,3 +225,52 @@ def test_the_gradual_kind_takes_blocks_from_the_command_line_config(tmp_path):
     assert ticket.sparsity == 0.75
     for mask in ticket.masks:
         assert set(np.unique(_blocks_of(mask))) <= {0, 4}
+
+
+@pytest.mark.slow
+def test_the_lottery_kind_prunes_blocks_at_each_level_from_the_pruning_group(tmp_path):
+    import os
+
+    from tests.testing import tiny_run_config
+    from tf_lottery.experiments import run_experiment
+
+    config = tiny_run_config(training_steps="1ep", branches="")
+    config.run.levels = 2
+    config.pruning.structure = "1x4"
+    summary = run_experiment(config, str(tmp_path), log=lambda line: None)
+    replicate = os.path.join(summary["root"], "replicate_0")
+    previous = None
+    for level in (1, 2):
+        ticket = tfl.Ticket.load(os.path.join(replicate, f"round_{level}", "start.npz"))
+        n_blocks = sum(m.size for m in ticket.masks) // 4
+        assert sum(int(m.sum()) for m in ticket.masks) == 4 * (
+            n_blocks - exact_count(1 - 0.8**level, n_blocks)
+        )
+        assert all(set(np.unique(_blocks_of(m))) <= {0, 4} for m in ticket.masks)
+        if previous is not None:
+            assert all(not np.any(new & ~old) for old, new in zip(previous, ticket.masks))
+        previous = ticket.masks
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            dict(branches="reinit,random_global"),
+            r"`config.run.branches`: expected no random_\* control with pruning.structure='1x4' .*"
+            r"drop \['random_global'\]",
+        ),
+        (dict(experiment="gradual"), r"`config.pruning.structure`: expected '' \(the gradual kind takes"),
+    ],
+)
+def test_the_command_line_refuses_blocks_where_they_do_not_apply(change, message):
+    from tests.testing import tiny_run_config
+    from tf_lottery.experiments import registry
+    from tf_lottery.experiments.kinds import gradual
+
+    config = gradual.defaults() if change.get("experiment") == "gradual" else tiny_run_config()
+    config.pruning.structure = "1x4"
+    if "branches" in change:
+        config.run.branches = change["branches"]
+    with pytest.raises(ValueError, match=message):
+        registry.validate(config)

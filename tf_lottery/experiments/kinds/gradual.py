@@ -84,6 +84,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("run.branches", "'' (no controls for gradual pruning)", config.run.branches)
     if config.pruning.retrain != "rewind" or config.pruning.rewind_to != "0it":
         _fail("pruning.rewind_to", "'0it' (gradual pruning never rewinds)", config.pruning.rewind_to)
+    if config.pruning.get("structure", ""):
+        _fail(
+            "pruning.structure", "'' (the gradual kind takes `gradual.structure`)", config.pruning.structure
+        )
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)

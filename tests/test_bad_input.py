@@ -200,6 +200,10 @@ CASES = {
         lambda m, p: _fit(m, tfl.LotteryCallback(rounds=2, pruning_rate=0.5, structure="1x8", verbose=0)),
         r"'1x8' blocks span 1 output\(s\) x 8 input\(s\).*with 16 outputs and 20 inputs",
     ),
+    "tflite_report_of_another_file": (
+        lambda m, p: tfl.tflite_sparsity_report(b"PK\x03\x04not a flatbuffer"),
+        r"`model`: '<bytes>' is not a TensorFlow Lite flatbuffer \(no 'TFL3' identifier\)",
+    ),
     "schedule_end_not_after_begin": (
         lambda m, p: tfl.PolynomialDecay(0.0, 0.5, begin_step=100, end_step=100),
         r"`end_step`: expected an int greater than begin_step=100\. Received: end_step=100\. Pass an `end_step`",

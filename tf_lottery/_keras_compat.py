@@ -710,3 +710,23 @@ def set_jit_compile(model: keras.Model, value: bool) -> None:
     for name in ("train_function", "test_function", "predict_function"):
         if getattr(model, name, None) is not None:
             setattr(model, name, None)
+
+
+# -- TensorFlow Lite ----------------------------------------------------------
+
+
+def tflite_schema():
+    """The Python classes of TensorFlow Lite's flatbuffer schema (`ModelT`, `BuiltinOperator`, ...).
+
+    Why private: no public API reads a converted model's tensors with their
+    sparsity parameters (`SparsityParameters.blockMap`, `dimMetadata`).
+    `tf.lite.experimental.Analyzer` prints operators and tensor sizes as
+    text, without the block map; the `tflite` package on PyPI is a separate,
+    lagging copy of the same generated code. TensorFlow ships the generated
+    module as `tensorflow.lite.python.schema_py_generated` (used by its own
+    `tensorflow/lite/tools/flatbuffer_utils.py`). Imported on first use.
+    Checked: TensorFlow 2.21 (object API `ModelT.InitFromPackedBuf`).
+    """
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated

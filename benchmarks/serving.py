@@ -85,10 +85,11 @@ def mlp_1x4(args) -> Built:
     width = 256 if args.quick else 2048
 
     def mlp() -> keras.Model:
-        init = keras.initializers.GlorotNormal(seed=0)
+        # A seed per layer: equal kernels would be stored once (TFLite shares identical buffers).
+        init = [keras.initializers.GlorotNormal(seed=i) for i in range(4)]
         layers = [keras.Input((width,))]
-        layers += [keras.layers.Dense(width, activation="relu", kernel_initializer=init) for _ in range(3)]
-        layers.append(keras.layers.Dense(width, kernel_initializer=init, name="output"))
+        layers += [keras.layers.Dense(width, activation="relu", kernel_initializer=init[i]) for i in range(3)]
+        layers.append(keras.layers.Dense(width, kernel_initializer=init[3], name="output"))
         return keras.Sequential(layers)
 
     keras.utils.set_random_seed(0)

@@ -274,3 +274,16 @@ def test_the_command_line_refuses_blocks_where_they_do_not_apply(change, message
         config.run.branches = change["branches"]
     with pytest.raises(ValueError, match=message):
         registry.validate(config)
+
+
+def test_the_gradual_kind_refuses_a_misfit_block_before_writing(tmp_path):
+    import os
+
+    from tests.experiments.kinds.test_gradual import tiny_config
+    from tf_lottery.experiments.kinds import gradual
+
+    with pytest.raises(
+        ValueError, match=r"`config.gradual.structure`='1x16': .*with 32 outputs and 40 inputs"
+    ):
+        gradual.run_experiment(tiny_config(structure="1x16"), str(tmp_path))
+    assert os.listdir(tmp_path) == []

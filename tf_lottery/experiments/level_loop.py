@@ -61,6 +61,7 @@ from tf_lottery.models.freezing import freeze
 from tf_lottery.models.initializers import initialize
 from tf_lottery.pruning import blocks
 from tf_lottery.pruning.pruner import prune
+from tf_lottery.pruning.structure import BlockStructure
 from tf_lottery.pruning.structure import parse as parse_structure
 from tf_lottery.utils import atomic_io, failpoints
 
@@ -112,21 +113,26 @@ def _exclusion(patterns: list[str], matched: set, seen: list):
 def check_exclude(config: ml_collections.ConfigDict, data) -> None:
     """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
 
-    Also a `config.pruning.structure` block that a pruned layer cannot take. Builds the network
-    once (only when `exclude` or `structure` is set) and clears the session after, so the run's
-    own models get the layer names they would have had.
+    Also an 'RxC' block (`config.pruning.structure`, or the gradual kind's `gradual.structure`)
+    that a pruned layer cannot take. Builds the network once (only when `exclude` or a block is
+    set) and clears the session after, so the run's own models get the layer names they would
+    have had.
     """
-    structure = config.pruning.get("structure", "")
-    if not csv_list(config.pruning.exclude) and not structure:
+    key, structure = "pruning.structure", config.pruning.get("structure", "")
+    if not structure and "gradual" in config:
+        key, structure = "gradual.structure", config.gradual.get("structure", "")
+    block = parse_structure(structure or None)
+    block = block if isinstance(block, BlockStructure) else None
+    if not csv_list(config.pruning.exclude) and block is None:
         return
     try:
         model = build_network(config, data, int(config.seed))
-        if structure:
+        if block is not None:
             try:
-                blocks.check_layers(prune_wrappers(model), parse_structure(structure))
+                blocks.check_layers(prune_wrappers(model), block)
             except ValueError as error:
                 raise ValueError(
-                    f"Invalid value for `config.pruning.structure`={structure!r}: {error} On the command "
+                    f"Invalid value for `config.{key}`={structure!r}: {error} On the command "
                     "line, leave layers dense with `config.pruning.exclude`."
                 ) from None
     finally:

@@ -102,6 +102,15 @@ class TestTfliteSparsityReport(TestCase):
         expected = keras.ops.convert_to_numpy(model(x))
         np.testing.assert_allclose(tflite_runner(path)(inputs=x)["output"], expected, atol=1e-5)
 
+    def test_blocks_along_the_outputs_are_not_what_the_kernel_reads(self, tmp_path):
+        # 4x1: four consecutive output units of one input, the transpose of TFLite's 1x4.
+        model = tfl.prunable(mlp(hidden=(64, 32)), exclude=["output"])  # 10 outputs: not a multiple of 4
+        model(toy_data(n=2)[0])
+        tfl.prune(model, target_sparsity=0.75, scope="layer", structure="4x1")
+        report, warned = _export_quietly(model, str(tmp_path / "transposed.tflite"))
+        assert [(w.storage, w.runtime) for w in report.weights[:2]] == [("sparse", "densified at load")] * 2
+        assert len(warned) == 1
+
     @pytest.mark.parametrize("structure, amount", [(None, 0.9), ("2:4", None)])
     def test_unstructured_and_n_m_dense_weights_are_densified_with_one_warning(
         self, tmp_path, capsys, structure, amount

@@ -240,6 +240,37 @@ CASES = {
         lambda m, p: tfl.prune(m, rate=0.5, structure="heads"),
         r"`structure`: 'heads' found no attention heads in model '.*'",
     ),
+    # RxC blocks (issue #23)
+    "block_not_dividing_the_kernel": (
+        lambda m, p: tfl.prune(m, target_sparsity=0.5, structure="1x8"),
+        r"`structure`: '1x8' blocks span 1 output\(s\) x 8 input\(s\).*Received layer '\w+' with 16 "
+        r"outputs and 20 inputs.*`tfl\.prunable\(model, exclude=\['\w+'\]\)`, or choose a block.*'1x4'",
+    ),
+    "block_without_an_amount": (
+        lambda m, p: tfl.prune(m, structure="1x4"),
+        r"`structure`: '1x4' blocks need an amount\. Pass `rate`.*Received: structure='1x4'",
+    ),
+    "block_on_an_embedding": (
+        lambda m, p: tfl.prune(
+            tfl.prunable(keras.Sequential([keras.Input((3,), dtype="int32"), keras.layers.Embedding(8, 4)])),
+            rate=0.5,
+            structure="1x4",
+        ),
+        r"`structure`: block sparsity \('RxC'\) is defined for Dense, Conv and ConvTranspose kernels\. "
+        r"Received layer 'embedding\w*' of type Embedding",
+    ),
+    "gradual_block_not_dividing": (
+        lambda m, p: _fit(m, tfl.GradualPruning(tfl.ConstantSparsity(0.5, 0), structure="3x4")),
+        r"'3x4' blocks span 3 output\(s\).*with 16 outputs and 20 inputs.*e\.g\. '2x4'",
+    ),
+    "lottery_block_not_dividing": (
+        lambda m, p: _fit(m, tfl.LotteryCallback(rounds=2, pruning_rate=0.5, structure="1x8", verbose=0)),
+        r"'1x8' blocks span 1 output\(s\) x 8 input\(s\).*with 16 outputs and 20 inputs",
+    ),
+    "tflite_report_of_another_file": (
+        lambda m, p: tfl.tflite_sparsity_report(b"PK\x03\x04not a flatbuffer"),
+        r"`model`: '<bytes>' is not a TensorFlow Lite flatbuffer \(no 'TFL3' identifier\)",
+    ),
     "schedule_end_not_after_begin": (
         lambda m, p: tfl.PolynomialDecay(0.0, 0.5, begin_step=100, end_step=100),
         r"`end_step`: expected an int greater than begin_step=100\. Received: end_step=100\. Pass an `end_step`",
@@ -555,6 +586,18 @@ def _config_with(path, value):
 
 
 CLI_CASES = {
+    "structure_block_not_dividing_a_layer": (
+        "pruning.structure",
+        "1x16",
+        r"`config.pruning.structure`='1x16': .*'1x16' blocks span 1 output\(s\) x 16 input\(s\).*Received "
+        r"layer '\w+' with \d+ outputs and 40 inputs.*leave layers dense with `config.pruning.exclude`",
+    ),
+    "structure_not_a_block": (
+        "pruning.structure",
+        "2:4",
+        r"`config.pruning.structure`: expected '' \(single weights\) or 'RxC' whole blocks.*"
+        r"Received: pruning.structure='2:4'",
+    ),
     "unknown_model": (
         "model.name",
         "resnet9000",

@@ -7,7 +7,7 @@ Public API (everything else is internal and may change):
 - `LotteryCallback`, `RewindPoint`, `Snapshot`, `reinitialize`: IMP with rewinding.
 - `EarlyBird`: Early-Bird tickets, the mask drawn early in dense training.
 - `Ticket`, `sparsity_report`, `SparsityReport`: results.
-- `export_saved_model`, `export_tflite`, `tflite_runner`, `artifact_size`: shipping.
+- `export_saved_model`, `export_tflite`, `tflite_runner`, `tflite_sparsity_report`, `artifact_size`: shipping.
 - `shrink`: a plain model with the pruned units, filters and heads physically removed.
 - `LotterySummaries`, `PruningSummaries`: TensorBoard summaries of IMP and gradual pruning.
 - `DynamicSparseTraining`, `sparsity_distributions`: RigL / SET and ER / ERK.
@@ -49,6 +49,7 @@ _EXPORTS = {
     "export_tflite": ("tf_lottery.export.tflite", "export_tflite"),
     "shrink": ("tf_lottery.export.shrink", "shrink"),
     "tflite_runner": ("tf_lottery.export.tflite", "tflite_runner"),
+    "tflite_sparsity_report": ("tf_lottery.export.tflite_report", "tflite_sparsity_report"),
     "stability": ("tf_lottery.lottery.stability", None),
     "LotteryCallback": ("tf_lottery.lottery.callback", "LotteryCallback"),
     "EarlyBird": ("tf_lottery.lottery.early_bird", "EarlyBird"),
@@ -112,6 +113,7 @@ __all__ = [
     "strip",
     "synflow_prune",
     "tflite_runner",
+    "tflite_sparsity_report",
     "with_teacher_logits",
 ]
 

@@ -783,3 +783,23 @@ def transformer_block_parts(block: keras.layers.Layer) -> dict:
     Checked: keras_hub 0.32.0 (Keras 3.15.1).
     """
     return {role: getattr(block, name, None) for role, name in _TRANSFORMER_BLOCK_PARTS.items()}
+
+
+# -- TensorFlow Lite ----------------------------------------------------------
+
+
+def tflite_schema():
+    """The Python classes of TensorFlow Lite's flatbuffer schema (`ModelT`, `BuiltinOperator`, ...).
+
+    Why private: no public API reads a converted model's tensors with their
+    sparsity parameters (`SparsityParameters.blockMap`, `dimMetadata`).
+    `tf.lite.experimental.Analyzer` prints operators and tensor sizes as
+    text, without the block map; the `tflite` package on PyPI is a separate,
+    lagging copy of the same generated code. TensorFlow ships the generated
+    module as `tensorflow.lite.python.schema_py_generated` (used by its own
+    `tensorflow/lite/tools/flatbuffer_utils.py`). Imported on first use.
+    Checked: TensorFlow 2.21 (object API `ModelT.InitFromPackedBuf`).
+    """
+    from tensorflow.lite.python import schema_py_generated
+
+    return schema_py_generated

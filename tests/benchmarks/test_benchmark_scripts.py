@@ -94,3 +94,46 @@ def test_vs_tfmot_best_settings_times_every_setting_and_input_and_prints_the_rat
     high = (best["tf_lottery"] + 5e-4) / (best["tfmot"] - 5e-4)
     assert low - 1e-3 <= ratio <= high + 1e-3
     assert re.search(r"^  with NumPy arrays only: .* ([\d.]+)x$", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_serving_quick_run_prints_every_ratio_last_and_the_masks_held():
+    # About 1 min on 2 cores: 3 small MLPs exported twice each, timed at batch 1 and 64.
+    import os
+
+    root = str(BENCHMARKS.parent)  # this checkout's tf_lottery, not an installed one
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    out = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "serving.py"), "--case", "mlp_1x4", "--quick"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    ).stdout
+    assert re.findall(r"^  (.+): outputs equal: (\w+), masks held: (\w+)$", out, re.MULTILINE) == [
+        ("dense", "yes", "yes"),
+        ("1x4 75%", "yes", "yes"),
+        ("1x4 90%", "yes", "yes"),
+    ]
+    assert re.findall(
+        r"^  1x4 \d+%: (\d+) of (\d+) pruned weights run a sparse kernel$", out, re.MULTILINE
+    ) == [
+        ("4", "4"),
+        ("4", "4"),
+    ]
+    lines = out.strip().splitlines()
+    assert lines[-1].startswith("targets missed: ")
+    ratios = [
+        re.fullmatch(r"RATIO (\S+) (\w+) ([\d.]+)(  target <= [\d.]+: (ok|MISSED))?", line)
+        for line in lines[-21:-1]
+    ]
+    assert all(ratios), lines[-21:-1]
+    found = {(m.group(1), m.group(2)): float(m.group(3)) for m in ratios}
+    assert len(found) == 2 * 10
+    assert found[("1x4_75%", "params")] == 1.0
+    assert found[("1x4_75%", "params_nonzero")] == pytest.approx(0.25, abs=0.01)
+    assert found[("1x4_90%", "params_nonzero")] == pytest.approx(0.10, abs=0.01)
+    # Sizes do not depend on the machine's load: 1x4 blocks at 90% are stored in about 0.11x.
+    assert found[("1x4_90%", "tflite_file_raw")] <= 0.15
+    assert all(value > 0 for value in found.values())

@@ -1,6 +1,7 @@
 """export_tflite: sparse TensorFlow Lite flatbuffers that compute what the Keras model does."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -10,6 +11,7 @@ import tf_lottery as tfl
 from tests.testing import TestCase, mlp, toy_data
 from tf_lottery.export.saved_model import artifact_size
 from tf_lottery.export.tflite import export_tflite, tflite_runner
+from tf_lottery.export.tflite_report import tflite_sparsity_report
 
 
 def pruned_mlp(sparsity=0.9):
@@ -69,3 +71,80 @@ class TestExportTfliteErrors(TestCase):
         with pytest.raises(FileNotFoundError, match="does not exist"):
             export_tflite(pruned_mlp(0.5), str(tmp_path / "missing" / "m.tflite"))
         assert os.listdir(tmp_path) == []
+
+
+def _export_quietly(model, path, **kwargs) -> tuple:
+    """Exports and returns the report and the export_tflite warnings raised."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        export_tflite(model, path, verbose=0, **kwargs)
+    return tflite_sparsity_report(path), [w for w in caught if "export_tflite:" in str(w.message)]
+
+
+class TestTfliteSparsityReport(TestCase):
+    def test_1x4_blocks_run_the_sparse_kernel_and_nothing_is_warned(self, tmp_path, capsys):
+        model = tfl.prunable(mlp(hidden=(64, 32)))
+        model(toy_data(n=2)[0])
+        tfl.prune(model, target_sparsity=0.75, scope="layer", structure="1x4")
+        path = str(tmp_path / "blocks.tflite")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            export_tflite(model, path)
+        assert not [w for w in caught if "export_tflite:" in str(w.message)]
+        printed = capsys.readouterr().out
+        assert printed.count("stored sparse 1x4 blocks: sparse kernel") == 3, printed
+        report = tflite_sparsity_report(path)
+        assert [w.op for w in report.fast] == ["FULLY_CONNECTED"] * 3 and report.slow == []
+        assert [w.shape for w in report.weights] == [(64, 40), (32, 64), (10, 32)]  # TFLite's (out, in)
+        assert all(w.storage == "sparse 1x4 blocks" for w in report.weights)
+        assert report.weights[0].zeros == pytest.approx(0.75, abs=0.01)
+        x, _ = toy_data(n=8, seed=3)
+        expected = keras.ops.convert_to_numpy(model(x))
+        np.testing.assert_allclose(tflite_runner(path)(inputs=x)["output"], expected, atol=1e-5)
+
+    def test_blocks_along_the_outputs_are_not_what_the_kernel_reads(self, tmp_path):
+        # 4x1: four consecutive output units of one input, the transpose of TFLite's 1x4.
+        model = tfl.prunable(mlp(hidden=(64, 32)), exclude=["output"])  # 10 outputs: not a multiple of 4
+        model(toy_data(n=2)[0])
+        tfl.prune(model, target_sparsity=0.75, scope="layer", structure="4x1")
+        report, warned = _export_quietly(model, str(tmp_path / "transposed.tflite"))
+        assert [(w.storage, w.runtime) for w in report.weights[:2]] == [("sparse", "densified at load")] * 2
+        assert len(warned) == 1
+
+    @pytest.mark.parametrize("structure, amount", [(None, 0.9), ("2:4", None)])
+    def test_unstructured_and_n_m_dense_weights_are_densified_with_one_warning(
+        self, tmp_path, capsys, structure, amount
+    ):
+        model = pruned_mlp(0.0)
+        tfl.prune(model, target_sparsity=amount, scope="layer", structure=structure)
+        report, warned = _export_quietly(model, str(tmp_path / "m.tflite"))
+        assert capsys.readouterr().out == ""  # verbose=0
+        assert [w.runtime for w in report.weights] == ["densified at load"] * 3
+        assert [w.storage for w in report.weights] == ["sparse"] * 3
+        assert len(warned) == 1
+        assert "3 of the 3 pruned weights" in str(warned[0].message)
+        assert "structure='1x4'" in str(warned[0].message)
+
+    def test_convolutions_run_dense_and_say_why(self, tmp_path):
+        model = tfl.prunable(
+            keras.Sequential(
+                [
+                    keras.Input((8, 8, 16)),
+                    keras.layers.Conv2D(32, 1, name="pointwise"),
+                    keras.layers.Conv2D(16, 3, name="conv3x3"),
+                ]
+            )
+        )
+        model(np.zeros((1, 8, 8, 16), "float32"))
+        tfl.prune(model, target_sparsity=0.9, scope="layer")
+        report, warned = _export_quietly(model, str(tmp_path / "cnn.tflite"))
+        assert [(w.op, w.runtime) for w in report.weights] == [("CONV_2D", "densified at load")] * 2
+        assert "XNNPACK's sparse 1x1-convolution path" in report.weights[0].note
+        assert "no sparse convolution kernel" in report.weights[1].note
+        assert len(warned) == 1 and "2 of the 2 pruned weights" in str(warned[0].message)
+
+    def test_a_dense_model_reports_dense_weights_and_no_warning(self, tmp_path):
+        report, warned = _export_quietly(pruned_mlp(0.0), str(tmp_path / "dense.tflite"))
+        assert warned == [] and report.slow == [] and report.fast == []
+        assert {w.runtime for w in report.weights} == {"dense"}
+        assert "3 other weight(s): dense" in str(report)

@@ -47,6 +47,7 @@ import numpy as np
 
 from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
+from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.experiments import pretrain, run_store, trainer, xla
 from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
@@ -58,7 +59,10 @@ from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
 from tf_lottery.models.freezing import freeze
 from tf_lottery.models.initializers import initialize
+from tf_lottery.pruning import blocks
 from tf_lottery.pruning.pruner import prune
+from tf_lottery.pruning.structure import BlockStructure
+from tf_lottery.pruning.structure import parse as parse_structure
 from tf_lottery.utils import atomic_io, failpoints
 
 
@@ -109,13 +113,28 @@ def _exclusion(patterns: list[str], matched: set, seen: list):
 def check_exclude(config: ml_collections.ConfigDict, data) -> None:
     """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
 
-    Builds the network once (only when `exclude` is set) and clears the session after, so
-    the run's own models get the layer names they would have had.
+    Also an 'RxC' block (`config.pruning.structure`, or the gradual kind's `gradual.structure`)
+    that a pruned layer cannot take. Builds the network once (only when `exclude` or a block is
+    set) and clears the session after, so the run's own models get the layer names they would
+    have had.
     """
-    if not csv_list(config.pruning.exclude):
+    key, structure = "pruning.structure", config.pruning.get("structure", "")
+    if not structure and "gradual" in config:
+        key, structure = "gradual.structure", config.gradual.get("structure", "")
+    block = parse_structure(structure or None)
+    block = block if isinstance(block, BlockStructure) else None
+    if not csv_list(config.pruning.exclude) and block is None:
         return
     try:
-        build_network(config, data, int(config.seed))
+        model = build_network(config, data, int(config.seed))
+        if block is not None:
+            try:
+                blocks.check_layers(prune_wrappers(model), block)
+            except ValueError as error:
+                raise ValueError(
+                    f"Invalid value for `config.{key}`={structure!r}: {error} On the command "
+                    "line, leave layers dense with `config.pruning.exclude`."
+                ) from None
     finally:
         keras.backend.clear_session()
 
@@ -365,15 +384,16 @@ class Replicate:
             reset_for_retrain(model, "rewind", self.initial)
             return
         config = self.config.pruning
+        structure = config.get("structure", "") or None
         source = self.source_level(level)
         self.load_end(source)
         if self.config.experiment == "oneshot":
             controls.set_masks(model, controls.dense_masks(model))
             target = 1.0 - (1.0 - config.rate) ** level
             rates = {p: 1.0 - (1.0 - r) ** level for p, r in self.layer_rates.items()}
-            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates)
+            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates, structure=structure)
         else:
-            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
         failpoints.reach("after_prune")
         reset_for_retrain(
             model,
@@ -389,7 +409,8 @@ class Replicate:
         line = self.arms[arm]
         self.load_end(level - 1, arm if level > 1 else None)
         config = self.config.pruning
-        prune(self.model, config.rate, scope=config.scope, layer_rates=self.layer_rates)
+        structure = config.get("structure", "") or None
+        prune(self.model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
         failpoints.reach("after_prune")
         reset_for_retrain(self.model, "rewind", self.restart_point(line))
 

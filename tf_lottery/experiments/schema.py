@@ -153,6 +153,9 @@ def defaults() -> ml_collections.ConfigDict:
     # 'lr_rewind' (trained weights, schedule rewound), 'finetune' (trained
     # weights, final learning rate), 'reinit' (fresh random weights).
     config.pruning.retrain = "rewind"
+    # '' (single weights) or 'RxC' whole blocks, e.g. '1x4' (TFLite's sparse
+    # kernel; see `tf_lottery.pruning.blocks`).
+    config.pruning.structure = ""
 
     config.pretrain = ml_collections.ConfigDict()
     # Train the dense network this long on the pretraining task first; every
@@ -255,6 +258,27 @@ def _choice(config, key: str, choices) -> None:
     if value not in choices:
         raise ValueError(
             f"Invalid value for `config.{key}`: expected one of {tuple(choices)}. Received: {key}={value!r}."
+        )
+
+
+def _check_structure(config) -> None:
+    """`pruning.structure`: '' or 'RxC' blocks, with no control that draws single weights at random."""
+    from tf_lottery.pruning.structure import BlockStructure, parse
+
+    value = config.pruning.get("structure", "")
+    try:
+        parsed = parse(value or None)
+    except ValueError:
+        parsed = value
+    if parsed is not None and not isinstance(parsed, BlockStructure):
+        fail("pruning.structure", "'' (single weights) or 'RxC' whole blocks, e.g. '1x4'", value)
+    randoms = [b for b in csv_list(config.run.branches) if b.startswith("random_")]
+    if parsed is not None and randoms:
+        fail(
+            "run.branches",
+            f"no random_* control with pruning.structure={value!r} (they draw single weights, not "
+            f"blocks); drop {randoms}",
+            config.run.branches,
         )
 
 
@@ -427,6 +451,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _choice(config, "pruning.scope", ("global", "layer"))
     parse_rates(config.pruning.layer_rates)
     _choice(config, "pruning.retrain", RETRAIN_MODES)
+    _check_structure(config)
     _number(config, "run.levels", 0, integer=True)
     _number(config, "run.replicates", 1, integer=True)
     _number(config, "run.steps_per_execution", 1, integer=True)

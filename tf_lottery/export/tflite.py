@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import tempfile
 import warnings
@@ -11,6 +12,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tf_lottery.export import tflite_report
 from tf_lottery.export.saved_model import export_saved_model
 from tf_lottery.utils import atomic_io, validation
 
@@ -24,6 +26,7 @@ def export_tflite(
     input_signature: Sequence[tf.TensorSpec] | None = None,
     input_names: Sequence[str] | None = None,
     output_names: Sequence[str] | None = None,
+    verbose: int = 1,
 ) -> str:
     """Converts a (pruned) model to TensorFlow Lite, storing the pruned weights sparsely.
 
@@ -37,6 +40,16 @@ def export_tflite(
     `serving_default` signature keeps its names, for
     `interpreter.get_signature_runner()`.
 
+    Smaller is not faster: TFLite's CPU runtime skips zeros only in
+    FULLY_CONNECTED weights pruned in whole 1x4 blocks (`structure="1x4"`);
+    other sparse weights are densified when the model loads. After writing,
+    the file is read back with `tfl.tflite_sparsity_report`, which says per
+    weight what the runtime will do; with `verbose=1` its table is printed,
+    and one warning is issued when pruned weights will run at dense speed
+    (unstructured or N:M Dense weights; any convolution, which XNNPACK runs
+    dense on x86). Call `tfl.tflite_sparsity_report(path)` to get the report
+    as an object.
+
     Args:
         model: A built Keras model (wrapped, stripped, or with a
             `lottery_target()`).
@@ -46,6 +59,9 @@ def export_tflite(
         overwrite: bool. Replace an existing file. Defaults to `False`.
         input_signature, input_names, output_names: As in
             `tf_lottery.export_saved_model`.
+        verbose: int. `1` prints what the runtime will do with each pruned
+            weight; `0` prints nothing. The warning does not depend on it.
+            Defaults to `1`.
 
     Returns:
         `path`.
@@ -89,6 +105,30 @@ def export_tflite(
         flatbuffer = converter.convert()
     with atomic_io.atomic_open(path, "wb") as handle:
         handle.write(flatbuffer)
+    report = tflite_report.tflite_sparsity_report(flatbuffer)
+    report = dataclasses.replace(report, path=path)
+    if verbose:
+        print(report)
+    slow = report.slow
+    if sparse and slow:
+        listed = ", ".join(f"{w.op} '{w.name}' ({w.runtime})" for w in slow[:3])
+        advice = []
+        if any(w.op == "FULLY_CONNECTED" for w in slow):
+            advice.append(
+                "FULLY_CONNECTED skips zeros only in whole 1x4 blocks (prune with `structure='1x4'`)"
+            )
+        if any(w.op != "FULLY_CONNECTED" for w in slow):
+            advice.append(
+                "convolutions run dense (XNNPACK's sparse path is off on x86): remove whole filters "
+                "(`structure='channels'`, then `tfl.shrink`)"
+            )
+        warnings.warn(
+            f"export_tflite: {len(slow)} of the {sum(w.pruned for w in report.weights)} pruned weights in "
+            f"'{path}' will run at dense speed on TFLite's CPU runtime: {listed}"
+            f"{', ...' if len(slow) > 3 else ''}. Sparse storage makes the file smaller, not these layers faster. "
+            f"{'; '.join(advice)}. `tfl.tflite_sparsity_report(path)` has the details.",
+            stacklevel=2,
+        )
     return path
 
 

@@ -15,9 +15,9 @@ from tf_lottery.core.report import sparsity_report
 from tf_lottery.core.walk import model_variables, prune_wrappers
 from tf_lottery.lottery import callback_state, rewind
 from tf_lottery.lottery.ticket import Ticket
+from tf_lottery.pruning import blocks, units_pruning
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import structure as nm_structure
-from tf_lottery.pruning import units_pruning
 from tf_lottery.utils import validation
 
 # `reinit` is Frankle & Carbin's control (the ticket's masks, fresh weights);
@@ -101,12 +101,13 @@ class LotteryCallback(keras.callbacks.Callback):
         scope: `"global"` or `"layer"`. Defaults to `"global"`.
         layer_rates: Optional per-layer rates, see `tfl.prune`.
         scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
-        structure: `None` or `"N:M"` (e.g. `"2:4"`): N:M structured masks,
-            see `tfl.prune`. Each round prunes within the pattern, which
-            allows at most `1 - N/M` sparsity: use `target_sparsity` (at most
-            that) rather than a rate that would pass it. `"channels"` or
-            `"heads"` prune whole units, the rates then counting units (see
-            `tfl.prune`). Defaults to `None`.
+        structure: `None`, `"N:M"` (e.g. `"2:4"`), `"RxC"` (e.g. `"1x4"`),
+            `"channels"` or `"heads"`, see `tfl.prune`. Under N:M each round
+            prunes within the pattern, which allows at most `1 - N/M`
+            sparsity: use `target_sparsity` (at most that) rather than a rate
+            that would pass it. Under `"RxC"` each round prunes whole blocks,
+            at any amount. `"channels"` or `"heads"` prune whole units, the
+            rates then counting units. Defaults to `None`.
         epochs_per_round: int. Defaults to `fit(epochs=...) // rounds`.
         one_round_per_fit: bool. If `True`, each `fit()` call trains one
             round and the pruning happens when it ends; state carries over
@@ -236,18 +237,16 @@ class LotteryCallback(keras.callbacks.Callback):
         self.scope = scope
         self.layer_rates = dict(layer_rates or {})
         self.scorer = scorer
-        units = nm_structure.parse(structure)
-        # Whole units ("channels", "heads") count amounts in units, with no pattern limit.
-        nm = None if isinstance(units, nm_structure.UnitStructure) else nm_structure.parse_nm(structure)
+        parsed = nm_structure.parse(structure)
+        # Blocks and whole units ("channels", "heads") have no pattern limit.
+        nm = parsed if isinstance(parsed, nm_structure.NMStructure) else None
         if nm is not None and target_sparsity is not None and target_sparsity > nm.max_sparsity:
             raise ValueError(
                 f"Invalid value for argument `target_sparsity`: expected at most "
                 f"{nm.max_sparsity:.4g}, the most structure '{nm}' allows. Received: "
                 f"target_sparsity={target_sparsity!r}. Lower it to 1 - N/M."
             )
-        self.structure = (
-            str(units) if isinstance(units, nm_structure.UnitStructure) else (None if nm is None else str(nm))
-        )
+        self.structure = None if parsed is None else str(parsed)
         self.epochs_per_round = epochs_per_round
         self.one_round_per_fit = one_round_per_fit
         self.monitor = monitor
@@ -403,6 +402,11 @@ class LotteryCallback(keras.callbacks.Callback):
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
         pruning.check_layer_rates(wrappers, self.layer_rates)
+        parsed = nm_structure.parse(self.structure)
+        if isinstance(parsed, nm_structure.BlockStructure):
+            blocks.check_layers(wrappers, parsed)  # before a round trains, not when it ends
+        elif isinstance(parsed, nm_structure.UnitStructure):
+            units_pruning.groups_for(model, parsed)  # refuses a model without such units, as early
         if not self.one_round_per_fit:
             self._previous_rounds = len(self.history)  # for the message if this fit() is refused
             self._start_over()

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.pruning import pruner, schedules, scoring, units_pruning
+from tf_lottery.pruning import blocks, pruner, schedules, scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
@@ -163,10 +163,12 @@ class GradualPruning(keras.callbacks.Callback):
             Defaults to `None`.
         scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
             Defaults to `"magnitude"`.
-        structure: `None` or `"N:M"` (see `tfl.prune`); the schedule's final
-            sparsity may not exceed `1 - N/M`, and the pattern holds once it
-            is reached. `"channels"` or `"heads"` prune whole units, the
-            schedule's sparsities then counting units. Defaults to `None`.
+        structure: `None`, `"N:M"`, `"RxC"`, `"channels"` or `"heads"` (see
+            `tfl.prune`). Under N:M the schedule's final sparsity may not
+            exceed `1 - N/M`, and the pattern holds once it is reached; under
+            `"RxC"` (e.g. `"1x4"`) every step prunes whole blocks;
+            `"channels"` or `"heads"` prune whole units, the schedule's
+            sparsities then counting units. Defaults to `None`.
         verbose: int. `1` prints a line at each pruning step. Defaults to `0`.
 
     Attributes:
@@ -212,14 +214,13 @@ class GradualPruning(keras.callbacks.Callback):
         for pattern, value in self.layer_rates.items():
             validation.check_fraction(f"layer_rates[{pattern!r}]", value)
         self.scorer = scorer
-        units = nm_structure.parse(structure)
-        if isinstance(units, nm_structure.UnitStructure):
+        parsed = nm_structure.parse(structure)
+        if isinstance(parsed, nm_structure.UnitStructure):
             # Unit scorers ('l1', 'l2', 'bn_gamma') are resolved by `tfl.prune` itself.
             self._score_fn = scorer if scorer in units_pruning.UNIT_SCORERS else scoring.get(scorer)
-            structure = None
         else:
             self._score_fn = scoring.get(scorer)
-        nm = nm_structure.parse_nm(structure)
+        nm = parsed if isinstance(parsed, nm_structure.NMStructure) else None
         if nm is not None and self.schedule.final_sparsity > nm.max_sparsity + 1e-12:
             raise ValueError(
                 f"Invalid value for argument `schedule`: final sparsity "
@@ -227,9 +228,7 @@ class GradualPruning(keras.callbacks.Callback):
                 f"structure '{nm}' allows. Received: schedule={self.schedule!r}. Lower "
                 "the final sparsity to 1 - N/M."
             )
-        self.structure = (
-            str(units) if isinstance(units, nm_structure.UnitStructure) else (None if nm is None else str(nm))
-        )
+        self.structure = None if parsed is None else str(parsed)
         self.verbose = validation.check_int("verbose", verbose, minimum=0)
         self.events: list[tuple[int, float]] = []
         self.sparsity = 0.0
@@ -269,10 +268,11 @@ class GradualPruning(keras.callbacks.Callback):
                 f"GradualPruning: model '{model.name}' has no PruneWrapper layers. "
                 "Wrap it first: `model = tfl.prunable(model)`."
             )
-        if isinstance(nm_structure.parse(self.structure), nm_structure.UnitStructure):
-            units_pruning.groups_for(
-                model, nm_structure.parse(self.structure)
-            )  # refuses a model without units
+        parsed = nm_structure.parse(self.structure)
+        if isinstance(parsed, nm_structure.UnitStructure):
+            units_pruning.groups_for(model, parsed)  # refuses a model without units
+        elif isinstance(parsed, nm_structure.BlockStructure):
+            blocks.check_layers(wrappers, parsed)
         elif self.structure is not None:
             nm_structure.check_layers(wrappers, nm_structure.parse_nm(self.structure))
         masks = [m for wr in wrappers for m in wr.get_masks()]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.pruning import scoring, units_pruning
+from tf_lottery.pruning import blocks, scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
 
@@ -164,18 +164,23 @@ def prune(
             layer's name (or the wrapper's). Defaults to `None`.
         scorer: `"magnitude"` (default), `"random"`, or a callable (see
             `tf_lottery.pruning.scoring`).
-        structure: `None` (unstructured) or `"N:M"`: at most N non-zero
-            weights in every M consecutive ones along each kernel's input
-            dimension (see `tf_lottery.pruning.structure`). Without `rate`
-            and `target_sparsity`, every group keeps its N best weights; with
-            an amount, no group loses more than `M - N` (the pattern holds
-            once sparsity reaches `1 - N/M`; more is refused). Defaults to
-            `None`. `"channels"` prunes whole output units and filters,
-            with the layers coupled to them (residual adds, concatenations,
-            the next layer's input rows), and `"heads"` whole attention
-            heads: amounts then count units, and `scorer` may also be
-            `"l1"` (= `"magnitude"`), `"l2"` or `"bn_gamma"` (see
-            `tf_lottery.pruning.units_pruning`).
+        structure: `None` (unstructured), `"N:M"`, `"RxC"`, `"channels"` or
+            `"heads"`. `"N:M"`: at most N non-zero weights in every M
+            consecutive ones along each kernel's input dimension (see
+            `tf_lottery.pruning.structure`). Without `rate` and
+            `target_sparsity`, every group keeps its N best weights; with an
+            amount, no group loses more than `M - N` (the pattern holds once
+            sparsity reaches `1 - N/M`; more is refused). `"RxC"` (e.g.
+            `"1x4"`, TFLite's block-sparse kernel): whole blocks of R outputs
+            x C inputs, ranked by the sum of the scores over the block (the
+            L1 norm under magnitude), counted exactly in blocks (see
+            `tf_lottery.pruning.blocks`); needs an amount. `"channels"`
+            prunes whole output units and filters, with the layers coupled to
+            them (residual adds, concatenations, the next layer's input
+            rows), and `"heads"` whole attention heads: amounts then count
+            units, and `scorer` may also be `"l1"` (= `"magnitude"`), `"l2"`
+            or `"bn_gamma"` (see `tf_lottery.pruning.units_pruning`).
+            Defaults to `None`.
 
     Returns:
         A dict with `"pruned"` (weights pruned now), `"alive"`, `"total"` and
@@ -199,18 +204,28 @@ def prune(
         Frankle et al., "Stabilizing the Lottery Ticket Hypothesis",
         arXiv:1903.01611 (global pruning).
     """
-    if isinstance(nm_structure.parse(structure), nm_structure.UnitStructure):
+    parsed = nm_structure.parse(structure)
+    if isinstance(parsed, nm_structure.UnitStructure):
         return units_pruning.prune_units(
             model,
-            nm_structure.parse(structure),
+            parsed,
             rate=rate,
             target_sparsity=target_sparsity,
             scope=scope,
             layer_rates=layer_rates,
             scorer=scorer,
         )
-    nm = nm_structure.parse_nm(structure)
+    if isinstance(parsed, nm_structure.BlockStructure):
+        nm, block = None, parsed
+    else:
+        nm, block = nm_structure.parse_nm(structure), None
     pattern_only = nm is not None and rate is None and target_sparsity is None
+    if block is not None and rate is None and target_sparsity is None:
+        raise ValueError(
+            f"Invalid value for argument `structure`: '{block}' blocks need an amount. Pass "
+            "`rate` (fraction of the alive blocks to prune) or `target_sparsity`. Received: "
+            f"structure={structure!r}, rate=None, target_sparsity=None."
+        )
     if (rate is None) == (target_sparsity is None) and not pattern_only:
         raise ValueError(
             "Pass exactly one of `rate` (fraction of surviving weights to prune "
@@ -231,14 +246,22 @@ def prune(
         )
     tensors = [(wr, i) for wr in wrappers for i in range(len(wr.masks))]
     axes = nm_structure.check_layers(wrappers, nm) if nm is not None else None
+    if block is not None:
+        axes = blocks.check_layers(wrappers, block)
     groups = _groups(wrappers, tensors, amount or 0.0, scope, layer_rates or {})
 
     alive = [m for wr in wrappers for m in wr.get_masks()]
     _check_finite(scoring.weight_values(wrappers), alive, tensors, "weight")
-    scores, key = _scores(score_fn, wrappers, tensors, alive, structured=nm is not None)
+    structured = nm is not None or block is not None
+    scores, key = _scores(score_fn, wrappers, tensors, alive, structured=structured)
     if score_fn is not scoring.magnitude:
         _check_finite(scores, alive, tensors, "score")
 
+    # Under blocks, the units counted and ranked are whole blocks (see `blocks`).
+    entries_alive = alive
+    if block is not None:
+        scores = [blocks.block_scores(s, a, block, ax) for s, a, ax in zip(scores, alive, axes)]
+        alive = [blocks.alive_blocks(a, block, ax) for a, ax in zip(alive, axes)]
     # Under N:M, only the entries a group can spare compete (see `structure`).
     if nm is None:
         candidates = alive
@@ -246,7 +269,7 @@ def prune(
         candidates = [
             nm_structure.prunable_entries(s, a, nm, axis) for s, a, axis in zip(scores, alive, axes)
         ]
-    new_masks = list(alive)
+    new_masks = list(entries_alive)
     for group in groups:
         group_alive = [alive[j] for j in group.indices]
         group_candidates = [candidates[j] for j in group.indices]
@@ -274,6 +297,8 @@ def prune(
             )
         chosen = select_lowest([scores[j] for j in group.indices], group_candidates, k, key)
         for j, candidate, mask in zip(group.indices, group_candidates, chosen):
+            if block is not None:
+                mask = entries_alive[j] & blocks.from_blocks(mask, entries_alive[j].shape, block, axes[j])
             new_masks[j] = mask if nm is None else alive[j] & ~(candidate & ~mask)
     # The scores may be views of the weights' buffers: let go of them before
     # the weights are written, or each old buffer would stay beside the new one.
@@ -287,7 +312,7 @@ def prune(
 
     total = sum(m.size for m in new_masks)
     n_alive_after = sum(int(np.count_nonzero(m)) for m in new_masks)
-    n_alive_before = sum(int(np.count_nonzero(a)) for a in alive)
+    n_alive_before = sum(int(np.count_nonzero(a)) for a in entries_alive)
     return {
         "pruned": n_alive_before - n_alive_after,
         "alive": n_alive_after,

@@ -20,7 +20,7 @@ import tensorflow as tf
 from tf_lottery.pruning.scorers.taylor import TaylorScorer
 from tf_lottery.utils import validation
 
-__all__ = ["RandomScorer", "Scorer", "TaylorScorer", "get", "magnitude", "weight_values"]
+__all__ = ["RandomScorer", "Scorer", "TaylorScorer", "get", "magnitude", "squared_magnitude", "weight_values"]
 
 Scorer = Callable[[Sequence], list]
 
@@ -28,6 +28,14 @@ Scorer = Callable[[Sequence], list]
 def magnitude(wrappers) -> list[np.ndarray]:
     """|w|: the magnitude criterion of Frankle & Carbin (2019, arXiv:1803.03635)."""
     return [np.abs(w) for w in weight_values(wrappers)]
+
+
+def squared_magnitude(wrappers) -> list[np.ndarray]:
+    """w**2: summed over a block (`structure="RxC"`), it ranks blocks by their L2 norm.
+
+    Unstructured, it ranks weights as `magnitude` does.
+    """
+    return [np.square(w, dtype=np.float64) for w in weight_values(wrappers)]
 
 
 def weight_values(wrappers) -> list[np.ndarray]:

@@ -7,7 +7,7 @@ between `gradual.begin` and `gradual.end` (fractions of training): the same
 pruning `tfl.GradualPruning` does inside `fit()`, here at the trainer's chunk
 boundaries (`kinds.training_runs`), so runs resume after a kill like any
 level. Scope and per-layer rates come from `config.pruning` (`layer_rates`
-are the layers' final sparsities); `gradual.structure` asks for N:M masks.
+are the layers' final sparsities); `gradual.structure` asks for N:M, RxC block or channel masks.
 
 The schedule's `end_step` is rounded down to `begin_step` plus a multiple of
 `frequency`, so that its last pruning step reaches `final_sparsity` (tfmot
@@ -55,7 +55,8 @@ def defaults() -> ml_collections.ConfigDict:
     config.gradual.end = 0.7
     config.gradual.power = 3.0
     config.gradual.frequency = 50
-    # '' (unstructured), 'N:M' (e.g. '2:4'), or 'channels' (whole units and filters).
+    # '' (unstructured), 'N:M' (e.g. '2:4'), 'RxC' blocks (e.g. '1x4', TFLite's sparse kernel)
+    # or 'channels' (whole units and filters).
     config.gradual.structure = ""
     return config
 
@@ -84,18 +85,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("run.branches", "'' (no controls for gradual pruning)", config.run.branches)
     if config.pruning.retrain != "rewind" or config.pruning.rewind_to != "0it":
         _fail("pruning.rewind_to", "'0it' (gradual pruning never rewinds)", config.pruning.rewind_to)
+    if config.pruning.get("structure", ""):
+        _fail(
+            "pruning.structure", "'' (the gradual kind takes `gradual.structure`)", config.pruning.structure
+        )
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)
-        units = nm_structure.parse(group.structure or None)
-        nm = (
-            None
-            if isinstance(units, nm_structure.UnitStructure)
-            else nm_structure.parse_nm(group.structure or None)
-        )
+        nm = nm_structure.parse(group.structure or None)
     except ValueError as error:
         raise ValueError(f"Invalid `config.gradual`: {error}") from None
-    if nm is not None and group.final_sparsity > nm.max_sparsity:
+    if isinstance(nm, nm_structure.NMStructure) and group.final_sparsity > nm.max_sparsity:
         _fail(
             "gradual.final_sparsity", f"at most {nm.max_sparsity} for structure '{nm}'", group.final_sparsity
         )

@@ -35,6 +35,7 @@ def describe(config: ml_collections.ConfigDict) -> str:
         f"{kind} of {config.model.name} on {config.dataset.name}: {config.pruning.scope} pruning "
         f"{config.pruning.rate:.0%}/round"
         + (f" ({config.pruning.layer_rates})" if config.pruning.layer_rates else "")
+        + (f" in {config.pruning.structure} blocks" if config.pruning.get("structure", "") else "")
         + f", retrain={config.pruning.retrain}, rewind to {config.pruning.rewind_to}"
     )
 

@@ -595,7 +595,7 @@ CLI_CASES = {
     "structure_not_a_block": (
         "pruning.structure",
         "2:4",
-        r"`config.pruning.structure`: expected '' \(single weights\) or 'RxC' whole blocks.*"
+        r"`config.pruning.structure`: expected '' \(single weights\), 'RxC' whole blocks.*"
         r"Received: pruning.structure='2:4'",
     ),
     "unknown_model": (

@@ -289,3 +289,45 @@ class TestApplications(TestCase):
         assert _perturb_pruned_channels(model) > 1000
         after = keras.ops.convert_to_numpy(model(x, training=False))
         np.testing.assert_allclose(after, before, rtol=0, atol=1e-5)
+
+
+def test_the_command_line_takes_channels_in_the_pruning_group():
+    from tests.testing import tiny_run_config
+    from tf_lottery.experiments import registry
+
+    config = tiny_run_config()
+    config.pruning.structure = "channels"
+    config.run.branches = "reinit"
+    registry.validate(config)
+    config.run.branches = "reinit,random_global"
+    with pytest.raises(
+        ValueError,
+        match=r"no random_\* control with pruning.structure='channels' \(they draw single weights, not channels\)",
+    ):
+        registry.validate(config)
+
+
+@pytest.mark.slow
+def test_the_lottery_kind_prunes_whole_units_at_each_level(tmp_path):
+    import os
+
+    from tests.testing import tiny_run_config
+    from tf_lottery.experiments import run_experiment
+
+    config = tiny_run_config(training_steps="1ep", branches="reinit")
+    config.run.levels = 2
+    config.pruning.structure = "channels"
+    summary = run_experiment(config, str(tmp_path), log=lambda line: None)
+    replicate = os.path.join(summary["root"], "replicate_0")
+    previous = None
+    for level in (1, 2):
+        ticket = tfl.Ticket.load(os.path.join(replicate, f"round_{level}", "start.npz"))
+        # Hidden units are whole: a unit's input column is dead exactly when its output row is.
+        kernels = [m for m in ticket.masks if m.ndim == 2]
+        for producer, reader in zip(kernels, kernels[1:]):
+            np.testing.assert_array_equal(producer.any(axis=0), reader.any(axis=1))
+        dead = sum(int((~k.any(axis=0)).sum()) for k in kernels[:-1])
+        assert dead > 0
+        if previous is not None:
+            assert all(not np.any(new & ~old) for old, new in zip(previous, ticket.masks))
+        previous = ticket.masks

@@ -59,9 +59,9 @@ from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.models import build_model
 from tf_lottery.models.freezing import freeze
 from tf_lottery.models.initializers import initialize
-from tf_lottery.pruning import blocks
+from tf_lottery.pruning import blocks, units_pruning
 from tf_lottery.pruning.pruner import prune
-from tf_lottery.pruning.structure import BlockStructure
+from tf_lottery.pruning.structure import BlockStructure, UnitStructure
 from tf_lottery.pruning.structure import parse as parse_structure
 from tf_lottery.utils import atomic_io, failpoints
 
@@ -114,22 +114,26 @@ def check_exclude(config: ml_collections.ConfigDict, data) -> None:
     """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
 
     Also an 'RxC' block (`config.pruning.structure`, or the gradual kind's `gradual.structure`)
-    that a pruned layer cannot take. Builds the network once (only when `exclude` or a block is
-    set) and clears the session after, so the run's own models get the layer names they would
-    have had.
+    that a pruned layer cannot take, and 'channels' on a network with no prunable units. Builds
+    the network once (only when `exclude` or a structure is set) and clears the session after,
+    so the run's own models get the layer names they would have had.
     """
     key, structure = "pruning.structure", config.pruning.get("structure", "")
     if not structure and "gradual" in config:
         key, structure = "gradual.structure", config.gradual.get("structure", "")
-    block = parse_structure(structure or None)
-    block = block if isinstance(block, BlockStructure) else None
-    if not csv_list(config.pruning.exclude) and block is None:
+    parsed = parse_structure(structure or None)
+    block = parsed if isinstance(parsed, BlockStructure) else None
+    units = parsed if isinstance(parsed, UnitStructure) else None
+    if not csv_list(config.pruning.exclude) and block is None and units is None:
         return
     try:
         model = build_network(config, data, int(config.seed))
-        if block is not None:
+        if block is not None or units is not None:
             try:
-                blocks.check_layers(prune_wrappers(model), block)
+                if block is not None:
+                    blocks.check_layers(prune_wrappers(model), block)
+                else:
+                    units_pruning.groups_for(model, units)
             except ValueError as error:
                 raise ValueError(
                     f"Invalid value for `config.{key}`={structure!r}: {error} On the command "

@@ -262,22 +262,26 @@ def _choice(config, key: str, choices) -> None:
 
 
 def _check_structure(config) -> None:
-    """`pruning.structure`: '' or 'RxC' blocks, with no control that draws single weights at random."""
-    from tf_lottery.pruning.structure import BlockStructure, parse
+    """`pruning.structure`: '', 'RxC' blocks or 'channels', with no control that draws single weights at random."""
+    from tf_lottery.pruning.structure import BlockStructure, UnitStructure, parse
 
     value = config.pruning.get("structure", "")
     try:
         parsed = parse(value or None)
     except ValueError:
         parsed = value
-    if parsed is not None and not isinstance(parsed, BlockStructure):
-        fail("pruning.structure", "'' (single weights) or 'RxC' whole blocks, e.g. '1x4'", value)
+    if parsed is not None and not (isinstance(parsed, BlockStructure) or parsed == UnitStructure("channels")):
+        fail(
+            "pruning.structure",
+            "'' (single weights), 'RxC' whole blocks (e.g. '1x4') or 'channels' (whole units and filters)",
+            value,
+        )
     randoms = [b for b in csv_list(config.run.branches) if b.startswith("random_")]
     if parsed is not None and randoms:
         fail(
             "run.branches",
             f"no random_* control with pruning.structure={value!r} (they draw single weights, not "
-            f"blocks); drop {randoms}",
+            f"{parsed}); drop {randoms}",
             config.run.branches,
         )
 

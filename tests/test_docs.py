@@ -62,6 +62,29 @@ _EXAMPLES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 _EXAMPLES += sorted((ROOT / "colab").glob("*.ipynb")) + sorted((ROOT / "examples").glob("*.py"))
 
 
+def _run_blocks(tmp_path, page, runner: str) -> tuple[list, dict]:
+    """Runs `page`'s Python blocks with `runner` in a fresh process; its blocks and the facts it prints last (JSON)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    blocks = python_blocks(page)
+    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
+    (tmp_path / "runner.py").write_text(runner)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "blocks.json"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return blocks, json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.parametrize("path", _EXAMPLES, ids=_name)
 def test_examples_import_only_the_public_api(path):
     imported = re.compile(r"^\s*(?:from|import)\s+(tf_lottery[\w.]*)", re.M)
@@ -108,25 +131,7 @@ print(json.dumps({
 
 @pytest.mark.slow  # trains the Quick start (5 rounds of 10 epochs) and RigL on 256 sequences: ~40 s
 def test_every_readme_python_block_runs_as_written(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    blocks = python_blocks(ROOT / "README.md")
-    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    (tmp_path / "runner.py").write_text(_README_RUNNER)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "runner.py", "blocks.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    blocks, facts = _run_blocks(tmp_path, ROOT / "README.md", _README_RUNNER)
     assert facts["blocks"] == len(blocks) == 4
     assert facts["rounds"] == [0, 1, 2, 3, 4]
     # Four prunings of 20% (output layer 10%): 1 - 0.8**4 = 59% of the hidden weights.
@@ -226,25 +231,7 @@ print(json.dumps({
 
 @pytest.mark.slow  # MNIST-1D (4,000 sequences), 4 + 2 epochs of a small convnet, a TFLite export: ~50 s
 def test_every_tfmot_page_python_block_runs(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
-    blocks = python_blocks(_TFMOT_PAGE)
-    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    (tmp_path / "runner.py").write_text(_TFMOT_RUNNER)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "runner.py", "blocks.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    blocks, facts = _run_blocks(tmp_path, _TFMOT_PAGE, _TFMOT_RUNNER)
     # The page's results table: the schedule's 80% in each layer, to the weight.
     assert facts["layers"] == {"conv1d/kernel": [29, 36], "dense/kernel": [1824, 2280]}
     assert facts["summaries"]["layer_sparsity/conv1d/kernel"] == pytest.approx(29 / 36, abs=1e-6)

@@ -256,7 +256,7 @@ class TestShrink(TestCase):
             _switch_off(model, [(group, [3])])
             small = shrink(model, groups=[group])
         finally:
-            from tf_lottery.export import shrink as module
+            from tf_lottery.export import shrink_graph as module
 
             module._INTERNAL_SHRINKERS.remove((Scale, fn))
         assert calls == ["scale"]

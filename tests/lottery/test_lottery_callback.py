@@ -382,6 +382,20 @@ class TestLotteryCallbackRefusals(TestCase):
             _fit(model, [lottery], epochs=2)
         assert int(model.optimizer.iterations) == 0
 
+    def test_layer_rates_stay_rates_per_round_with_a_target_sparsity(self):
+        # Was: per-round rates until the last round, which read them as the layers' targets:
+        # 4 rounds with {"output": 0.375} raised "0.375 is below the current sparsity 0.6094".
+        model = _model()
+        lottery = tfl.LotteryCallback(
+            rounds=4, target_sparsity=0.75, layer_rates={"output": 0.375}, scope="layer", verbose=0
+        )
+        _fit(model, [lottery], epochs=4)
+        output = next(w for w in tfl.prune_wrappers(model) if w.layer.name == "output").get_masks()[0]
+        # Three prunings at 37.5% each: the last lands the layer on 1 - 0.625**3.
+        assert int(output.sum()) == output.size - exact_count(1 - 0.625**3, output.size)
+        hidden = [w.get_masks()[0] for w in tfl.prune_wrappers(model) if w.layer.name != "output"]
+        assert all(int(m.sum()) == m.size - exact_count(0.75, m.size) for m in hidden)
+
     def test_ticket_at_gives_each_finished_rounds_masks_and_the_rewind_weights(self, tmp_path):
         model = _model()
         lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, verbose=0)

@@ -99,7 +99,9 @@ class LotteryCallback(keras.callbacks.Callback):
             holds round `r`'s mask arrays (one per pruned weight, in
             `tfl.prune_wrappers` order) for `r = 1 .. rounds - 1`.
         scope: `"global"` or `"layer"`. Defaults to `"global"`.
-        layer_rates: Optional per-layer rates, see `tfl.prune`.
+        layer_rates: Optional per-layer rates, see `tfl.prune`: each layer's
+            own rate per round, also with `target_sparsity` (such a layer
+            ends at `1 - (1 - r)**(rounds - 1)`).
         scorer: `"magnitude"`, `"random"` or a callable; see `tfl.scoring`.
         structure: `None`, `"N:M"` (e.g. `"2:4"`), `"RxC"` (e.g. `"1x4"`),
             `"channels"` or `"heads"`, see `tfl.prune`. Under N:M each round
@@ -738,12 +740,18 @@ class LotteryCallback(keras.callbacks.Callback):
             from tf_lottery.pruning.scoring import RandomScorer
 
             scorer = RandomScorer(self.seed + self._round)
+        layer_rates = self.layer_rates
+        if target is not None:
+            # The last round lands on `target_sparsity`; `tfl.prune` then reads `layer_rates` as
+            # the layers' own targets. They are rates per round in every round, so each layer
+            # lands where its rate takes it after `rounds - 1` prunings.
+            layer_rates = {p: 1.0 - (1.0 - r) ** (self.rounds - 1) for p, r in layer_rates.items()}
         pruning.prune(
             self.model,
             rate,
             target_sparsity=target,
             scope=self.scope,
-            layer_rates=self.layer_rates,
+            layer_rates=layer_rates,
             scorer=scorer,
             structure=self.structure,
         )

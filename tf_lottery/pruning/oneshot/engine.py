@@ -20,7 +20,7 @@ import numpy as np
 from tf_lottery import _keras_compat
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning import structure as nm
-from tf_lottery.pruning.oneshot import calibration
+from tf_lottery.pruning.oneshot import blockwise, calibration
 from tf_lottery.pruning.oneshot.linear_view import LinearView, linear_view
 from tf_lottery.utils import validation
 
@@ -48,6 +48,9 @@ class OneShotReport:
         pruned: Weight path -> its sparsity afterwards, for every weight pruned.
         skipped: Weight path -> why it was left as it was.
         seconds: Wall time.
+        calibration: How the calibration data ran: block by block, or the whole
+            model rerun for every step (and why its blocks could not be
+            isolated); None without calibration data.
     """
 
     method: str
@@ -56,11 +59,13 @@ class OneShotReport:
     pruned: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     seconds: float = 0.0
+    calibration: str | None = None
 
     def __str__(self) -> str:
         lines = [
             f"{self.method}: sparsity {self.sparsity}{f' ({self.structure})' if self.structure else ''}, "
             f"{len(self.pruned)} weights pruned in {self.seconds:.1f}s"
+            + (f", calibration {self.calibration}" if self.calibration else "")
         ]
         lines += [f"  {path}: {value:.3f}" for path, value in self.pruned.items()]
         lines += [f"  {path}: skipped ({why})" for path, why in self.skipped.items()]
@@ -179,33 +184,51 @@ def run(
     steps = list(by_wrapper.values())
     snapshot = [(t.weight, np.array(keras.ops.convert_to_numpy(t.weight.value))) for t in work]
     old_masks = {id(t.wrapper): (t.wrapper, t.wrapper.get_masks()) for t in work}
-    new_masks = {key: [m.copy() for m in masks] for key, (_, masks) in old_masks.items()}
+    new_masks = {key: list(masks) for key, (_, masks) in old_masks.items()}  # entries replaced, never written
     committed = []
+
+    def prune(number: int, hooks: list) -> None:
+        step = steps[number - 1]
+        tick = time.perf_counter()
+        for t, hook in zip(step, hooks):
+            value, pruned = prune_step(t, hook)
+            alive = _alive(t) & ~pruned
+            t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
+            new_masks[id(t.wrapper)][t.index] = alive
+            report.pruned[t.weight.path] = float(1.0 - alive.mean())
+        if verbose:
+            names = ", ".join(f"{t.weight.path} {tuple(t.weight.shape)}" for t in step)
+            print(
+                f"{method} [{number}/{len(steps)}] {step[0].wrapper.name}: {names} "
+                f"({time.perf_counter() - tick:.2f}s)"
+            )
+
+    def calibrate(index: int, forwards: list) -> None:
+        step = steps[index]
+        hooks = calibration.capture(
+            forwards, [t.layer for t in step], [t.view for t in step], [expected[id(t)] for t in step], gram
+        )
+        prune(index + 1, hooks)
+
     try:
-        for number, step in enumerate(steps, 1):
-            tick = time.perf_counter()
-            hooks = [None] * len(step)
-            if data is not None:
-                hooks = calibration.capture(
-                    model,
-                    data,
-                    [t.layer for t in step],
-                    [t.view for t in step],
-                    [expected[id(t)] for t in step],
-                    gram,
-                )
-            for t, hook in zip(step, hooks):
-                value, pruned = prune_step(t, hook)
-                alive = _alive(t) & ~pruned
-                t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
-                new_masks[id(t.wrapper)][t.index] = alive
-                report.pruned[t.weight.path] = float(1.0 - alive.mean())
+        if data is None:
+            for number, step in enumerate(steps, 1):
+                prune(number, [None] * len(step))
+        else:
+            walk = blockwise.plan(model, [step[0].wrapper for step in steps])
+            if isinstance(walk, blockwise.Plan):
+                report.calibration = f"block by block ({walk.blocks} blocks)"
+            else:
+                report.calibration = f"the whole model rerun for every step: {walk}"
             if verbose:
-                names = ", ".join(f"{t.weight.path} {tuple(t.weight.shape)}" for t in step)
-                print(
-                    f"{method} [{number}/{len(steps)}] {step[0].wrapper.name}: {names} "
-                    f"({time.perf_counter() - tick:.2f}s)"
-                )
+                print(f"{method}: calibration {report.calibration}")
+            if isinstance(walk, blockwise.Plan):
+                say = (lambda line: print(f"{method} {line}")) if verbose else None
+                blockwise.run(walk, data, steps, calibrate, say)
+            else:
+                forwards = calibration.model_forwards(model, data)
+                for index in range(len(steps)):
+                    calibrate(index, forwards)
         for key, (wrapper, _) in old_masks.items():
             wrapper.set_masks(new_masks[key])
             committed.append(key)

@@ -29,7 +29,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import keras
+
 from tf_lottery import _keras_compat
+
+_SYMBOLIC = object()  # stands for a graph tensor when only the structure of a call is read
 
 
 class _Done(Exception):
@@ -74,8 +78,11 @@ def _plan_graph(layer, graph, wrappers: list, wanted: set[int]) -> Plan | str:
     for node, steps in zip(nodes, held):
         kind = sorted(steps) or None
         inner = _keras_compat.functional_graph(node.operation)
-        args, kwargs = node.arguments({x: None for x in node.inputs})
-        if steps and inner is not None and len(args) == 1 and not kwargs:
+        args, kwargs = node.arguments({x: _SYMBOLIC for x in node.inputs})
+        # Keras records `mask=None` (per input) on a model called in a graph; a real mask is
+        # not passed on here, so such a node stays one block.
+        plain = set(kwargs) <= {"mask"} and all(m is None for m in keras.tree.flatten(kwargs.get("mask")))
+        if steps and inner is not None and len(args) == 1 and plain:
             sub = _plan_graph(node.operation, inner, wrappers, steps)
             if isinstance(sub, Plan):  # else the nested model is one block
                 kind = sub

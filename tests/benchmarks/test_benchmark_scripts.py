@@ -94,3 +94,18 @@ def test_vs_tfmot_best_settings_times_every_setting_and_input_and_prints_the_rat
     high = (best["tf_lottery"] + 5e-4) / (best["tfmot"] - 5e-4)
     assert low - 1e-3 <= ratio <= high + 1e-3
     assert re.search(r"^  with NumPy arrays only: .* ([\d.]+)x$", out, re.MULTILINE)
+
+
+@pytest.mark.slow
+def test_oneshot_scale_quick_run_prints_time_memory_and_the_calibration_path():
+    # About 1.5 min on 2 cores: three subprocesses that each import TensorFlow and keras_hub.
+    pytest.importorskip("keras_hub")
+    out = _run("oneshot_scale.py", "--quick")
+    rows = re.findall(
+        r"^(magnitude|wanda|sparsegpt) +([\d.]+) +(\d+) +([\d.]+)x +n/a +(.+)$", out, re.MULTILINE
+    )
+    assert [method for method, *_ in rows] == ["magnitude", "wanda", "sparsegpt"]
+    for method, seconds, _, ratio, calibration in rows:
+        assert float(seconds) > 0 and float(ratio) >= 0
+        assert calibration == ("-" if method == "magnitude" else "block by block (2 blocks)")
+    assert "168,192 parameters" in out and "sparsegpt < 900 s" in out

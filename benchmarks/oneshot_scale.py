@@ -1,0 +1,175 @@
+"""Time and peak extra memory of `tfl.oneshot` magnitude, Wanda and SparseGPT on a GPT-2-small-sized model.
+
+The model is keras_hub's `GPT2CausalLM` built from GPT-2 small's config with
+random weights (no preset download): vocabulary 50257, 12 layers, 12 heads,
+hidden 768, intermediate 3072, context 1024; 124M parameters, every
+projection in a `PruneWrapper`. Calibration: 32 sequences of 256 random
+token ids. Each method prunes to 50% (unstructured) in a fresh subprocess,
+so that peaks do not mix and every method starts from the same dense model.
+
+Peak extra memory: the process's RSS high-water mark during the call
+(`VmHWM` in /proc/self/status, reset by writing 5 to /proc/self/clear_refs
+just before) minus its RSS just before, after the model was built and had
+run once on a calibration batch (as in benchmarks/prune_scale.py). Printed
+in MB and as a multiple of the bytes of the model's weights (float32).
+
+    python benchmarks/oneshot_scale.py [--quick] [--methods magnitude wanda sparsegpt]
+        [--batch-size 32] [--rerun]
+
+`--quick` runs a tiny config (2 layers, hidden 64) in seconds; `--rerun`
+refuses the block-by-block walk, so calibration reruns the whole model for
+every step (the path before block-wise calibration, kept for models whose
+blocks cannot be isolated).
+
+Target (issue #24, item 6): on 2 cores, Wanda < 2 min and SparseGPT < 15 min,
+peak extra memory <= 1.5x the model's weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+CONFIGS = {
+    "gpt2_small": dict(
+        vocabulary_size=50257,
+        num_layers=12,
+        num_heads=12,
+        hidden_dim=768,
+        intermediate_dim=3072,
+        max_sequence_length=1024,
+    ),
+    "quick": dict(
+        vocabulary_size=1000,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=64,
+        intermediate_dim=256,
+        max_sequence_length=64,
+    ),
+}
+DATA = {"gpt2_small": (32, 256), "quick": (8, 32)}  # sequences, tokens
+TARGET_SECONDS = {"wanda": 120, "sparsegpt": 900}
+TARGET_MEMORY = 1.5
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as status:
+        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1))
+
+
+def _reset_peak_rss() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        return False
+    return True
+
+
+def _child(method: str, config: str, batch_size: int, rerun: bool) -> dict:
+    import keras
+    import keras_hub
+    import numpy as np
+
+    import tf_lottery as tfl
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(**CONFIGS[config])
+    model = tfl.prunable(keras_hub.models.GPT2CausalLM(backbone=backbone, preprocessor=None))
+    sequences, tokens = DATA[config]
+    rng = np.random.default_rng(0)
+    data = {
+        "token_ids": rng.integers(0, CONFIGS[config]["vocabulary_size"], (sequences, tokens)).astype("int32"),
+        "padding_mask": np.ones((sequences, tokens), "int32"),
+    }
+    model({k: v[:batch_size] for k, v in data.items()}, training=False)  # built, traced once: the baseline
+    weights = sum(int(np.prod(v.shape)) * np.dtype(v.dtype).itemsize for v in model.trainable_weights)
+    parameters = sum(int(np.prod(v.shape)) for v in model.trainable_weights)
+    if rerun:
+        from tf_lottery.pruning.oneshot import blockwise
+
+        blockwise.plan = lambda model, wrappers: "refused by --rerun"
+    measured = _reset_peak_rss()
+    before = _status_kib("VmRSS") if measured else 0
+    start = time.perf_counter()
+    if method == "magnitude":
+        report = tfl.oneshot.magnitude(model, 0.5)
+    else:
+        report = getattr(tfl.oneshot, method)(model, data, 0.5, batch_size=batch_size)
+    seconds = time.perf_counter() - start
+    peak = (_status_kib("VmHWM") - before) * 1024 if measured else None
+    return {
+        "method": method,
+        "seconds": seconds,
+        "peak_bytes": peak,
+        "weight_bytes": weights,
+        "parameters": parameters,
+        "pruned": len(report.pruned),
+        "calibration": getattr(report, "calibration", None),
+    }
+
+
+def _run(method: str, args) -> dict:
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        "--child",
+        method,
+        "--batch-size",
+        str(args.batch_size),
+    ]
+    command += ["--quick"] * args.quick + ["--rerun"] * args.rerun
+    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="tiny config (2 layers, hidden 64)")
+    parser.add_argument("--methods", nargs="+", default=["magnitude", "wanda", "sparsegpt"])
+    parser.add_argument("--batch-size", type=int, default=32, help="calibration sequences per forward pass")
+    parser.add_argument("--rerun", action="store_true", help="rerun the whole model for every step")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    config = "quick" if args.quick else "gpt2_small"
+    if args.child:
+        print(json.dumps(_child(args.child, config, args.batch_size, args.rerun)))
+        return
+    sequences, tokens = DATA[config]
+    c = CONFIGS[config]
+    print(
+        f"GPT2CausalLM {c['num_layers']} layers, {c['num_heads']} heads, hidden {c['hidden_dim']}, "
+        f"intermediate {c['intermediate_dim']}, vocabulary {c['vocabulary_size']} (random init); "
+        f"{sequences} sequences x {tokens} tokens, batch size {args.batch_size}, sparsity 0.5, "
+        f"{os.cpu_count()} CPU cores"
+    )
+    print(f"{'method':<10} {'seconds':>8} {'peak extra MB':>14} {'x weights':>10}  target  calibration")
+    for method in args.methods:
+        row = _run(method, args)
+        peak = row["peak_bytes"]
+        ratio = peak / row["weight_bytes"] if peak is not None else None
+        limit = TARGET_SECONDS.get(method)
+        met = (limit is None or row["seconds"] < limit) and (ratio is None or ratio <= TARGET_MEMORY)
+        verdict = "n/a" if args.quick else ("met" if met else "MISSED")  # targets are for GPT-2 small
+        print(
+            f"{method:<10} {row['seconds']:>8.1f} {peak / 2**20 if peak is not None else float('nan'):>14.0f} "
+            f"{ratio if ratio is not None else float('nan'):>9.2f}x  {verdict:>6}  "
+            f"{row['calibration'] or '-'}"
+        )
+    print(
+        f"weights: {row['parameters']:,} parameters, {row['weight_bytes'] / 2**20:.0f} MB. Targets (issue #24 "
+        f"item 6): wanda < {TARGET_SECONDS['wanda']} s, sparsegpt < {TARGET_SECONDS['sparsegpt']} s, "
+        f"peak extra memory <= {TARGET_MEMORY}x the weights"
+    )
+
+
+if __name__ == "__main__":
+    main()

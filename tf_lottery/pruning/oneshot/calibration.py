@@ -195,8 +195,11 @@ def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
     the indices of the layers called, in the order first called.
 
     Also checks that the model takes the calibration data; its error names
-    the argument.
+    the argument. Runs on the batch's first sample only: the calls do not
+    depend on the batch size, and a language model's logits over its whole
+    vocabulary for a full batch would outweigh everything else held here.
     """
+    first_batch = keras.tree.map_structure(lambda leaf: leaf[:1], first_batch)
     order: list = []
     hooks = [Hook(view=None, gram=False, order=order) for _ in layers]
     try:

@@ -5,11 +5,15 @@ before any weight changes. Pruning then writes each step's pruned weights into
 the kernels right away (the next steps' calibration inputs must come from
 the pruned layers before them) but keeps the new masks aside; at the end all
 masks are set at once. If anything fails (an error, a KeyboardInterrupt),
-the kernels and masks are put back as they were.
+the kernels and masks are put back as they were: each kernel's old value is
+saved to a temporary file just before it is first written (`_Snapshot`), so
+that a copy of the model's weights never sits in memory beside it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -128,6 +132,31 @@ def check_structure_fits(items: list[Target], structure) -> None:
             )
 
 
+class _Snapshot:
+    """Old values of the weights written so far, in a temporary directory, to put back on failure."""
+
+    def __init__(self):
+        self._directory = None
+        self._saved = []
+
+    def save(self, weight) -> None:
+        if any(w is weight for w, _ in self._saved):
+            return
+        if self._directory is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="tf_lottery_oneshot_")
+        path = os.path.join(self._directory.name, f"{len(self._saved)}.npy")
+        np.save(path, keras.ops.convert_to_numpy(weight.value))
+        self._saved.append((weight, path))
+
+    def restore(self) -> None:
+        for weight, path in self._saved:
+            weight.assign(np.load(path))
+
+    def close(self) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+
 def _alive(t: Target) -> np.ndarray:
     return np.asarray(t.wrapper.get_masks()[t.index], dtype=bool)
 
@@ -182,7 +211,7 @@ def run(
     for t in work:
         by_wrapper.setdefault(id(t.wrapper), []).append(t)
     steps = list(by_wrapper.values())
-    snapshot = [(t.weight, np.array(keras.ops.convert_to_numpy(t.weight.value))) for t in work]
+    snapshot = _Snapshot()
     old_masks = {id(t.wrapper): (t.wrapper, t.wrapper.get_masks()) for t in work}
     new_masks = {key: list(masks) for key, (_, masks) in old_masks.items()}  # entries replaced, never written
     committed = []
@@ -193,6 +222,7 @@ def run(
         for t, hook in zip(step, hooks):
             value, pruned = prune_step(t, hook)
             alive = _alive(t) & ~pruned
+            snapshot.save(t.weight)
             t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
             new_masks[id(t.wrapper)][t.index] = alive
             report.pruned[t.weight.path] = float(1.0 - alive.mean())
@@ -236,8 +266,9 @@ def run(
         for key in committed:
             wrapper, masks = old_masks[key]
             wrapper.set_masks(masks)
-        for weight, value in snapshot:
-            weight.assign(value)
+        snapshot.restore()
         raise
+    finally:
+        snapshot.close()
     report.seconds = time.perf_counter() - start
     return report

@@ -14,11 +14,15 @@ Peak extra memory: the process's RSS high-water mark during the call
 just before) minus its RSS just before, after the model was built and had
 run once on a calibration batch (as in benchmarks/prune_scale.py). Printed
 in MB and as a multiple of the bytes of the model's weights (float32).
-Also printed: the CPU seconds of the call (all threads), which say more than
+With glibc's default allocator, buffers freed by TensorFlow stay in the
+process (its mmap threshold rises to the largest buffer freed), so the
+high-water mark creeps up from step to step; `--mmap-threshold 1048576`
+(`MALLOC_MMAP_THRESHOLD_`) hands buffers over 1 MB back to the system when
+freed, which shows the memory actually in use. Also printed: the CPU seconds of the call (all threads), which say more than
 the wall time when other processes share the cores.
 
     python benchmarks/oneshot_scale.py [--quick] [--methods magnitude wanda sparsegpt]
-        [--batch-size 8] [--rerun] [--layers N]
+        [--batch-size 8] [--rerun] [--layers N] [--mmap-threshold BYTES]
 
 `--quick` runs a tiny config (2 layers, hidden 64) in seconds; `--rerun`
 refuses the block-by-block walk, so calibration reruns the whole model for
@@ -137,7 +141,10 @@ def _run(method: str, args) -> dict:
     ]
     command += ["--quick"] * args.quick + ["--rerun"] * args.rerun
     command += ["--layers", str(args.layers)] if args.layers else []
-    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    env = dict(os.environ)
+    if args.mmap_threshold:
+        env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
+    out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
@@ -147,6 +154,9 @@ def main(argv=None):
     parser.add_argument("--methods", nargs="+", default=["magnitude", "wanda", "sparsegpt"])
     parser.add_argument("--batch-size", type=int, default=8, help="calibration sequences per forward pass")
     parser.add_argument("--rerun", action="store_true", help="rerun the whole model for every step")
+    parser.add_argument(
+        "--mmap-threshold", type=int, help="glibc's MALLOC_MMAP_THRESHOLD_ for the runs (e.g. 1048576)"
+    )
     parser.add_argument("--layers", type=int, help="transformer layers instead of the config's")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -156,11 +166,12 @@ def main(argv=None):
         return
     sequences, tokens = DATA[config]
     c = _config(config, args.layers)
+    malloc = f", MALLOC_MMAP_THRESHOLD_={args.mmap_threshold}" if args.mmap_threshold else ""
     print(
         f"GPT2CausalLM {c['num_layers']} layers, {c['num_heads']} heads, hidden {c['hidden_dim']}, "
         f"intermediate {c['intermediate_dim']}, vocabulary {c['vocabulary_size']} (random init); "
         f"{sequences} sequences x {tokens} tokens, batch size {args.batch_size}, sparsity 0.5, "
-        f"{os.cpu_count()} CPU cores"
+        f"{os.cpu_count()} CPU cores{malloc}"
     )
     print(
         f"{'method':<10} {'seconds':>8} {'CPU s':>8} {'peak extra MB':>14} {'x weights':>10}  target  calibration"

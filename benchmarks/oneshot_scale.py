@@ -142,6 +142,9 @@ def _run(method: str, args) -> dict:
     command += ["--quick"] * args.quick + ["--rerun"] * args.rerun
     command += ["--layers", str(args.layers)] if args.layers else []
     env = dict(os.environ)
+    # The children import the tf_lottery beside this script, not an installed one.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     if args.mmap_threshold:
         env["MALLOC_MMAP_THRESHOLD_"] = str(args.mmap_threshold)
     out = subprocess.run(command, check=True, capture_output=True, text=True, env=env).stdout

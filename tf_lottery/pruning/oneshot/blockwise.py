@@ -61,6 +61,8 @@ class Plan:
 
 
 def _holders(layer, wrappers: list) -> set[int]:
+    if not isinstance(layer, keras.layers.Layer):  # a raw op in the graph (`x[0]`, `h + x`)
+        return set()
     inside = {id(x) for x in _keras_compat.flatten_layers(layer)}
     return {i for i, w in enumerate(wrappers) if id(w) in inside}
 

@@ -199,12 +199,12 @@ def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
     depend on the batch size, and a language model's logits over its whole
     vocabulary for a full batch would outweigh everything else held here.
     """
-    first_batch = keras.tree.map_structure(lambda leaf: leaf[:1], first_batch)
+    first_sample = keras.tree.map_structure(lambda leaf: leaf[:1], first_batch)
     order: list = []
     hooks = [Hook(view=None, gram=False, order=order) for _ in layers]
     try:
         with _hooked(list(zip(layers, hooks))):
-            _forward(model, first_batch)
+            _forward(model, first_sample)
     except Exception as error:  # noqa: BLE001 - re-raised with the argument named
         raise ValueError(
             "Invalid value for argument `calibration_data`: the model could not be called on "

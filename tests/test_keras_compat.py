@@ -227,6 +227,29 @@ class TestCompatFunctions(TestCase):
         assert not _keras_compat.is_functional(keras.Sequential([keras.layers.Dense(1)]))
         assert not _keras_compat.is_functional(block)
 
+    def test_graph_nodes_run_a_functional_model_as_its_call_does(self):
+        inputs = keras.Input((4,), name="x")
+        hidden = keras.layers.Dense(3, name="a")(inputs)
+        hidden = keras.layers.Dropout(0.5, name="drop")(hidden)
+        outputs = keras.layers.Add(name="add")([hidden, keras.layers.Dense(3, name="b")(inputs)])
+        model = keras.Model(inputs, outputs)
+        graph = _keras_compat.functional_graph(model)
+        assert graph is model
+        nodes = _keras_compat.graph_nodes(graph)
+        assert [n.operation.name for n in nodes][-1] == "add" and len(nodes) == 4
+        x = np.arange(8, dtype="float64").reshape(2, 4)  # converted to the input's float32
+        values = dict(
+            zip(_keras_compat.graph_input_ids(graph), _keras_compat.graph_input_values(model, graph, x))
+        )
+        for node in nodes:
+            values.update(zip(node.outputs, node.call(values)))  # training=False: dropout is off
+        (out_id,) = _keras_compat.graph_output_ids(graph)
+        np.testing.assert_allclose(values[out_id], model(x, training=False), rtol=1e-6)
+        sequential = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
+        assert len(_keras_compat.graph_nodes(_keras_compat.functional_graph(sequential))) == 1
+        _, block = self._block_model()
+        assert _keras_compat.functional_graph(block) is None
+
     def test_keras_history_and_snake_case(self):
         inputs = keras.Input((4,), name="pixels")
         dense = keras.layers.Dense(2, name="logits")

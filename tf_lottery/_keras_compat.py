@@ -115,6 +115,79 @@ def replace_graph_operation(model, old: keras.layers.Layer, new: keras.layers.La
     replace_sub_layer(model, old, new)
 
 
+class GraphNode:
+    """One call of an operation in a functional graph, as `Functional.call` runs it.
+
+    `inputs` / `outputs` are the ids of the symbolic tensors the call reads and
+    writes; `arguments(values)` fills the call's `(args, kwargs)` from
+    computed values keyed by those ids.
+    """
+
+    def __init__(self, node):
+        self.operation = node.operation
+        self.inputs = tuple(id(x) for x in node.input_tensors)
+        self.outputs = tuple(id(x) for x in node.outputs)
+        self._node = node
+
+    def arguments(self, values: dict) -> tuple[tuple, dict]:
+        return self._node.arguments.fill_in(values)
+
+    def call(self, values: dict, training: bool = False) -> list:
+        """The operation's outputs on `values`, flat, as `Functional.call(training=...)` computes them."""
+        args, kwargs = self.arguments(values)
+        if "training" in getattr(self.operation, "_call_context_args", ()):
+            kwargs["training"] = training
+        return keras.tree.flatten(self.operation(*args, **kwargs))
+
+
+def functional_graph(model):
+    """The functional graph that runs `model`'s `call`, or None.
+
+    A functional model is its own graph; a Sequential model built with an
+    input shape runs an inner functional graph (`Sequential._functional`);
+    anything else (a subclassed model or layer) has none.
+    Why private: Keras does not expose a graph's nodes; this and
+    `graph_nodes` / `graph_input_values` read `Functional._nodes_by_depth`,
+    `Node.arguments.fill_in`, `Functional._standardize_inputs` and
+    `Layer._call_context_args`, the pieces `Functional.call` itself uses.
+    Checked: Keras 3.12.0 and 3.15.1 (TF 2.21).
+    """
+    if isinstance(model, Functional):
+        return model
+    if isinstance(model, keras.Sequential):
+        return getattr(model, "_functional", None)
+    return None
+
+
+def graph_nodes(graph) -> list[GraphNode]:
+    """The calls of functional `graph` in the order `Functional.call` runs them (inputs left out)."""
+    result = []
+    for depth in sorted(graph._nodes_by_depth, reverse=True):
+        for node in graph._nodes_by_depth[depth]:
+            if node.operation is not None and not node.is_input:
+                result.append(GraphNode(node))
+    return result
+
+
+def graph_input_ids(graph) -> list[int]:
+    return [id(x) for x in graph.inputs]
+
+
+def graph_output_ids(graph) -> list[int]:
+    return [id(x) for x in graph.outputs]
+
+
+def graph_input_values(layer: keras.layers.Layer, graph, inputs) -> list:
+    """`inputs` as the flat list `layer`'s graph computes on: converted and standardized as
+    `Layer.__call__` and `Functional.call` do (dtype policy, input structure, rank)."""
+
+    if layer._convert_input_args:  # False for functional models, True for Sequential
+        inputs = keras.tree.map_structure(
+            lambda x: layer.dtype_policy.convert_input(x, layer.autocast, layer.input_dtype), inputs
+        )
+    return graph._standardize_inputs(inputs)
+
+
 def keras_history_operation(tensor):
     """The layer (operation) that produced the symbolic `KerasTensor` `tensor`.
 

@@ -137,3 +137,17 @@ def test_serving_quick_run_prints_every_ratio_last_and_the_masks_held():
     # Sizes do not depend on the machine's load: 1x4 blocks at 90% are stored in about 0.11x.
     assert found[("1x4_90%", "tflite_file_raw")] <= 0.15
     assert all(value > 0 for value in found.values())
+
+
+def test_oneshot_scale_quick_run_prints_time_memory_and_the_calibration_path():
+    # About 1.5 min on 2 cores: three subprocesses that each import TensorFlow and keras_hub.
+    pytest.importorskip("keras_hub")
+    out = _run("oneshot_scale.py", "--quick")
+    rows = re.findall(
+        r"^(magnitude|wanda|sparsegpt) +([\d.]+) +[\d.]+ +(\d+) +([\d.]+)x +n/a +(.+)$", out, re.MULTILINE
+    )
+    assert [method for method, *_ in rows] == ["magnitude", "wanda", "sparsegpt"]
+    for method, seconds, _, ratio, calibration in rows:
+        assert float(seconds) > 0 and float(ratio) >= 0
+        assert calibration == ("-" if method == "magnitude" else "block by block (2 blocks)")
+    assert "168,192 parameters" in out and "sparsegpt < 900 s" in out

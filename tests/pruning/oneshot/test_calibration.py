@@ -138,7 +138,9 @@ class TestSequentialCalibration(TestCase):
         data = tf.data.Dataset.from_tensor_slices((x, np.zeros(len(x)))).batch(32)
         tfl.oneshot.wanda(model, data, 0.5, verbose=1)
         lines = capsys.readouterr().out.strip().splitlines()
-        assert len(lines) == 2 and lines[0].startswith("wanda [1/2] prune_first:")
+        assert lines[0] == "wanda: calibration block by block (2 blocks)"
+        assert lines[1] == "wanda block 1/2 'prune_first': 1 step(s)"
+        assert len(lines) == 5 and lines[2].startswith("wanda [1/2] prune_first:")
         from_arrays = _functional()
         from_arrays.set_weights(start)
         tfl.oneshot.wanda(from_arrays, x, 0.5, batch_size=32)

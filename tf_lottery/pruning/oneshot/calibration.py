@@ -4,23 +4,30 @@ Both papers run their calibration data through the network block by block,
 each block's inputs coming from the pruned blocks before it. Here a step is
 one `PruneWrapper` (a Dense layer, or all four projections of an attention
 layer), in the order the forward pass first calls them. For each step the
-calibration batches run through the model again, eagerly, with a hook on the
-step's linear layers that folds their inputs into running statistics (the
-sum of squares per input for Wanda, the Gram matrix `X^T X` for SparseGPT);
-the forward pass stops as soon as the step's layers have been called as
-often as in the first batch, so the layers after it are never evaluated.
+calibration batches run through a forward function again, eagerly, with a
+hook on the step's linear layers that folds their inputs into running
+statistics (the sum of squares per input for Wanda, the Gram matrix `X^T X`
+for SparseGPT); the forward pass stops as soon as the step's layers have
+been called as often as in the first batch, so the layers after it are
+never evaluated.
 
-Memory: one batch of activations at a time and the statistics of one step
-(`inputs` floats per layer for Wanda, `inputs^2` for SparseGPT), never the
-activations of the whole calibration set or of the whole model. Compute:
-about `L^2 / 2` layer evaluations per batch for `L` steps, since each step
-reruns the layers before it (a block-wise cache of activations would trade
-that for memory; not done yet).
+The forward function is one block on its cached inputs where the model's
+blocks can be isolated (`blockwise.py`: about 2-3 block evaluations per
+block), else the whole model from its inputs (about `L^2 / 2` layer
+evaluations for `L` steps). Layers of one step that read the same tensor
+(an attention layer's query, key and value projections) share one
+computation of its statistics.
+
+Memory: the statistics of one step (`inputs` floats per layer for Wanda,
+`inputs^2` for SparseGPT) and one batch's float64 rows at a time, in
+chunks of about 32 MB.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import keras
@@ -94,6 +101,21 @@ def _describe(data) -> str:
         return f"<{type(data).__name__}>"
 
 
+_CHUNK_FLOATS = 1 << 22  # float64 rows converted at a time (32 MB)
+
+
+def statistics(view, x, gram: bool) -> np.ndarray:
+    """`X^T X` (gram) or the sum of squares per input of the `(samples, inputs)` rows of `x`, in float64."""
+    rows = view.input_matrix(keras.ops.convert_to_numpy(x), dtype=None)
+    step = max(1, _CHUNK_FLOATS // max(view.inputs, 1))
+    result = None
+    for start in range(0, max(len(rows), 1), step):
+        chunk = np.asarray(rows[start : start + step], dtype=np.float64)
+        update = chunk.T @ chunk if gram else np.einsum("ij,ij->j", chunk, chunk)
+        result = update if result is None else result + update
+    return result
+
+
 @dataclass
 class Hook:
     """Running statistics of one linear layer's inputs."""
@@ -105,16 +127,22 @@ class Hook:
     order: list | None = field(default=None, repr=False)  # shared: hooks in the order first called
     stats: np.ndarray | None = field(default=None, repr=False)
 
-    def add(self, x) -> None:
-        x = keras.ops.convert_to_numpy(x)
-        self.samples += int(x.shape[0]) if np.ndim(x) else 1
-        rows = self.view.input_matrix(x)
-        update = rows.T @ rows if self.gram else np.einsum("ij,ij->j", rows, rows)
+    def add(self, x, shared: dict | None = None) -> None:
+        """Folds `x` in; `shared` remembers the last input's statistics for the next layer that reads it."""
+        key = (self.view.input_axes, self.view.inputs, self.gram)
+        last = None if shared is None else shared.get("last")
+        if last is not None and last[0] is x and last[1] == key:
+            update = last[2]
+        else:
+            update = statistics(self.view, x, self.gram)
+            if shared is not None:
+                shared["last"] = (x, key, update)  # holding `x` keeps its id from being reused
+        self.samples += int(np.shape(x)[0]) if np.ndim(x) else 1
         self.stats = update if self.stats is None else self.stats + update
 
 
 @contextlib.contextmanager
-def _hooked(layers_and_hooks, stop_when=None):
+def _hooked(layers_and_hooks, stop_when=None, shared: dict | None = None):
     """Runs each layer's own `call`, first handing its input to its hook.
 
     Why an instance attribute: Keras' `Layer.__call__` runs `self.call`, so a
@@ -134,7 +162,7 @@ def _hooked(layers_and_hooks, stop_when=None):
                 if _hook.calls == 1 and _hook.order is not None:
                     _hook.order.append(_hook)
                 if _hook.view is not None:
-                    _hook.add(inputs)
+                    _hook.add(inputs, shared)
                 if stop_when is not None and stop_when():
                     raise _StopForward
                 return outputs
@@ -157,18 +185,26 @@ def _forward(model, batch) -> None:
         pass
 
 
+def model_forwards(model, data: list) -> list[Callable[[], object]]:
+    """One forward function per batch: the whole model on it, as in inference."""
+    return [functools.partial(model, batch, training=False) for batch in data]
+
+
 def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
     """How often the forward pass calls each layer on the first batch (0: never), and
     the indices of the layers called, in the order first called.
 
     Also checks that the model takes the calibration data; its error names
-    the argument.
+    the argument. Runs on the batch's first sample only: the calls do not
+    depend on the batch size, and a language model's logits over its whole
+    vocabulary for a full batch would outweigh everything else held here.
     """
+    first_sample = keras.tree.map_structure(lambda leaf: leaf[:1], first_batch)
     order: list = []
     hooks = [Hook(view=None, gram=False, order=order) for _ in layers]
     try:
         with _hooked(list(zip(layers, hooks))):
-            _forward(model, first_batch)
+            _forward(model, first_sample)
     except Exception as error:  # noqa: BLE001 - re-raised with the argument named
         raise ValueError(
             "Invalid value for argument `calibration_data`: the model could not be called on "
@@ -181,17 +217,28 @@ def probe(model, first_batch, layers: list) -> tuple[list[int], list[int]]:
 
 
 def capture(
-    model, data: list, layers: list, views: list, expected_calls: list[int], gram: bool
+    forwards: list[Callable[[], object]], layers: list, views: list, expected_calls: list[int], gram: bool
 ) -> list[Hook]:
-    """Statistics of the inputs of `layers` over all calibration batches, in one pass each."""
+    """Statistics of the inputs of `layers` over all calibration batches, in one pass each.
+
+    `forwards[i]()` runs batch `i` (through the whole model, or through the
+    one block that holds `layers`); it is stopped once every layer has been
+    called `expected_calls` times.
+    """
     hooks = [Hook(view=v, gram=gram) for v in views]
     state = {"calls": [0] * len(hooks)}
+    shared: dict = {}
 
     def done():
         return all(h.calls - base >= e for h, base, e in zip(hooks, state["calls"], expected_calls))
 
-    with _hooked(list(zip(layers, hooks)), stop_when=done):
-        for batch in data:
+    with _hooked(list(zip(layers, hooks)), stop_when=done, shared=shared):
+        for forward in forwards:
             state["calls"] = [h.calls for h in hooks]
-            _forward(model, batch)
+            try:
+                forward()
+            except _StopForward:
+                pass
+            finally:
+                shared.clear()
     return hooks

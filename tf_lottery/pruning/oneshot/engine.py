@@ -5,11 +5,15 @@ before any weight changes. Pruning then writes each step's pruned weights into
 the kernels right away (the next steps' calibration inputs must come from
 the pruned layers before them) but keeps the new masks aside; at the end all
 masks are set at once. If anything fails (an error, a KeyboardInterrupt),
-the kernels and masks are put back as they were.
+the kernels and masks are put back as they were: each kernel's old value is
+saved to a temporary file just before it is first written (`_Snapshot`), so
+that a copy of the model's weights never sits in memory beside it.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -20,7 +24,7 @@ import numpy as np
 from tf_lottery import _keras_compat
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.pruning import structure as nm
-from tf_lottery.pruning.oneshot import calibration
+from tf_lottery.pruning.oneshot import blockwise, calibration
 from tf_lottery.pruning.oneshot.linear_view import LinearView, linear_view
 from tf_lottery.utils import validation
 
@@ -48,6 +52,9 @@ class OneShotReport:
         pruned: Weight path -> its sparsity afterwards, for every weight pruned.
         skipped: Weight path -> why it was left as it was.
         seconds: Wall time.
+        calibration: How the calibration data ran: block by block, or the whole
+            model rerun for every step (and why its blocks could not be
+            isolated); None without calibration data.
     """
 
     method: str
@@ -56,11 +63,13 @@ class OneShotReport:
     pruned: dict = field(default_factory=dict)
     skipped: dict = field(default_factory=dict)
     seconds: float = 0.0
+    calibration: str | None = None
 
     def __str__(self) -> str:
         lines = [
             f"{self.method}: sparsity {self.sparsity}{f' ({self.structure})' if self.structure else ''}, "
             f"{len(self.pruned)} weights pruned in {self.seconds:.1f}s"
+            + (f", calibration {self.calibration}" if self.calibration else "")
         ]
         lines += [f"  {path}: {value:.3f}" for path, value in self.pruned.items()]
         lines += [f"  {path}: skipped ({why})" for path, why in self.skipped.items()]
@@ -123,6 +132,31 @@ def check_structure_fits(items: list[Target], structure) -> None:
             )
 
 
+class _Snapshot:
+    """Old values of the weights written so far, in a temporary directory, to put back on failure."""
+
+    def __init__(self):
+        self._directory = None
+        self._saved = []
+
+    def save(self, weight) -> None:
+        if any(w is weight for w, _ in self._saved):
+            return
+        if self._directory is None:
+            self._directory = tempfile.TemporaryDirectory(prefix="tf_lottery_oneshot_")
+        path = os.path.join(self._directory.name, f"{len(self._saved)}.npy")
+        np.save(path, keras.ops.convert_to_numpy(weight.value))
+        self._saved.append((weight, path))
+
+    def restore(self) -> None:
+        for weight, path in self._saved:
+            weight.assign(np.load(path))
+
+    def close(self) -> None:
+        if self._directory is not None:
+            self._directory.cleanup()
+
+
 def _alive(t: Target) -> np.ndarray:
     return np.asarray(t.wrapper.get_masks()[t.index], dtype=bool)
 
@@ -177,35 +211,54 @@ def run(
     for t in work:
         by_wrapper.setdefault(id(t.wrapper), []).append(t)
     steps = list(by_wrapper.values())
-    snapshot = [(t.weight, np.array(keras.ops.convert_to_numpy(t.weight.value))) for t in work]
+    snapshot = _Snapshot()
     old_masks = {id(t.wrapper): (t.wrapper, t.wrapper.get_masks()) for t in work}
-    new_masks = {key: [m.copy() for m in masks] for key, (_, masks) in old_masks.items()}
+    new_masks = {key: list(masks) for key, (_, masks) in old_masks.items()}  # entries replaced, never written
     committed = []
+
+    def prune(number: int, hooks: list) -> None:
+        step = steps[number - 1]
+        tick = time.perf_counter()
+        for t, hook in zip(step, hooks):
+            value, pruned = prune_step(t, hook)
+            alive = _alive(t) & ~pruned
+            snapshot.save(t.weight)
+            t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
+            new_masks[id(t.wrapper)][t.index] = alive
+            report.pruned[t.weight.path] = float(1.0 - alive.mean())
+        if verbose:
+            names = ", ".join(f"{t.weight.path} {tuple(t.weight.shape)}" for t in step)
+            print(
+                f"{method} [{number}/{len(steps)}] {step[0].wrapper.name}: {names} "
+                f"({time.perf_counter() - tick:.2f}s)"
+            )
+
+    def calibrate(index: int, forwards: list) -> None:
+        step = steps[index]
+        hooks = calibration.capture(
+            forwards, [t.layer for t in step], [t.view for t in step], [expected[id(t)] for t in step], gram
+        )
+        prune(index + 1, hooks)
+
     try:
-        for number, step in enumerate(steps, 1):
-            tick = time.perf_counter()
-            hooks = [None] * len(step)
-            if data is not None:
-                hooks = calibration.capture(
-                    model,
-                    data,
-                    [t.layer for t in step],
-                    [t.view for t in step],
-                    [expected[id(t)] for t in step],
-                    gram,
-                )
-            for t, hook in zip(step, hooks):
-                value, pruned = prune_step(t, hook)
-                alive = _alive(t) & ~pruned
-                t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
-                new_masks[id(t.wrapper)][t.index] = alive
-                report.pruned[t.weight.path] = float(1.0 - alive.mean())
+        if data is None:
+            for number, step in enumerate(steps, 1):
+                prune(number, [None] * len(step))
+        else:
+            walk = blockwise.plan(model, [step[0].wrapper for step in steps])
+            if isinstance(walk, blockwise.Plan):
+                report.calibration = f"block by block ({walk.blocks} blocks)"
+            else:
+                report.calibration = f"the whole model rerun for every step: {walk}"
             if verbose:
-                names = ", ".join(f"{t.weight.path} {tuple(t.weight.shape)}" for t in step)
-                print(
-                    f"{method} [{number}/{len(steps)}] {step[0].wrapper.name}: {names} "
-                    f"({time.perf_counter() - tick:.2f}s)"
-                )
+                print(f"{method}: calibration {report.calibration}")
+            if isinstance(walk, blockwise.Plan):
+                say = (lambda line: print(f"{method} {line}")) if verbose else None
+                blockwise.run(walk, data, steps, calibrate, say)
+            else:
+                forwards = calibration.model_forwards(model, data)
+                for index in range(len(steps)):
+                    calibrate(index, forwards)
         for key, (wrapper, _) in old_masks.items():
             wrapper.set_masks(new_masks[key])
             committed.append(key)
@@ -213,8 +266,9 @@ def run(
         for key in committed:
             wrapper, masks = old_masks[key]
             wrapper.set_masks(masks)
-        for weight, value in snapshot:
-            weight.assign(value)
+        snapshot.restore()
         raise
+    finally:
+        snapshot.close()
     report.seconds = time.perf_counter() - start
     return report

@@ -49,9 +49,9 @@ class LinearView:
         permuted = tuple(self.kernel_shape[a] for a in self.kernel_order)
         return np.transpose(np.asarray(matrix).reshape(permuted), np.argsort(self.kernel_order))
 
-    def input_matrix(self, x) -> np.ndarray:
-        """The layer input `x` as `(samples, inputs)` (float64)."""
-        x = np.asarray(x, dtype=np.float64)
+    def input_matrix(self, x, dtype=np.float64) -> np.ndarray:
+        """The layer input `x` as `(samples, inputs)`, in `dtype` (None: as it is)."""
+        x = np.asarray(x, dtype=dtype)
         rank = x.ndim
         contracted = [rank + a for a in self.input_axes]
         rest = [a for a in range(rank) if a not in contracted]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tf_lottery.pruning.oneshot import engine, selection
 from tf_lottery.pruning.structure import NMStructure
@@ -33,10 +34,13 @@ def inverse_hessian_factor(h: np.ndarray, percdamp: float, name: str) -> tuple[n
     h[dead, dead] = 1.0
     h[np.diag_indices_from(h)] += percdamp * np.mean(np.diag(h))
     try:
-        lower = np.linalg.cholesky(h)
-        lower_inv = np.linalg.solve(lower, np.eye(len(h)))
-        h_inv = lower_inv.T @ lower_inv
-        upper = np.linalg.cholesky(h_inv).T
+        # The reference computes chol(H^-1) from H^-1. The same factor comes from one Cholesky
+        # factorisation and one triangular inverse: with J the reversal, J H J = K K^T gives
+        # H = P P^T for the upper P = J K J, so H^-1 = P^-T P^-1 and the upper factor is
+        # P^-1 = J K^-1 J (about 3x less work at 3072 inputs, equal to ~1e-14).
+        flipped = np.linalg.cholesky(h[::-1, ::-1])
+        inverse = tf.linalg.triangular_solve(flipped, np.eye(len(h)), lower=True).numpy()
+        upper = np.ascontiguousarray(np.tril(inverse)[::-1, ::-1])
     except np.linalg.LinAlgError as error:
         raise ValueError(
             f"SparseGPT: the Hessian of the calibration inputs of '{name}' is not positive "

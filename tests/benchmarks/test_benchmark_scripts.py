@@ -112,7 +112,7 @@ def _serving_ratios(section: str, tickets: int) -> dict:
 
 @pytest.mark.slow
 def test_serving_quick_run_of_every_case_prints_its_ratios_last_and_the_outputs_held():
-    # About 1.5 min on 2 cores, one process: an MLP in 1x4 blocks (3 models), a small
+    # About 1.5 min on 2 cores (93 s measured under load), one process: an MLP in 1x4 blocks (3 models), a small
     # MobileNetV2 and a small BERT, each dense and shrunk, exported twice and timed at batch 1 and 64.
     import os
 

@@ -327,8 +327,10 @@ class _Rebuild:
                 x = self.call(layer, x)
                 layers.append(self.built[id(layer)])
             self._check_outputs(model, [x])
+            # Named as the input it replaces: the exports' signatures keep their input name.
+            first = keras.layers.InputLayer(batch_shape=inputs.shape, dtype=inputs.dtype, name=inputs.name)
             new = keras.Sequential(
-                [keras.layers.InputLayer(batch_shape=inputs.shape, dtype=inputs.dtype), *layers],
+                [first, *layers],
                 name=model.name,
             )
             if model.compiled:

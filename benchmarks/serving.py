@@ -19,6 +19,7 @@ tickets' masks held (pruned weights zero, sparsity as asked), and prints
 case's target and `ok` / `MISSED` where it has one.
 
     PYTHONPATH=$PWD python benchmarks/serving.py --case mlp_1x4 [--quick] [--repeats 200]
+    PYTHONPATH=$PWD python benchmarks/serving.py --case all --quick   # every case, one process
 
 Cases (`CASES`; a case is a function returning the dense model, the tickets,
 the inputs and the targets, so new ones are one entry):
@@ -29,9 +30,23 @@ the inputs and the targets, so new ones are one entry):
   and <= 0.2x at 90%; TFLite file <= 0.35x and <= 0.15x. TFLite's
   FULLY_CONNECTED runs its 1x4 block-sparse kernel on these weights (see
   `tfl.tflite_sparsity_report`); a SavedModel runs them dense.
+- `mobilenetv2_channels`: keras.applications MobileNetV2 (alpha 1.0,
+  224x224, weights=None); the ticket has half of each channel group pruned
+  (`tfl.prune(model, target_sparsity=0.5, structure="channels",
+  scope="layer")`) and removed by `tfl.shrink`. Targets: SavedModel and
+  TFLite latency at batch 1 <= 0.6x dense, parameters <= 0.5x; the shrunk
+  model's outputs equal the masked model's.
+- `bert_heads`: keras_hub `BertBackbone` (4 layers, hidden 512, 8 heads,
+  intermediate 2048, random init), sequence length 128; the ticket has half
+  the heads of every block (`structure="heads"`) and half its feed-forward
+  units (`structure="channels"`) removed by `tfl.shrink`. Target: latency at
+  batch 1 <= 0.65x dense (SavedModel and TFLite).
 
-`--quick` shrinks the case (Dense(256), fewer repeats) to check the script
-end to end in seconds; its targets are not expected to hold.
+In the shrunk cases the ticket is the shrunk model (no masks) and dense is
+the unpruned model. `--quick` shrinks every case (Dense(256); MobileNetV2
+alpha 0.35 at 32x32; a 2-layer BERT of width 64 at length 16; fewer
+repeats) to check the script end to end in seconds; its targets are not
+expected to hold.
 """
 
 from __future__ import annotations
@@ -71,6 +86,10 @@ class Built:
         targets: `{(ticket name, metric): largest ticket / dense ratio}`.
         sparsity: `{ticket name: sparsity its masks must have}` (masked tickets only).
         input_names: Passed to the exports (`None`: the model's own).
+        masked: `{ticket name: masked model}` for shrunk tickets: the ticket's
+            outputs must equal the masked model's (<= 1e-5, relative).
+        repeats: Timed calls per model at batch 1 (`--repeats` overrides;
+            batch 64 takes an eighth, at least 3).
     """
 
     description: str
@@ -79,6 +98,8 @@ class Built:
     targets: dict = dataclasses.field(default_factory=dict)
     sparsity: dict = dataclasses.field(default_factory=dict)
     input_names: list | None = None
+    masked: dict = dataclasses.field(default_factory=dict)
+    repeats: int = 200
 
 
 def mlp_1x4(args) -> Built:
@@ -112,8 +133,78 @@ def mlp_1x4(args) -> Built:
     )
 
 
-# Name -> case. `mobilenetv2_channels` and `bert_heads` come with `tfl.shrink`.
-CASES: dict[str, Callable[[argparse.Namespace], Built]] = {"mlp_1x4": mlp_1x4}
+def mobilenetv2_channels(args) -> Built:
+    size, alpha = (32, 0.35) if args.quick else (224, 1.0)
+    keras.utils.set_random_seed(0)
+    dense = keras.applications.MobileNetV2(
+        input_shape=(size, size, 3), alpha=alpha, weights=None, classifier_activation=None
+    )
+    masked = tfl.prunable(dense)  # a wrapped copy: `dense` stays unpruned
+    tfl.prune(masked, target_sparsity=0.5, structure="channels", scope="layer")
+    return Built(
+        description=(
+            f"keras.applications MobileNetV2 alpha {alpha}, {size}x{size}, weights=None; ticket: half of "
+            "each channel group pruned (structure='channels', layer-wise), then tfl.shrink"
+        ),
+        models={"dense": dense, "shrunk": tfl.shrink(masked)},
+        make_inputs=lambda batch, rng: {"pixels": rng.normal(size=(batch, size, size, 3)).astype("float32")},
+        targets={
+            ("shrunk", "savedmodel_latency_b1"): 0.6,
+            ("shrunk", "tflite_latency_b1"): 0.6,
+            ("shrunk", "params"): 0.5,
+        },
+        input_names=["pixels"],
+        masked={"shrunk": masked},
+        repeats=50,
+    )
+
+
+def bert_heads(args) -> Built:
+    import keras_hub  # only this case needs it
+
+    config = (
+        dict(vocabulary_size=1000, num_layers=2, num_heads=4, hidden_dim=64, intermediate_dim=128)
+        if args.quick
+        else dict(vocabulary_size=30522, num_layers=4, num_heads=8, hidden_dim=512, intermediate_dim=2048)
+    )
+    length = 16 if args.quick else 128
+    keras.utils.set_random_seed(0)
+    dense = keras_hub.models.BertBackbone(**config, max_sequence_length=512)
+    # `prunable` wraps a keras_hub model in place: the ticket starts from a copy.
+    masked = keras_hub.models.BertBackbone(**config, max_sequence_length=512)
+    masked.set_weights(dense.get_weights())
+    masked = tfl.prunable(masked)
+    tfl.prune(masked, target_sparsity=0.5, structure="heads", scope="layer")
+    tfl.prune(masked, target_sparsity=0.5, structure="channels", scope="layer")
+
+    def tokens(batch, rng):
+        return {
+            "padding_mask": np.ones((batch, length), "int32"),
+            "segment_ids": np.zeros((batch, length), "int32"),
+            "token_ids": rng.integers(1, config["vocabulary_size"], (batch, length)).astype("int32"),
+        }
+
+    return Built(
+        description=(
+            f"keras_hub BertBackbone {config['num_layers']} layers, hidden {config['hidden_dim']}, "
+            f"{config['num_heads']} heads, intermediate {config['intermediate_dim']}, random init, "
+            f"sequence length {length}; ticket: half the heads (structure='heads') and half the "
+            "feed-forward units (structure='channels') pruned layer-wise, then tfl.shrink"
+        ),
+        models={"dense": dense, "shrunk": tfl.shrink(masked)},
+        make_inputs=tokens,
+        targets={("shrunk", "savedmodel_latency_b1"): 0.65, ("shrunk", "tflite_latency_b1"): 0.65},
+        masked={"shrunk": masked},
+        repeats=30,
+    )
+
+
+# Name -> case.
+CASES: dict[str, Callable[[argparse.Namespace], Built]] = {
+    "mlp_1x4": mlp_1x4,
+    "mobilenetv2_channels": mobilenetv2_channels,
+    "bert_heads": bert_heads,
+}
 
 
 def _interpreter(path: str):
@@ -123,10 +214,10 @@ def _interpreter(path: str):
     return interpreter.get_signature_runner("serving_default")
 
 
-def _latency_ms(calls: dict, repeats: int) -> dict:
+def _latency_ms(calls: dict, repeats: int, warmup: int = 5) -> dict:
     """{name: median milliseconds per call}, the calls interleaved."""
-    for call in calls.values():  # warm-up
-        for _ in range(5):
+    for call in calls.values():
+        for _ in range(warmup):
             call()
     times = {name: [] for name in calls}
     order = list(calls.items())
@@ -139,8 +230,18 @@ def _latency_ms(calls: dict, repeats: int) -> dict:
     return {name: 1e3 * statistics.median(values) for name, values in times.items()}
 
 
-def _first_output(result: dict):
-    return np.asarray(result[sorted(result)[0]])
+def _first_output(result):
+    """The first output by name (a dict's first key, sorted) as an array."""
+    if isinstance(result, dict):
+        result = result[sorted(result)[0]]
+    elif isinstance(result, (list, tuple)):
+        result = result[0]
+    return keras.ops.convert_to_numpy(result)
+
+
+def _equal(got, expected, tolerance: float) -> bool:
+    scale = max(1.0, float(np.abs(expected).max()))
+    return bool(np.abs(got - expected).max() <= tolerance * scale)
 
 
 def _parameters(model) -> tuple[int, int]:
@@ -162,20 +263,12 @@ def _masks_held(model, sparsity: float | None) -> bool:
     return zero and abs(report.sparsity - sparsity) * report.total <= 4 * len(wrappers)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--case", choices=sorted(CASES), default="mlp_1x4")
-    parser.add_argument("--quick", action="store_true", help="a small model and few repeats: a smoke run")
-    parser.add_argument("--repeats", type=int, default=None, help="timed calls per model at batch 1")
-    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads for the SavedModel")
-    args = parser.parse_args(argv)
-    repeats = args.repeats or (20 if args.quick else 200)
-    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
-    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
-
-    built = CASES[args.case](args)
+def run_case(case: str, args: argparse.Namespace) -> list[str]:
+    """Measures one case and prints its tables and ratios; returns the models that broke."""
+    built = CASES[case](args)
+    repeats = args.repeats or (20 if args.quick else built.repeats)
     names = list(built.models)
-    print(f"case {args.case}: {built.description}")
+    print(f"case {case}: {built.description}")
     print(f"TFLite: 1 thread; SavedModel: {args.threads} thread(s); medians of {repeats} interleaved calls")
     rows = {name: {} for name in names}
     with tempfile.TemporaryDirectory(prefix="serving_") as work:
@@ -194,23 +287,32 @@ def main(argv=None) -> None:
             rows[name]["params"], rows[name]["params_nonzero"] = _parameters(model)
 
         rng = np.random.default_rng(0)
-        held = {}
+        held = dict.fromkeys(names, True)
         for batch in BATCHES:
             inputs = built.make_inputs(batch, rng)
             tensors = {k: tf.constant(v) for k, v in inputs.items()}
             serving = {n: tf.saved_model.load(p).signatures["serving_default"] for n, p in saved.items()}
             runners = {n: _interpreter(p) for n, p in lite.items()}
             for name, model in built.models.items():  # every export computes what its model does
-                expected = keras.ops.convert_to_numpy(
-                    model(inputs if len(inputs) > 1 else tensors[next(iter(inputs))])
-                )
-                for got in (_first_output(serving[name](**tensors)), _first_output(runners[name](**inputs))):
-                    scale = max(1.0, float(np.abs(expected).max()))
-                    held[name] = held.get(name, True) and bool(np.abs(got - expected).max() <= 1e-4 * scale)
+                expected = _first_output(model(inputs if len(inputs) > 1 else tensors[next(iter(inputs))]))
+                outputs = [_first_output(serving[name](**tensors)), _first_output(runners[name](**inputs))]
+                if name in built.masked:  # a shrunk ticket computes what its masked model does
+                    masked = built.masked[name]
+                    held[name] = held[name] and _equal(
+                        expected,
+                        _first_output(masked(inputs if len(inputs) > 1 else tensors[next(iter(inputs))])),
+                        1e-5,
+                    )
+                held[name] = held[name] and all(_equal(got, expected, 1e-4) for got in outputs)
             count = repeats if batch == 1 else max(3, repeats // 8)
+            warmup = 5 if batch == 1 else 1
             # Each runtime timed on its own: TFLite's and TensorFlow's thread pools disturb each other.
-            tflite_ms = _latency_ms({n: (lambda r=r, x=inputs: r(**x)) for n, r in runners.items()}, count)
-            saved_ms = _latency_ms({n: (lambda f=f, t=tensors: f(**t)) for n, f in serving.items()}, count)
+            tflite_ms = _latency_ms(
+                {n: (lambda r=r, x=inputs: r(**x)) for n, r in runners.items()}, count, warmup
+            )
+            saved_ms = _latency_ms(
+                {n: (lambda f=f, t=tensors: f(**t)) for n, f in serving.items()}, count, warmup
+            )
             for name in names:
                 rows[name][f"tflite_latency_b{batch}"] = tflite_ms[name]
                 rows[name][f"savedmodel_latency_b{batch}"] = saved_ms[name]
@@ -235,7 +337,7 @@ def main(argv=None) -> None:
         print(
             f"  {name}: outputs equal: {'yes' if held[name] else 'NO'}, masks held: {'yes' if ok else 'NO'}"
         )
-        broken += [] if ok else [name]
+        broken += [] if ok else [f"{case} {name}"]
     missed = []
     print("\nticket / dense ratios (other agents may load the CPU while this runs):")
     for name in names[1:]:
@@ -249,6 +351,32 @@ def main(argv=None) -> None:
                 missed.append(f"{name} {metric}")
             print(f"RATIO {name.replace(' ', '_')} {metric} {ratio:.3f}{verdict}")
     print(f"targets missed: {', '.join(missed) or 'none'}")
+    return broken
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--case",
+        nargs="+",
+        choices=[*CASES, "all"],
+        default=["mlp_1x4"],
+        help="one or more cases, run one after the other; `all` runs every case",
+    )
+    parser.add_argument("--quick", action="store_true", help="small models and few repeats: a smoke run")
+    parser.add_argument("--repeats", type=int, default=None, help="timed calls per model at batch 1")
+    parser.add_argument("--threads", type=int, default=1, help="TensorFlow threads for the SavedModel")
+    args = parser.parse_args(argv)
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+
+    cases = list(CASES) if "all" in args.case else list(dict.fromkeys(args.case))
+    broken = []
+    for index, case in enumerate(cases):
+        if index:
+            print()
+            keras.backend.clear_session()
+        broken += run_case(case, args)
     if broken:
         sys.exit(f"outputs differ or masks did not hold for: {broken}")
 

@@ -227,6 +227,27 @@ class TestShrink(TestCase):
         (out,) = tfl.tflite_runner(flatbuffer)(inputs=x).values()
         np.testing.assert_allclose(out, expected, atol=1e-5)
 
+    def test_a_sequential_keeps_its_input_name_so_the_served_signature_is_unchanged(self, tmp_path):
+        # Was: the rebuilt Sequential's input was unnamed, so the export's input became `inputs`
+        # instead of `signal` and a client of the masked model's export broke.
+        model = tfl.prunable(
+            keras.Sequential(
+                [
+                    keras.Input((8,), name="signal"),
+                    keras.layers.Dense(8),
+                    keras.layers.Dense(2, name="logits"),
+                ]
+            )
+        )
+        tfl.prune(model, target_sparsity=0.5, structure="channels", scope="layer")
+        small = shrink(model)
+        assert [t.name for t in small.inputs] == ["signal"]
+        x = np.random.default_rng(5).normal(size=(2, 8)).astype("float32")
+        (out,) = tfl.tflite_runner(tfl.export_tflite(small, str(tmp_path / "s.tflite"), verbose=0))(
+            signal=x
+        ).values()
+        np.testing.assert_allclose(out, keras.ops.convert_to_numpy(model(x)), atol=1e-5)
+
     def test_internal_shrinker_is_called_for_its_class(self):
         class Scale(keras.layers.Layer):
             def build(self, input_shape):

@@ -144,10 +144,9 @@ class Rebuild:
                 x = self.call(layer, x)
                 layers.append(self.built[id(layer)])
             self._check_outputs(model, [x])
-            new = keras.Sequential(
-                [keras.layers.InputLayer(batch_shape=inputs.shape, dtype=inputs.dtype), *layers],
-                name=model.name,
-            )
+            # Named as the input it replaces: the exports' signatures keep their input name.
+            first = keras.layers.InputLayer(batch_shape=inputs.shape, dtype=inputs.dtype, name=inputs.name)
+            new = keras.Sequential([first, *layers], name=model.name)
             if model.compiled:
                 new.compile_from_config(model.get_compile_config())
             return new

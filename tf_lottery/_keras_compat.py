@@ -212,18 +212,17 @@ def graph_calls(model) -> tuple[list, list, list] | None:
     a concatenation) needs each call's own input and output tensors, which
     `Model.layers` does not give (a layer may be called twice; raw ops such
     as `x + y` are no layers at all).
-    Checked: Keras 3.15.1 (TF 2.21); not yet read on 3.12.0.
+    Reads the graph through `functional_graph` / `graph_nodes` below.
+    Checked: Keras 3.15.1 (TF 2.21); the oldest pair's tests run it on 3.12.0.
     """
-    function = model._functional if isinstance(model, keras.Sequential) else model
-    if function is None or not isinstance(function, Functional):
+    function = functional_graph(model)
+    if function is None:
         return None
     calls = []
-    for depth in sorted(function._nodes_by_depth, reverse=True):
-        for node in function._nodes_by_depth[depth]:
-            if node.operation is None or node.is_input:
-                continue
-            arguments = list(node.arguments.args) + list(node.arguments.kwargs.values())
-            calls.append((node.operation, list(node.input_tensors), list(node.outputs), arguments))
+    for node in graph_nodes(function):
+        raw = node._node
+        arguments = list(raw.arguments.args) + list(raw.arguments.kwargs.values())
+        calls.append((node.operation, list(raw.input_tensors), list(raw.outputs), arguments))
     return list(function.inputs), list(function.outputs), calls
 
 

@@ -187,9 +187,11 @@ def test_every_export_doc_python_block_runs(tmp_path):
     )
     assert result.returncode == 0, result.stderr[-3000:]
     facts = json.loads(result.stdout.strip().splitlines()[-1])
-    assert len(blocks) == 3
+    # Export, TFLite, the runtime report, shrink (MobileNetV2, BERT), TensorBoard.
+    assert len(blocks) == 6
     assert facts == {"path": f"{tmp_path}/models/ticket/1", "rounds": 5, "out": [64, 10]}
     assert (tmp_path / "ticket.tflite").exists() and (tmp_path / "logs" / "pruning").is_dir()
+    assert (tmp_path / "serving" / "mobilenet").is_dir()
 
 
 _TFMOT_PAGE = ROOT / "docs" / "COMING_FROM_TFMOT.md"

@@ -113,12 +113,13 @@ def test_print_config_lists_every_key_with_its_comment():
     assert "  # Fraction of the surviving weights removed at each level.\n  pruning.rate = 0.2\n" in text
     assert "  train.lr = 0.5\n" in text
     keys = [line.split(" = ")[0].strip() for line in text.splitlines() if " = " in line and "#" not in line]
-    assert keys == [key for key, _ in config_listing._flatten(config)] and len(keys) == 53
+    assert keys == [key for key, _ in config_listing._flatten(config)] and len(keys) == 54
     assert sum(line.startswith("  # ") for line in text.splitlines()) >= 40
     # A kind's own group: its comments come from the kind's module.
     gradual = registry.get("gradual").defaults()
     assert (
-        "  # '' (unstructured) or 'N:M', e.g. '2:4'.\n  gradual.structure = ''\n"
+        "  # '' (unstructured), 'N:M' (e.g. '2:4'), 'RxC' blocks (e.g. '1x4', TFLite's sparse kernel) or\n"
+        "  # 'channels' (whole units and filters).\n  gradual.structure = ''\n"
         in config_listing.listing(gradual)
     )
 

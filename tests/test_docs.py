@@ -63,13 +63,16 @@ _EXAMPLES += sorted((ROOT / "colab").glob("*.ipynb")) + sorted((ROOT / "examples
 
 
 def _run_blocks(tmp_path, page, runner: str) -> tuple[list, dict]:
-    """Runs `page`'s Python blocks with `runner` in a fresh process; its blocks and the facts it prints last (JSON)."""
+    """Runs `page`'s Python blocks (or a list of blocks) with `runner` in a fresh process.
+
+    Returns the blocks and the facts the runner prints last (JSON).
+    """
     import json
     import os
     import subprocess
     import sys
 
-    blocks = python_blocks(page)
+    blocks = page if isinstance(page, list) else python_blocks(page)
     (tmp_path / "blocks.json").write_text(json.dumps(blocks))
     (tmp_path / "runner.py").write_text(runner)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
@@ -159,11 +162,6 @@ tfl.prune(model, target_sparsity=0.5)
 
 @pytest.mark.slow  # exports a SavedModel and a TFLite file, trains 50 epochs on 64 rows: ~30 s
 def test_every_export_doc_python_block_runs(tmp_path):
-    import json
-    import os
-    import subprocess
-    import sys
-
     # The doc's Serving path is absolute (docker mounts it); here it lands in tmp_path.
     blocks = [
         b.replace('"/models/', f'"{tmp_path}/models/') for b in python_blocks(ROOT / "docs" / "EXPORT.md")
@@ -174,19 +172,7 @@ def test_every_export_doc_python_block_runs(tmp_path):
         "    exec(compile(block, 'docs/EXPORT.md', 'exec'))\n"
         "print(json.dumps({'path': path, 'rounds': len(lottery.history), 'out': run(inputs=x)['output'].shape}))\n"
     )
-    (tmp_path / "blocks.json").write_text(json.dumps(blocks))
-    (tmp_path / "runner.py").write_text(program)
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-    result = subprocess.run(
-        [sys.executable, "runner.py", "blocks.json"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    facts = json.loads(result.stdout.strip().splitlines()[-1])
+    blocks, facts = _run_blocks(tmp_path, blocks, program)
     # Export, TFLite, the runtime report, shrink (MobileNetV2, BERT), TensorBoard.
     assert len(blocks) == 6
     assert facts == {"path": f"{tmp_path}/models/ticket/1", "rounds": 5, "out": [64, 10]}

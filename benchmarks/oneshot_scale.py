@@ -38,10 +38,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import time
+
+from rss import reset_peak_rss, status_kib  # benchmarks/rss.py, beside this script
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -66,20 +67,6 @@ CONFIGS = {
 DATA = {"gpt2_small": (32, 256), "quick": (8, 32)}  # sequences, tokens
 TARGET_SECONDS = {"wanda": 120, "sparsegpt": 900}
 TARGET_MEMORY = 1.5
-
-
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1))
-
-
-def _reset_peak_rss() -> bool:
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
 
 
 def _config(name: str, layers: int | None) -> dict:
@@ -109,15 +96,15 @@ def _child(method: str, config: str, batch_size: int, rerun: bool, layers: int |
         from tf_lottery.pruning.oneshot import blockwise
 
         blockwise.plan = lambda model, wrappers: "refused by --rerun"
-    measured = _reset_peak_rss()
-    before = _status_kib("VmRSS") if measured else 0
+    measured = reset_peak_rss()
+    before = status_kib("VmRSS") if measured else 0
     start, cpu_start = time.perf_counter(), time.process_time()
     if method == "magnitude":
         report = tfl.oneshot.magnitude(model, 0.5)
     else:
         report = getattr(tfl.oneshot, method)(model, data, 0.5, batch_size=batch_size)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-    peak = (_status_kib("VmHWM") - before) * 1024 if measured else None
+    peak = (status_kib("VmHWM") - before) * 1024 if measured else None
     return {
         "method": method,
         "seconds": seconds,

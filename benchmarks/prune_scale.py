@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import math
 import os
-import re
 import statistics
 import time
 import tracemalloc
@@ -45,6 +44,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+from rss import reset_peak_rss, status_kib  # noqa: E402 - benchmarks/rss.py, beside this script
 
 import tf_lottery as tfl  # noqa: E402
 
@@ -73,29 +73,14 @@ def gpt2_shaped(width: int, blocks: int, vocabulary: int, context: int) -> keras
     return keras.Model(tokens, x)
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        return int(re.search(rf"^{field}:\s+(\d+) kB", status.read(), re.MULTILINE).group(1))
-
-
-def _reset_peak_rss() -> bool:
-    """Resets the process's RSS high-water mark; False where Linux's /proc is missing."""
-    try:
-        with open("/proc/self/clear_refs", "w") as clear_refs:
-            clear_refs.write("5")
-    except OSError:
-        return False
-    return True
-
-
 def _timed_round(model) -> tuple[float, int | None]:
     """Seconds of one `prune` call and its peak RSS growth in bytes (None without /proc)."""
-    measured = _reset_peak_rss()
-    before = _status_kib("VmRSS") if measured else 0
+    measured = reset_peak_rss()
+    before = status_kib("VmRSS") if measured else 0
     start = time.perf_counter()
     tfl.prune(model, rate=0.2)
     seconds = time.perf_counter() - start
-    return seconds, (_status_kib("VmHWM") - before) * 1024 if measured else None
+    return seconds, (status_kib("VmHWM") - before) * 1024 if measured else None
 
 
 def _numpy_peak(model) -> int:

@@ -27,6 +27,7 @@ from tf_lottery.pruning import structure as nm
 from tf_lottery.pruning.oneshot import blockwise, calibration
 from tf_lottery.pruning.oneshot.linear_view import LinearView, linear_view
 from tf_lottery.utils import validation
+from tf_lottery.utils.memory import release_freed_memory
 
 
 @dataclass
@@ -227,6 +228,7 @@ def run(
             t.weight.assign(np.where(alive, value, 0).astype(_keras_compat.stored_dtype(t.weight)))
             new_masks[id(t.wrapper)][t.index] = alive
             report.pruned[t.weight.path] = float(1.0 - alive.mean())
+        release_freed_memory()  # the step's statistics and factors (see utils/memory)
         if verbose:
             names = ", ".join(f"{t.weight.path} {tuple(t.weight.shape)}" for t in step)
             print(

@@ -206,6 +206,30 @@ class TestLotteryCallback(TestCase):
         assert report.total - report.alive == exact_count(0.9, report.total)
         assert lottery.ticket.sparsity == pytest.approx(report.sparsity)
 
+    def test_target_sparsity_counts_from_a_sparse_start(self):
+        # Was: the per-round rate assumed a dense start, so on a model already at 50% (one-shot masks
+        # seeding IMP) round 1 overshot to 82% and round 2 pruned the last 5% alone.
+        model = _model()
+        tfl.prune(model, target_sparsity=0.5)
+        total = tfl.sparsity_report(model).total
+        lottery = tfl.LotteryCallback(rounds=3, target_sparsity=0.875, verbose=0)
+        _fit(model, [lottery], epochs=3)
+        # From 50%, two prunings of 50% of the survivors: 75%, then exactly 87.5%.
+        alive0 = total - exact_count(0.5, total)
+        alive1 = alive0 - exact_count(0.5, alive0)
+        assert [r["sparsity"] for r in lottery.history] == pytest.approx(
+            [1 - alive0 / total, 1 - alive1 / total, exact_count(0.875, total) / total], abs=1e-12
+        )
+
+    def test_target_sparsity_below_the_starting_sparsity_is_refused_before_training(self):
+        # Was: refused by `tfl.prune` only when round 0 had trained.
+        model = _model()
+        tfl.prune(model, target_sparsity=0.5)
+        lottery = tfl.LotteryCallback(rounds=2, target_sparsity=0.3, verbose=0)
+        with pytest.raises(ValueError, match=r"`target_sparsity`: expected at least 0\.5, the sparsity"):
+            _fit(model, [lottery], epochs=2)
+        assert int(model.optimizer.iterations) == 0
+
     def test_one_round_per_fit(self):
         model = _model()
         lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, one_round_per_fit=True, verbose=0)

@@ -1,0 +1,164 @@
+"""BERT tickets (Chen et al. 2020, arXiv:2007.12223): IMP on a keras_hub BERT classifier whose
+encoder was pre-trained, rewinding every round to the pre-trained weights (the head to its own
+initialisation), and one-shot Wanda / SparseGPT masks seeding it. Tiny configs, no download: the
+"pre-trained" encoder is a random-init one trained a few eager steps of masked LM here."""
+
+import keras
+import numpy as np
+import pytest
+
+import tf_lottery as tfl
+from tests.testing import RoundStartProbe, TestCase, pruned_weights_are_zero
+from tf_lottery.core.walk import model_variables
+from tf_lottery.pruning.pruner import exact_count
+
+keras_hub = pytest.importorskip("keras_hub")
+
+VOCAB, SEQ, N = 40, 12, 64
+# Chen et al. prune the encoder's linear layers (and, in their code, the pooler): not the
+# embeddings, not the classifier.
+EXCLUDE = ["token_embedding", "segment_embedding", "logits"]
+PRUNED = {
+    f"transformer_layer_{i}/{name}/kernel"
+    for i in range(2)
+    for name in (
+        "self_attention_layer/query",
+        "self_attention_layer/key",
+        "self_attention_layer/value",
+        "self_attention_layer/attention_output",
+        "feedforward_intermediate_dense",
+        "feedforward_output_dense",
+    )
+} | {"pooled_dense/kernel"}
+TOTAL = 2 * (4 * 16 * 16 + 2 * 16 * 32) + 16 * 16  # the pruned weights: 4,352
+
+
+def _backbone():
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQ,
+    )
+
+
+def _tokens(seed=0):
+    tokens = np.random.default_rng(seed).integers(3, VOCAB, (N, SEQ)).astype("int32")
+    return {"token_ids": tokens, "padding_mask": np.ones_like(tokens), "segment_ids": np.zeros_like(tokens)}
+
+
+@pytest.fixture(scope="module")
+def pretrained():
+    """Pre-trained backbone weights (4 eager steps of masked LM), and the paths they changed."""
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    backbone = _backbone()
+    init = {v.path: v.numpy().copy() for v in backbone.weights}
+    rng = np.random.default_rng(1)
+    tokens = rng.integers(3, VOCAB, (N, SEQ)).astype("int32")
+    positions = np.stack([rng.choice(SEQ, 2, replace=False) for _ in range(N)]).astype("int32")
+    masked = tokens.copy()
+    np.put_along_axis(masked, positions, 0, axis=1)
+    mlm = keras_hub.models.BertMaskedLM(backbone, preprocessor=None)
+    mlm.compile(
+        optimizer=keras.optimizers.Adam(1e-2),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=True,  # 4 steps: cheaper than tracing a train step
+    )
+    x = {
+        "token_ids": masked,
+        "padding_mask": np.ones_like(masked),
+        "segment_ids": np.zeros_like(masked),
+        "mask_positions": positions,
+    }
+    with pytest.warns(UserWarning, match="Gradients do not exist"):  # the pooler: MLM does not use it
+        mlm.fit(x, np.take_along_axis(tokens, positions, axis=1), batch_size=16, epochs=1, verbose=0)
+    weights = backbone.get_weights()
+    changed = {v.path for v in backbone.weights if not np.array_equal(v.numpy(), init[v.path])}
+    keras.backend.clear_session()
+    return weights, changed
+
+
+def _classifier(weights):
+    """A prunable BERT classifier: the backbone holds `weights`, the head is freshly initialised."""
+    backbone = _backbone()
+    backbone.set_weights(weights)
+    model = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=None)
+    model = tfl.prunable(model, exclude=EXCLUDE)
+    model.compile(
+        optimizer=keras.optimizers.Adam(3e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def _fit(model, lottery, rounds, epochs_per_round=2):
+    """The downstream task: is the first token even? (the pooled output reads that position)."""
+    x = _tokens()
+    y = (x["token_ids"][:, 0] % 2).astype("int32")
+    probe = RoundStartProbe(epochs_per_round)
+    history = model.fit(
+        x, y, batch_size=16, epochs=rounds * epochs_per_round, callbacks=[lottery, probe], verbose=0
+    )
+    return probe.starts, history.history["loss"]
+
+
+def _names(model):
+    return [v.path for v in model_variables(model)]
+
+
+def _pruned_paths(model):
+    return {w.path for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights}
+
+
+def _assert_rewound(starts, expected, model):
+    """Each round starts from `expected` (every variable) times its mask, bit for bit."""
+    index = {id(v): i for i, v in enumerate(model_variables(model))}
+    pruned = [index[id(w)] for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+    for r, start in enumerate(starts):
+        masks = dict(zip(pruned, start["masks"]))
+        for i, (value, want) in enumerate(zip(start["values"], expected)):
+            want = np.where(masks[i], want, 0.0) if i in masks else want
+            np.testing.assert_array_equal(value, want, err_msg=f"round {r}: {_names(model)[i]}")
+
+
+def _assert_masks_shrink(starts):
+    for before, after in zip(starts, starts[1:]):
+        assert all(np.all(a <= b) for a, b in zip(after["masks"], before["masks"]))
+
+
+class TestBertTickets(TestCase):
+    def test_imp_rewinds_the_encoder_to_its_pretrained_weights(self, pretrained):
+        weights, changed = pretrained
+        model = _classifier(weights)
+        assert _pruned_paths(model) == PRUNED  # encoder linear layers + pooler; no embedding, no head
+        expected = [v.numpy().copy() for v in model_variables(model)]  # pre-trained + the head's init
+        head = model.get_layer("logits").kernel.numpy().copy()
+        lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.1, monitor="loss", verbose=0)
+        starts, losses = _fit(model, lottery, rounds=3)
+
+        _assert_rewound(starts, expected, model)
+        # The rewind target is the pre-trained encoder, not its random init (they differ) ...
+        assert PRUNED - {"pooled_dense/kernel"} <= changed  # (masked LM does not train the pooler)
+        # ... and the head goes back to its own initialisation each round.
+        head_index = next(i for i, n in enumerate(_names(model)) if n == "logits/kernel")
+        assert all(np.array_equal(s["values"][head_index], head) for s in starts)
+        # Not the fine-tuned values: training moved the surviving weights away from the round starts.
+        index = _names(model).index("transformer_layer_0/self_attention_layer/query/kernel")
+        trained = model_variables(model)[index].numpy()
+        assert not np.array_equal(trained, starts[-1]["values"][index])
+        _assert_masks_shrink(starts)
+        # 10% of the surviving encoder weights per round, global, exact counts.
+        alive = [TOTAL]
+        for _ in range(2):
+            alive.append(alive[-1] - exact_count(0.1, alive[-1]))
+        assert [sum(int(m.sum()) for m in s["masks"]) for s in starts] == alive
+        assert [r["percent_remaining"] for r in lottery.history] == pytest.approx(
+            [100 * a / TOTAL for a in alive]
+        )
+        assert pruned_weights_are_zero(model)
+        # Every round learns the task: its second epoch's loss is below its first.
+        assert all(losses[2 * r + 1] < losses[2 * r] for r in range(3)), losses

@@ -162,3 +162,45 @@ class TestBertTickets(TestCase):
         assert pruned_weights_are_zero(model)
         # Every round learns the task: its second epoch's loss is below its first.
         assert all(losses[2 * r + 1] < losses[2 * r] for r in range(3)), losses
+
+    @pytest.mark.slow  # a one-shot pass and a 3-round fit of BERT: ~30 s each on a busy 2-core machine
+    @pytest.mark.parametrize("method", ["wanda", "sparsegpt", "sparsegpt_original_weights"])
+    def test_oneshot_masks_seed_imp_from_the_pretrained_weights(self, pretrained, method):
+        weights, _ = pretrained
+        model = _classifier(weights)
+        pretrained_values = tfl.Snapshot.capture(model, 0)
+        report = getattr(tfl.oneshot, method.removesuffix("_original_weights"))(model, _tokens(seed=5), 0.5)
+        assert {p for p in report.pruned} == PRUNED and not report.skipped
+        seed = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        if method == "sparsegpt_original_weights":
+            # SparseGPT's masks with the pre-trained values (not its updated ones) as the rewind target.
+            pretrained_values.restore_weights(model)
+        at_fit_start = [v.numpy().copy() for v in model_variables(model)]
+        lottery = tfl.LotteryCallback(rounds=3, target_sparsity=0.75, monitor="loss", verbose=0)
+        starts, losses = _fit(model, lottery, rounds=3)
+
+        # Round 0 trains the seed; every later round keeps within it (masks only shrink).
+        assert all(np.array_equal(a, b) for a, b in zip(starts[0]["masks"], seed))
+        _assert_masks_shrink(starts)
+        # The rounds share what is left from 50% to 75%, exact counts.
+        alive = [sum(int(m.sum()) for m in seed)]
+        assert alive[0] == TOTAL // 2
+        rate = tfl.rate_per_round(0.75, 2, start_sparsity=0.5)
+        alive.append(alive[0] - exact_count(rate, alive[0]))
+        alive.append(TOTAL - exact_count(0.75, TOTAL))
+        assert [sum(int(m.sum()) for m in s["masks"]) for s in starts] == alive
+        # Each round rewinds to the weights fit() started from ...
+        _assert_rewound(starts, at_fit_start, model)
+        # ... which are the pre-trained values (Wanda updates no weight; the original-weights
+        # variant restored them), or SparseGPT's reconstruction of them under its mask.
+        survivors = _survivors(model, at_fit_start, pretrained_values.model_values, seed)
+        assert survivors == (method != "sparsegpt"), method
+        assert pruned_weights_are_zero(model)
+        assert all(losses[2 * r + 1] < losses[2 * r] for r in range(3)), losses
+
+
+def _survivors(model, values, pretrained, masks) -> bool:
+    """Whether every alive pruned weight in `values` equals its pre-trained value."""
+    index = {id(v): i for i, v in enumerate(model_variables(model))}
+    pruned = [index[id(w)] for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
+    return all(np.array_equal(values[i][m], pretrained[i][m]) for i, m in zip(pruned, masks))

@@ -204,3 +204,25 @@ def _survivors(model, values, pretrained, masks) -> bool:
     index = {id(v): i for i, v in enumerate(model_variables(model))}
     pruned = [index[id(w)] for wr in tfl.prune_wrappers(model) for w in wr.pruned_weights]
     return all(np.array_equal(values[i][m], pretrained[i][m]) for i, m in zip(pruned, masks))
+
+
+class TestBertControls(TestCase):
+    def test_the_reinit_control_draws_every_bert_weight_afresh(self, pretrained):
+        # Was: "Cannot reinitialize 'position_embedding/embeddings'": keras_hub's PositionEmbedding
+        # keeps its initializer as `initializer`, not `embeddings_initializer`.
+        weights, _ = pretrained
+        model = _classifier(weights)
+        tfl.prune(model, rate=0.5)
+        masks = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        before = {v.path: v.numpy().copy() for v in model_variables(model)}
+        tfl.reinitialize(model, seed=1)
+        after = {v.path: v.numpy() for v in model_variables(model)}
+        drawn = {p for p in before if not np.array_equal(before[p], after[p])}
+        # Every random matrix is new; constants (zero biases, unit gammas) are drawn as they were.
+        assert {p for p in before if p.endswith(("kernel", "embeddings"))} <= drawn
+        assert "position_embedding/embeddings" in drawn
+        assert all(
+            np.array_equal(a, b)
+            for a, b in zip(masks, [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()])
+        )
+        assert pruned_weights_are_zero(model)

@@ -201,6 +201,35 @@ class TestBertTickets(TestCase):
         assert pruned_weights_are_zero(model)
         assert all(losses[2 * r + 1] < losses[2 * r] for r in range(3)), losses
 
+    @pytest.mark.slow  # another BERT fit: ~30 s on a busy 2-core machine
+    def test_imp_through_the_preprocessor_on_raw_strings(self, pretrained):
+        # What docs/BERT_TICKETS.md relies on for `BertTextClassifier.from_preset(...)`: the
+        # classifier keeps its preprocessor and trains on strings, wrapped and pruned.
+        weights, _ = pretrained
+        vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 5)]
+        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
+            keras_hub.models.BertTokenizer(vocabulary=vocabulary), sequence_length=SEQ
+        )
+        backbone = _backbone()
+        backbone.set_weights(weights)
+        classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
+        model = tfl.prunable(classifier, exclude=EXCLUDE)
+        assert model.preprocessor is preprocessor and _pruned_paths(model) == PRUNED
+        rng = np.random.default_rng(0)
+        words = rng.integers(0, VOCAB - 5, (N, SEQ - 2))
+        texts = [" ".join(f"w{i}" for i in row) for row in words]
+        model.compile(
+            optimizer=keras.optimizers.Adam(3e-3),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        expected = [v.numpy().copy() for v in model_variables(model)]
+        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.1, monitor="loss", verbose=0)
+        probe = RoundStartProbe(epochs_per_round=1)
+        model.fit(texts, words[:, 0] % 2, batch_size=16, epochs=2, callbacks=[lottery, probe], verbose=0)
+        _assert_rewound(probe.starts, expected, model)
+        assert sum(int(m.sum()) for m in probe.starts[1]["masks"]) == TOTAL - exact_count(0.1, TOTAL)
+        assert model.predict(texts[:3], verbose=0).shape == (3, 2)
+
 
 def _survivors(model, values, pretrained, masks) -> bool:
     """Whether every alive pruned weight in `values` equals its pre-trained value."""
@@ -230,31 +259,25 @@ class TestBertControls(TestCase):
         )
         assert pruned_weights_are_zero(model)
 
-    @pytest.mark.slow  # another BERT fit: ~30 s on a busy 2-core machine
-    def test_imp_through_the_preprocessor_on_raw_strings(self, pretrained):
-        # What docs/BERT_TICKETS.md relies on for `BertTextClassifier.from_preset(...)`: the
-        # classifier keeps its preprocessor and trains on strings, wrapped and pruned.
+    @pytest.mark.slow  # two 3-round fits of BERT: ~1 min on a busy 2-core machine
+    def test_the_reinit_control_trains_the_tickets_masks_from_fresh_weights(self, pretrained):
+        # Chen et al.'s random-reinitialisation baseline: IMP's masks, the pre-trained weights redrawn.
         weights, _ = pretrained
-        vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + [f"w{i}" for i in range(VOCAB - 5)]
-        preprocessor = keras_hub.models.BertTextClassifierPreprocessor(
-            keras_hub.models.BertTokenizer(vocabulary=vocabulary), sequence_length=SEQ
+        ticket_run = tfl.LotteryCallback(rounds=3, pruning_rate=0.1, monitor="loss", verbose=0)
+        _fit(_classifier(weights), ticket_run, rounds=3)
+        model = _classifier(weights)
+        at_fit_start = {v.path: v.numpy().copy() for v in model_variables(model)}
+        control = tfl.LotteryCallback(
+            rounds=3, pruning_rate=0.1, retrain="reinit", ticket_masks=ticket_run, monitor="loss", verbose=0
         )
-        backbone = _backbone()
-        backbone.set_weights(weights)
-        classifier = keras_hub.models.BertTextClassifier(backbone, num_classes=2, preprocessor=preprocessor)
-        model = tfl.prunable(classifier, exclude=EXCLUDE)
-        assert model.preprocessor is preprocessor and _pruned_paths(model) == PRUNED
-        rng = np.random.default_rng(0)
-        words = rng.integers(0, VOCAB - 5, (N, SEQ - 2))
-        texts = [" ".join(f"w{i}" for i in row) for row in words]
-        model.compile(
-            optimizer=keras.optimizers.Adam(3e-3),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
-        expected = [v.numpy().copy() for v in model_variables(model)]
-        lottery = tfl.LotteryCallback(rounds=2, pruning_rate=0.1, monitor="loss", verbose=0)
-        probe = RoundStartProbe(epochs_per_round=1)
-        model.fit(texts, words[:, 0] % 2, batch_size=16, epochs=2, callbacks=[lottery, probe], verbose=0)
-        _assert_rewound(probe.starts, expected, model)
-        assert sum(int(m.sum()) for m in probe.starts[1]["masks"]) == TOTAL - exact_count(0.1, TOTAL)
-        assert model.predict(texts[:3], verbose=0).shape == (3, 2)
+        starts, losses = _fit(model, control, rounds=3)
+        names = _names(model)
+        for r in (1, 2):
+            assert all(
+                np.array_equal(a, b) for a, b in zip(starts[r]["masks"], ticket_run.round_masks[r - 1])
+            )
+            for name, value in zip(names, starts[r]["values"]):
+                if name in PRUNED or name.endswith("embeddings"):
+                    assert not np.array_equal(value, at_fit_start[name]), (r, name)
+        assert pruned_weights_are_zero(model)
+        assert all(losses[2 * r + 1] < losses[2 * r] for r in range(3)), losses

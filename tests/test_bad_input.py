@@ -117,6 +117,13 @@ def _grouped_conv():
     return tfl.prunable(keras.Model(inputs, outputs))
 
 
+def _fit_half_pruned(callback):
+    # A model that starts at 50% (e.g. one-shot masks seeding IMP).
+    model = _wrapped()
+    tfl.prune(model, target_sparsity=0.5)
+    _fit(model, callback)
+
+
 def _mirrored_model_wrapped_outside():
     with two_replica_strategy().scope():
         model = mlp(input_dim=20, hidden=(16,), classes=4)
@@ -402,6 +409,16 @@ CASES = {
             m, tfl.LotteryCallback(rounds=2, pruning_rate=0.2, layer_rates={"ouput": 0.1}, verbose=0)
         ),
         r"`layer_rates`: 'ouput' matches no pruned layer. Pruned layers are: \[.*'output'",
+    ),
+    "callback_target_below_the_starting_sparsity": (
+        # Was: refused only after round 0 had trained.
+        lambda m, p: _fit_half_pruned(tfl.LotteryCallback(rounds=2, target_sparsity=0.3, verbose=0)),
+        r"`target_sparsity`: expected at least 0\.5, the sparsity of model .* when fit\(\) started.*"
+        r"Received: target_sparsity=0\.3",
+    ),
+    "rate_per_round_start_above_target": (
+        lambda m, p: tfl.rate_per_round(0.5, 2, start_sparsity=0.7),
+        r"`start_sparsity`: expected a float in \[0, target_sparsity=0\.5\]\. Received: start_sparsity=0\.7",
     ),
     "callback_ticket_at_unfinished_round": (
         lambda m, p: tfl.LotteryCallback(rounds=2, pruning_rate=0.2).ticket_at(0),

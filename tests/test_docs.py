@@ -229,3 +229,32 @@ def test_every_tfmot_page_python_block_runs(tmp_path):
     baseline, pruned, tflite = facts["gzip"]
     assert pruned < 0.45 * baseline and tflite < 0.45 * baseline
     assert all(0.2 < a < 0.5 for a in facts["accuracy"]), facts["accuracy"]
+
+
+_BERT_RUNNER = """
+import json, sys
+namespace, runs = {}, []
+for block in json.load(open(sys.argv[1])):
+    exec(compile(block, "docs/BERT_TICKETS.md", "exec"), namespace)
+    lottery = namespace.get("lottery")
+    if lottery is not None and (not runs or runs[-1][0] is not lottery):
+        runs.append((lottery, [round(r["percent_remaining"], 1) for r in lottery.history]))
+import tf_lottery as tfl
+
+print(json.dumps({
+    "runs": [remaining for _, remaining in runs],
+    "ticket_sparsity": runs[0][0].ticket.sparsity,
+    "last_model_sparsity": tfl.sparsity_report(namespace["model"]).sparsity,
+}))
+"""
+
+
+@pytest.mark.slow  # pre-trains a tiny BERT, 4 IMP rounds, Wanda + 3 rounds, SparseGPT: ~3 min on a busy CPU
+def test_every_bert_tickets_python_block_runs(tmp_path):
+    pytest.importorskip("keras_hub")
+    blocks, facts = _run_blocks(tmp_path, ROOT / "docs" / "BERT_TICKETS.md", _BERT_RUNNER)
+    assert len(blocks) == 4
+    # IMP at 10% of the survivors per round, then Wanda's 50% seed shared out to 75%: the page's numbers.
+    assert facts["runs"] == [[100.0, 90.0, 81.0, 72.9], [50.0, 35.4, 25.0]]
+    assert facts["ticket_sparsity"] == pytest.approx(1 - 3172 / 4352)
+    assert facts["last_model_sparsity"] == pytest.approx(0.5)  # SparseGPT's masks, the original values

@@ -206,6 +206,52 @@ class TestLotteryCallback(TestCase):
         assert report.total - report.alive == exact_count(0.9, report.total)
         assert lottery.ticket.sparsity == pytest.approx(report.sparsity)
 
+    def test_target_sparsity_counts_from_a_sparse_start(self):
+        # Was: the per-round rate assumed a dense start, so on a model already at 50% (one-shot masks
+        # seeding IMP) round 1 overshot to 82% and round 2 pruned the last 5% alone.
+        model = _model()
+        tfl.prune(model, target_sparsity=0.5)
+        total = tfl.sparsity_report(model).total
+        lottery = tfl.LotteryCallback(rounds=3, target_sparsity=0.875, verbose=0)
+        _fit(model, [lottery], epochs=3)
+        # From 50%, two prunings of 50% of the survivors: 75%, then exactly 87.5%.
+        alive0 = total - exact_count(0.5, total)
+        alive1 = alive0 - exact_count(0.5, alive0)
+        assert [r["sparsity"] for r in lottery.history] == pytest.approx(
+            [1 - alive0 / total, 1 - alive1 / total, exact_count(0.875, total) / total], abs=1e-12
+        )
+
+    def test_target_sparsity_below_the_starting_sparsity_is_refused_before_training(self):
+        # Was: refused by `tfl.prune` only when round 0 had trained.
+        model = _model()
+        tfl.prune(model, target_sparsity=0.5)
+        lottery = tfl.LotteryCallback(rounds=2, target_sparsity=0.3, verbose=0)
+        with pytest.raises(ValueError, match=r"`target_sparsity`: expected at least 0\.5, the sparsity"):
+            _fit(model, [lottery], epochs=2)
+        assert int(model.optimizer.iterations) == 0
+
+    def test_oneshot_masks_seed_imp_and_each_round_rewinds_to_the_seeded_weights(self):
+        # The cheap variant of tests/lottery/test_bert_tickets.py (Chen et al. 2020 from one-shot masks).
+        from tf_lottery.core.walk import model_variables
+
+        model = _model()
+        tfl.oneshot.wanda(model, toy_data(64, 40, 10, seed=2)[0], 0.5)
+        seed = [m for wr in tfl.prune_wrappers(model) for m in wr.get_masks()]
+        at_fit_start = [v.numpy().copy() for v in model_variables(model)]
+        lottery = tfl.LotteryCallback(rounds=3, target_sparsity=0.75, verbose=0)
+        probe = RoundStartProbe(epochs_per_round=1)
+        _fit(model, [lottery, probe], epochs=3)
+        assert all(np.array_equal(a, b) for a, b in zip(probe.starts[0]["masks"], seed))
+        for before, after in zip(probe.starts, probe.starts[1:]):
+            assert all(np.all(a <= b) for a, b in zip(after["masks"], before["masks"]))
+        kernels = _kernel_index(model)
+        for start in probe.starts:
+            masks = dict(zip(kernels, start["masks"]))
+            for i, (value, want) in enumerate(zip(start["values"], at_fit_start)):
+                np.testing.assert_array_equal(value, np.where(masks[i], want, 0.0) if i in masks else want)
+        report = tfl.sparsity_report(model)
+        assert report.total - report.alive == exact_count(0.75, report.total)
+
     def test_one_round_per_fit(self):
         model = _model()
         lottery = tfl.LotteryCallback(rounds=3, pruning_rate=0.5, one_round_per_fit=True, verbose=0)

@@ -172,6 +172,9 @@ class TestPrune(TestCase):
         ):
             np.testing.assert_array_equal(a, b)
         assert tfl.rate_per_round(0.9, np.int64(5)) == tfl.rate_per_round(0.9, 5)
+        # From a sparse start (one-shot masks seeding IMP) the rounds share what is left.
+        assert tfl.rate_per_round(0.875, 2, start_sparsity=0.5) == 0.5
+        assert tfl.rate_per_round(0.9, 5, start_sparsity=0.0) == tfl.rate_per_round(0.9, 5)
         with pytest.raises(ValueError, match=r"`seed`: expected an int >= 0\. Received: seed=-1\."):
             tfl.scoring.RandomScorer(-1)
         with pytest.raises(ValueError, match=r"`rounds`: expected an int >= 1\. Received: rounds=True\."):

@@ -86,8 +86,9 @@ class LotteryCallback(keras.callbacks.Callback):
         pruning_rate: float in [0, 1). Fraction of surviving weights pruned
             after each round. Give this or `target_sparsity`.
         target_sparsity: float in [0, 1). Sparsity of the last round; the
-            per-round rate is derived and the last pruning step lands exactly
-            on it.
+            per-round rate is derived (from the sparsity the masks have when
+            `fit()` starts, e.g. one-shot masks seeding IMP; a target below
+            it is refused then) and the last pruning step lands exactly on it.
         rewind_to: str. `"<N>it"` or `"<N>ep"`: the step to rewind to
             (snapshot taken at exactly that optimizer step). Defaults to
             `"0it"` (initialisation).
@@ -383,7 +384,32 @@ class LotteryCallback(keras.callbacks.Callback):
             return self.pruning_rate, None
         if round_index == self.rounds - 2:
             return None, self.target_sparsity
-        return pruning.rate_per_round(self.target_sparsity, self.rounds - 1), None
+        # From a sparse start (e.g. one-shot masks seeding IMP) the rounds share what is left to prune.
+        start = self._start_sparsity()
+        return pruning.rate_per_round(self.target_sparsity, self.rounds - 1, start_sparsity=start), None
+
+    def _start_sparsity(self) -> float:
+        """The weight sparsity of the masks the run started from (0 for units: their rates count units)."""
+        if self._round0_masks is None or isinstance(
+            nm_structure.parse(self.structure), nm_structure.UnitStructure
+        ):
+            return 0.0
+        total = sum(m.size for m in self._round0_masks)
+        alive = sum(int(np.count_nonzero(m)) for m in self._round0_masks)
+        return 1.0 - alive / total if total else 0.0
+
+    def _check_target_above_start(self) -> None:
+        """A target below the starting sparsity would fail only after round 0 trained: refuse it now."""
+        if self.target_sparsity is None or self.retrain == "reinit":
+            return
+        start = self._start_sparsity()
+        if self.target_sparsity < start:
+            raise ValueError(
+                f"Invalid value for argument `target_sparsity`: expected at least {start:.4g}, the "
+                f"sparsity of model '{self.model.name}' when fit() started (masks only shrink). "
+                f"Received: target_sparsity={self.target_sparsity!r}. Pass a larger target, or "
+                "start from denser masks."
+            )
 
     # -- Keras hooks ----------------------------------------------------------
 
@@ -556,6 +582,7 @@ class LotteryCallback(keras.callbacks.Callback):
             if self._run_id is None:
                 self._run_id = uuid.uuid4().hex
                 self._round0_masks = self._masks()
+                self._check_target_above_start()
             if self.snapshot is None and self._round == 0 and self._rewind_step == 0:
                 self._capture(0)
             return
@@ -581,6 +608,7 @@ class LotteryCallback(keras.callbacks.Callback):
             return
         self._run_id = uuid.uuid4().hex
         self._round0_masks = self._masks()
+        self._check_target_above_start()
         if self.state_dir is not None:
             callback_state.write_masks(self.state_dir, 0, self._round0_masks, self._run_id)
         if self._rewind_step == 0:

@@ -120,6 +120,9 @@ def _initializer_for(layer, variable):
     names = [f"{variable.name}_initializer"]
     if variable.name == "kernel":
         names.append("depthwise_initializer")
+    if len(layer.weights) == 1:
+        # A layer with one weight may name its initializer plainly (keras_hub's PositionEmbedding).
+        names.append("initializer")
     for name in names:
         initializer = getattr(layer, name, None)
         if initializer is not None:
@@ -133,7 +136,9 @@ def reinitialize(model: keras.Model, seed: int) -> None:
     This is the random-reinitialisation control of Frankle & Carbin (2019):
     the masks are kept, the weights are new. A variable named `x` is drawn
     from the layer attribute `x_initializer` (`kernel_initializer`,
-    `bias_initializer`, `gamma_initializer`, `moving_mean_initializer`, ...).
+    `bias_initializer`, `gamma_initializer`, `moving_mean_initializer`, ...),
+    or, for a layer with a single weight, `initializer` (keras_hub's
+    `PositionEmbedding`).
     Seeded initializers get a new seed derived from `seed`, so the draw
     differs from the original initialisation and is reproducible.
 

@@ -52,11 +52,23 @@ def exact_count(rate: float, n: int) -> int:
     return int(product.to_integral_value(rounding=decimal.ROUND_HALF_UP))
 
 
-def rate_per_round(target_sparsity: float, rounds: int) -> float:
-    """The per-round rate that reaches `target_sparsity` after `rounds` rounds."""
+def rate_per_round(target_sparsity: float, rounds: int, start_sparsity: float = 0.0) -> float:
+    """The per-round rate that reaches `target_sparsity` after `rounds` rounds.
+
+    Args:
+        target_sparsity: float in [0, 1). The sparsity after the last round.
+        rounds: int >= 1. How many prunings share the way there.
+        start_sparsity: float in [0, 1], at most `target_sparsity`. The
+            sparsity before the first of them (e.g. one-shot masks that seed
+            IMP). Defaults to `0.0` (dense).
+    """
     validation.check_fraction("target_sparsity", target_sparsity)
     rounds = validation.check_int("rounds", rounds, minimum=1)
-    return 1.0 - (1.0 - target_sparsity) ** (1.0 / rounds)
+    if not 0.0 <= start_sparsity <= target_sparsity:
+        raise validation.invalid_argument(
+            "start_sparsity", start_sparsity, f"a float in [0, target_sparsity={target_sparsity!r}]"
+        )
+    return 1.0 - ((1.0 - target_sparsity) / (1.0 - start_sparsity)) ** (1.0 / rounds)
 
 
 def select_lowest(scores: list, alive: list, k: int, key: Callable | None = None) -> list:

@@ -58,7 +58,7 @@ def python_blocks(path):
     return [text]
 
 
-_EXAMPLES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+_EXAMPLES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 _EXAMPLES += sorted((ROOT / "colab").glob("*.ipynb")) + sorted((ROOT / "examples").glob("*.py"))
 
 
@@ -229,3 +229,83 @@ def test_every_tfmot_page_python_block_runs(tmp_path):
     baseline, pruned, tflite = facts["gzip"]
     assert pruned < 0.45 * baseline and tflite < 0.45 * baseline
     assert all(0.2 < a < 0.5 for a in facts["accuracy"]), facts["accuracy"]
+
+
+# The guide: one page per task, each a program of its own (its blocks run in order, in one namespace).
+_GUIDE = ROOT / "docs" / "guide"
+_GUIDE_PAGES = sorted(_GUIDE.glob("*.md"))
+
+# Facts each page's program leaves behind: key -> (the block after which it is read, an expression).
+_GUIDE_FACTS = {
+    "getting_started.md": {
+        "rounds": (0, "[r['round'] for r in lottery.history]"),
+        "ticket_sparsity": (0, "lottery.ticket.sparsity"),
+        "stripped_wrappers": (1, "len(tfl.prune_wrappers(plain))"),
+        "loaded_sparsity": (1, "ticket.sparsity"),
+    },
+    "lottery_callback.md": {
+        "ticket_sparsity": (0, "[round(r['sparsity'], 4) for r in lottery.history]"),
+        "control_sparsity": (0, "[round(r['sparsity'], 4) for r in reinit.history]"),
+        "same_masks": (0, "all((a == b).all() for a, b in zip(reinit.round_masks[-1], lottery.round_masks[-1]))"),
+        "early_bird_checks": (1, "len(early_bird.distances)"),
+        "log_runs": (2, "sorted(os.listdir('logs'))"),
+        "state_files": (3, "bool(os.listdir('lottery_state'))"),
+    },
+    "gradual_and_structures.md": {
+        "gradual_sparsity": (0, "round(tfl.sparsity_report(model).sparsity, 4)"),
+        "channels_units": (1, "[result['units_pruned'], result['units_total']]"),
+        "imp_2of4_sparsity": (2, "round(lottery.history[-1]['sparsity'], 4)"),
+    },
+}
+
+_GUIDE_RUNNER = """
+import json, os, sys, traceback
+import tf_lottery.datasets
+
+full = tf_lottery.datasets.mnist1d
+
+
+def small(validation=500, seed=42, num_samples=5000):
+    (x, y), (xv, yv), (xt, yt) = full(validation=validation, seed=seed, num_samples=num_samples)
+    return (x[:256], y[:256]), (xv[:64], yv[:64]), (xt[:64], yt[:64])
+
+
+tf_lottery.datasets.mnist1d = small  # small data: the pages' code as written otherwise
+import tf_lottery as tfl
+
+pages, report = json.load(open(sys.argv[1])), {}
+home = os.getcwd()
+for name, page in pages.items():
+    os.makedirs(os.path.join(home, name), exist_ok=True)
+    os.chdir(os.path.join(home, name))
+    namespace, facts = {}, {"blocks": 0}
+    try:
+        for index, block in enumerate(page["blocks"]):
+            exec(compile(block, "docs/guide/" + name, "exec"), namespace)
+            facts["blocks"] += 1
+            for key, (after, expression) in page["facts"].items():
+                if after == index:
+                    facts[key] = eval(expression, dict(namespace, tfl=tfl, os=os))
+    except Exception:
+        facts["error"] = traceback.format_exc()[-3000:]
+    report[name] = facts
+print(json.dumps(report, default=str))
+"""
+
+
+def _run_guide(tmp_path, names) -> dict:
+    """Runs the named guide pages in one process (TensorFlow imported once); returns their facts."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pages = {n: {"blocks": python_blocks(_GUIDE / n), "facts": _GUIDE_FACTS.get(n, {})} for n in names}
+    (tmp_path / "pages.json").write_text(json.dumps(pages))
+    (tmp_path / "runner.py").write_text(_GUIDE_RUNNER)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    result = subprocess.run(
+        [sys.executable, "runner.py", "pages.json"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

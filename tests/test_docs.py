@@ -325,7 +325,7 @@ _GUIDE_FACTS = {
 }
 
 _GUIDE_RUNNER = """
-import json, os, sys, traceback
+import json, os, sys, time, traceback
 import tf_lottery.datasets
 
 full = tf_lottery.datasets.mnist1d
@@ -344,7 +344,7 @@ home = os.getcwd()
 for name, page in pages.items():
     os.makedirs(os.path.join(home, name), exist_ok=True)
     os.chdir(os.path.join(home, name))
-    namespace, facts = {}, {"blocks": 0}
+    namespace, facts, start = {}, {"blocks": 0}, time.perf_counter()
     try:
         for index, block in enumerate(page["blocks"]):
             exec(compile(block, "docs/guide/" + name, "exec"), namespace)
@@ -354,6 +354,7 @@ for name, page in pages.items():
                     facts[key] = eval(expression, dict(namespace, tfl=tfl, os=os))
     except Exception:
         facts["error"] = traceback.format_exc()[-3000:]
+    facts["seconds"] = round(time.perf_counter() - start, 1)
     report[name] = facts
 print(json.dumps(report, default=str))
 """

@@ -167,7 +167,7 @@ print(json.dumps({
 """
 
 
-@pytest.mark.slow  # trains the Quick start (5 rounds of 10 epochs) on 256 sequences: ~30 s
+@pytest.mark.slow  # trains the Quick start (5 rounds of 10 epochs) on 256 sequences: ~95 s on 2 loaded cores
 def test_every_readme_python_block_runs_as_written(tmp_path):
     blocks, facts = _run_blocks(tmp_path, ROOT / "README.md", _README_RUNNER)
     assert facts["blocks"] == len(blocks) == 1  # the Quick start; the rest of the examples are in docs/guide
@@ -415,7 +415,7 @@ _GUIDE_EXPECTED = {
 }
 
 
-@pytest.mark.slow  # all guide pages in one process on 256 sequences: ~4 min on 2 loaded cores
+@pytest.mark.slow  # the 9 guide pages in one process on 256 sequences: ~5 min on 2 loaded cores
 @pytest.mark.xdist_group("guide_pages")
 @pytest.mark.parametrize("page", _RUN_GUIDE, ids=_name)
 def test_every_guide_python_block_runs_as_written(page, guide_facts):

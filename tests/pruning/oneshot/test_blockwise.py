@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
+from tests.pruning.oneshot import reference
 from tests.pruning.oneshot.helpers import correlated_inputs
 from tests.testing import TestCase
 
@@ -148,10 +149,18 @@ def _tokens(n=12, seed=0):
 
 
 class TestGPT2Blockwise(TestCase):
+    @pytest.mark.slow  # 30 s; the block walk on GPT-2 is checked by TestWithinABlock in the default suite
     @pytest.mark.parametrize("method, structure", [("sparsegpt", None), ("wanda", "2:4")])
     def test_tiny_gpt2_matches_the_whole_model_rerun(self, method, structure, monkeypatch):
         (state, report), (rerun_state, _) = _both_paths(
-            _gpt2, method, _tokens(), monkeypatch, sparsity=0.5, structure=structure, batch_size=8
+            _gpt2,
+            method,
+            _tokens(),
+            monkeypatch,
+            sparsity=0.5,
+            structure=structure,
+            batch_size=8,
+            true_sequential=True,
         )
         assert report.calibration == "block by block (2 blocks)"  # transformer_layer_0 and _1
         assert len(report.pruned) == 12
@@ -170,3 +179,65 @@ class TestGPT2Blockwise(TestCase):
         assert len(report.pruned) == 12
         # Per block and batch: q/k/v (one input, once), attention output, 2 feed-forward kernels.
         assert computed == [64, 64, 64, 128] * 2
+
+
+def _ffn_output_inputs(model, block=0):
+    """What block `block`'s feed-forward output kernel reads, over `_tokens()`, in `model` as it is."""
+    wrapper = [w for w in tfl.prune_wrappers(model) if w.name == "prune_feedforward_output_dense"][block]
+    seen = []
+    original = wrapper.layer.call
+
+    def hooked(x, *args, **kwargs):
+        seen.append(keras.ops.convert_to_numpy(x))
+        return original(x, *args, **kwargs)
+
+    wrapper.layer.call = hooked
+    try:
+        model(_tokens(), training=False)
+    finally:
+        del wrapper.layer.call
+    x = np.concatenate(seen)
+    return wrapper, x.reshape(-1, x.shape[-1])
+
+
+class TestWithinABlock(TestCase):
+    """The layers of one block: all calibrated on the unpruned block (the references' loop), or each
+    on the block with its earlier layers pruned (`true_sequential`)."""
+
+    def test_feed_forward_output_mask_from_the_block_as_the_option_says(self):
+        # Wanda updates no weight, so the dense model's kernel is the one both runs score.
+        wrapper, dense_inputs = _ffn_output_inputs(_gpt2())
+        kernel = keras.ops.convert_to_numpy(wrapper.pruned_weights[0])
+        masks = {}
+        for true_sequential in (False, True):
+            model = _gpt2()
+            tfl.oneshot.wanda(model, _tokens(), 0.5, batch_size=8, true_sequential=true_sequential)
+            # The kernel's own mask does not change what it reads: these are the inputs
+            # of the block with its attention and first feed-forward kernel pruned.
+            wrapper, pruned_inputs = _ffn_output_inputs(model)
+            masks[true_sequential] = np.asarray(wrapper.get_masks()[0], bool)
+            inputs = pruned_inputs if true_sequential else dense_inputs
+            np.testing.assert_array_equal(masks[true_sequential], ~reference.wanda(kernel.T, inputs, 0.5).T)
+        # The two ways differ on this model, so the checks above tell them apart.
+        assert (masks[False] != masks[True]).sum() > 0
+
+    def test_each_transformer_block_runs_twice_per_batch(self):
+        model = _gpt2()
+        counts = {}
+        blocks = [layer for layer in model.backbone.layers if layer.name.startswith("transformer_layer")]
+        for layer in blocks:
+            original = layer.call
+
+            def counting(*args, _name=layer.name, _original=original, **kwargs):
+                counts[_name] = counts.get(_name, 0) + 1
+                return _original(*args, **kwargs)
+
+            layer.call = counting
+        try:
+            tfl.oneshot.wanda(model, _tokens(), 0.5, batch_size=6)  # 12 sequences: 2 batches
+        finally:
+            for layer in blocks:
+                del layer.call
+        # The probe (1 call), the capture pass and the pruned pass (2 batches each); the last
+        # block's pruned pass is skipped (nothing after it has steps). true_sequential: 3 + 1 passes.
+        assert counts == {"transformer_layer_0": 5, "transformer_layer_1": 3}

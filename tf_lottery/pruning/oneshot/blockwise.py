@@ -10,13 +10,17 @@ the blocks. Nodes without steps (embeddings, adds, norms) just run.
 
 For each block, the tensors it reads (the residual stream, and whatever
 else it is called with: padding masks, attention masks, position ids) are
-held for every calibration batch; its steps are pruned in forward order,
-each one calibrated by running only this block on those tensors, with the
-hooks of `calibration.capture` stopping it after the step's layers; then
-the block runs once more, pruned, and its outputs replace whatever no later
-node reads. So memory holds the graph's live tensors at one block boundary
-(for a transformer: the residual stream and the mask), and compute is about
-`steps + 1` block evaluations per block instead of rerunning the model from
+held for every calibration batch; the block runs once on them with the
+hooks of `calibration.capture` on all its steps, which are then pruned in
+forward order (as locuslab/wanda and IST-DASLab/sparsegpt do: every layer of
+a block is calibrated on the block's inputs before any of its layers is
+pruned); then the block runs once more, pruned, and its outputs replace
+whatever no later node reads. With `true_sequential` (GPTQ's option) each
+step is calibrated separately instead, by running the block with its earlier
+steps already pruned, stopped after the step's layers. So memory holds the
+graph's live tensors at one block boundary (for a transformer: the residual
+stream and the mask), and compute is 2 block evaluations per block (`steps +
+1` with `true_sequential`) instead of rerunning the model from
 its inputs for every step. The walk ends after the last block with steps.
 
 Models whose blocks cannot be isolated (a subclassed model's arbitrary
@@ -107,17 +111,30 @@ def plan(model, wrappers: list) -> Plan | str:
 @dataclass
 class _Walk:
     steps: list
-    calibrate: Callable  # (step index, forwards) -> None: capture and prune one step
+    calibrate: Callable  # (step indices, forwards) -> None: capture in one pass, then prune each step
     verbose: Callable[[str], None] | None
     remaining: int
+    true_sequential: bool = False
     block: int = 0
     total: int = 0
 
 
-def run(plan_: Plan, data: list, steps: list, calibrate: Callable, verbose: Callable | None = None) -> None:
+def run(
+    plan_: Plan,
+    data: list,
+    steps: list,
+    calibrate: Callable,
+    verbose: Callable | None = None,
+    true_sequential: bool = False,
+) -> None:
     """Walks the model block by block over the calibration batches `data`, calling
-    `calibrate(index, forwards)` for each step in forward order."""
-    walk = _Walk(steps, calibrate, verbose, remaining=len(steps), total=plan_.blocks)
+    `calibrate(indices, forwards)` once per block with the block's steps (as both
+    reference implementations do: every step's inputs from the block before any of
+    its steps is pruned), or once per step with `true_sequential` (each step's
+    inputs from the block with its earlier steps already pruned)."""
+    walk = _Walk(
+        steps, calibrate, verbose, remaining=len(steps), total=plan_.blocks, true_sequential=true_sequential
+    )
     inputs = [_keras_compat.graph_input_values(plan_.layer, plan_.graph, batch) for batch in data]
     try:
         _walk_graph(plan_, inputs, walk)
@@ -161,8 +178,8 @@ def _prune_block(node, step_indices: list[int], values: list[dict], walk: _Walk)
     if walk.verbose is not None:
         walk.verbose(f"block {walk.block}/{walk.total} '{node.operation.name}': {len(step_indices)} step(s)")
     forwards = [lambda v=v: node.call(v) for v in values]
-    for index in step_indices:
-        walk.calibrate(index, forwards)
-        walk.remaining -= 1
+    for group in [[i] for i in step_indices] if walk.true_sequential else [list(step_indices)]:
+        walk.calibrate(group, forwards)
+        walk.remaining -= len(group)
     if walk.remaining == 0:
         raise _Done

@@ -172,6 +172,7 @@ def run(
     batch_size: int = 32,
     gram: bool = False,
     verbose: int = 0,
+    true_sequential: bool = False,
 ) -> OneShotReport:
     """Prunes every target not skipped, one wrapper (step) at a time, then commits the masks.
 
@@ -233,12 +234,19 @@ def run(
                 f"({time.perf_counter() - tick:.2f}s)"
             )
 
-    def calibrate(index: int, forwards: list) -> None:
-        step = steps[index]
+    def calibrate(indices: list[int], forwards: list) -> None:
+        # One pass captures the inputs of every step in `indices`, then each is pruned in order.
+        chosen = [t for index in indices for t in steps[index]]
         hooks = calibration.capture(
-            forwards, [t.layer for t in step], [t.view for t in step], [expected[id(t)] for t in step], gram
+            forwards,
+            [t.layer for t in chosen],
+            [t.view for t in chosen],
+            [expected[id(t)] for t in chosen],
+            gram,
         )
-        prune(index + 1, hooks)
+        for index in indices:
+            prune(index + 1, hooks[: len(steps[index])])
+            hooks = hooks[len(steps[index]) :]
 
     try:
         if data is None:
@@ -254,11 +262,11 @@ def run(
                 print(f"{method}: calibration {report.calibration}")
             if isinstance(walk, blockwise.Plan):
                 say = (lambda line: print(f"{method} {line}")) if verbose else None
-                blockwise.run(walk, data, steps, calibrate, say)
+                blockwise.run(walk, data, steps, calibrate, say, true_sequential=true_sequential)
             else:
                 forwards = calibration.model_forwards(model, data)
                 for index in range(len(steps)):
-                    calibrate(index, forwards)
+                    calibrate([index], forwards)
         for key, (wrapper, _) in old_masks.items():
             wrapper.set_masks(new_masks[key])
             committed.append(key)

@@ -125,6 +125,7 @@ def sparsegpt(
     percdamp: float = 0.01,
     blocksize: int = 128,
     batch_size: int = 32,
+    true_sequential: bool = False,
     verbose: int = 0,
 ) -> engine.OneShotReport:
     """Prunes with SparseGPT: masks chosen by `w^2 / [H^-1]_ii^2`, the rest of each layer updated.
@@ -147,9 +148,12 @@ def sparsegpt(
     entries `<=` the threshold, one more than `int(size * sparsity)` (and any
     ties); this prunes exactly that count, ties to the lower position.
 
-    Layers are pruned in the order the forward pass reaches them, each
-    calibrated on the outputs of the already-pruned layers before it (see
-    `tf_lottery.pruning.oneshot.calibration`). Other prunable weights
+    The calibration data run through the model block by block (a
+    transformer layer, or a top-level layer of a plain net), each block on
+    the outputs of the already-pruned blocks before it; the layers of one
+    block are calibrated on the block's inputs before any of them is pruned,
+    as the reference implementations do (`true_sequential=True`: each layer
+    on the outputs of the block's earlier layers, already pruned; slower). Other prunable weights
     (embeddings, convolutions, recurrent kernels) are left as they are and
     listed in the report's `skipped`. Weights already pruned stay pruned. If
     anything fails half-way, the model is left as it was.
@@ -166,6 +170,9 @@ def sparsegpt(
         blocksize: Int >= 1, inputs per block (a multiple of `M` with
             `structure`). Defaults to `128`.
         batch_size: Samples per forward pass for array data. Defaults to 32.
+        true_sequential: Bool. Calibrate each layer of a block on the block
+            with its earlier layers already pruned (GPTQ's option), instead
+            of all of them on the unpruned block. Defaults to False.
         verbose: 1 prints one line per layer. Defaults to 0.
 
     Returns:
@@ -187,6 +194,7 @@ def sparsegpt(
     percdamp = validation.check_positive_number("percdamp", percdamp)
     blocksize = validation.check_int("blocksize", blocksize, minimum=1)
     batch_size = validation.check_int("batch_size", batch_size, minimum=1)
+    true_sequential = validation.check_bool("true_sequential", true_sequential)
     if nm is not None and blocksize % nm.m:
         raise ValueError(
             f"Invalid value for argument `blocksize`: with structure '{nm}' it must be a multiple "
@@ -221,4 +229,5 @@ def sparsegpt(
         batch_size,
         gram=True,
         verbose=verbose,
+        true_sequential=true_sequential,
     )

@@ -16,6 +16,7 @@ def wanda(
     *,
     structure: str | None = None,
     batch_size: int = 32,
+    true_sequential: bool = False,
     verbose: int = 0,
 ) -> engine.OneShotReport:
     """Prunes by Wanda's score `|W_ij| * ||X_j||_2`, in one shot, with no weight update.
@@ -27,9 +28,12 @@ def wanda(
     `structure="N:M"` the `M - N` lowest of every `M` consecutive inputs of
     each unit go instead. Ties go to the lower input index.
 
-    Layers are pruned in the order the forward pass reaches them, each
-    calibrated on the outputs of the already-pruned layers before it (see
-    `tf_lottery.pruning.oneshot.calibration`). The kernels of Dense and
+    The calibration data run through the model block by block (a
+    transformer layer, or a top-level layer of a plain net), each block on
+    the outputs of the already-pruned blocks before it; the layers of one
+    block are calibrated on the block's inputs before any of them is pruned,
+    as the reference implementations do (`true_sequential=True`: each layer
+    on the outputs of the block's earlier layers, already pruned; slower). The kernels of Dense and
     EinsumDense layers (also the projections inside attention layers) are
     pruned; other prunable weights (embeddings, convolutions, recurrent
     kernels) are left as they are and listed in the report's `skipped`.
@@ -44,6 +48,9 @@ def wanda(
         sparsity: Float in `[0, 1)`. With `structure`, must be `1 - N/M`.
         structure: None or `"N:M"`. Defaults to None.
         batch_size: Samples per forward pass for array data. Defaults to 32.
+        true_sequential: Bool. Calibrate each layer of a block on the block
+            with its earlier layers already pruned (GPTQ's option), instead
+            of all of them on the unpruned block. Defaults to False.
         verbose: 1 prints one line per layer. Defaults to 0.
 
     Returns:
@@ -63,6 +70,7 @@ def wanda(
     """
     sparsity, nm = engine.check_common(sparsity, structure)
     batch_size = validation.check_int("batch_size", batch_size, minimum=1)
+    true_sequential = validation.check_bool("true_sequential", true_sequential)
     items = engine.targets(model, needs_calibration=True)
     engine.check_structure_fits(items, nm)
 
@@ -88,6 +96,7 @@ def wanda(
         batch_size,
         gram=False,
         verbose=verbose,
+        true_sequential=true_sequential,
     )
 
 

@@ -26,7 +26,7 @@ _EXPERIMENTS = [
 ]
 # benchmarks/vs_tfmot.py: tfmot prunes Keras 2 models only, so it brings tf_keras.
 _BENCH = ["tensorflow-model-optimization", "tf_keras"]
-# The tests run the experiments too; pdoc builds the API reference (.ci/run, docs/build_api.sh).
+# The tests run the experiments too; pdoc builds the API reference (.ci/run, docs/build_api.py --output DIR).
 # keras-hub: tests/core/test_keras_hub.py prunes small BERT, GPT-2 and Gemma configs.
 _TEST = [
     "pytest",

@@ -61,10 +61,20 @@ def build(output: pathlib.Path) -> list[str]:
     ]
 
 
+def parser() -> argparse.ArgumentParser:
+    """The command's flags: `--output DIR`, the folder the reference is written to."""
+    flags = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    flags.add_argument(
+        "--output",
+        type=pathlib.Path,
+        default=ROOT / "build" / "api",
+        help="folder to write the HTML into (created if missing). Defaults to build/api in the checkout.",
+    )
+    return flags
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output", type=pathlib.Path, default=ROOT / "build" / "api")
-    args = parser.parse_args(argv)
+    args = parser().parse_args(argv)
     problems = build(args.output)
     for problem in problems:
         print(problem, file=sys.stderr)

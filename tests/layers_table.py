@@ -1,4 +1,4 @@
-"""The package's layer table (the README's "Development" section), shared by the layering tests.
+"""The package's layer table (CONTRIBUTING.md, "The package's layers"), shared by the layering tests.
 
 `ALLOWED` maps each unit (first component under `tf_lottery/`) to the units it may import;
 `FACADE` is what the public facade (`tf_lottery/__init__.py`) may import.

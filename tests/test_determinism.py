@@ -1,7 +1,7 @@
 """Same seed, same machine: identical masks and metrics, round after round.
 
 Each run is its own process (op determinism is a process-wide switch), using
-the settings the README documents: `keras.utils.set_random_seed` and
+the settings docs/guide/getting_started.md documents ("Reproducibility"): `keras.utils.set_random_seed` and
 `tf.config.experimental.enable_op_determinism()`.
 """
 

@@ -1,4 +1,4 @@
-"""The package's arrows point down (the layers in the README's "Development" section; the table below).
+"""The package's arrows point down (the layers in CONTRIBUTING.md, "The package's layers"; the table below).
 
 Every import of a `tf_lottery` module from inside the package, at any depth
 (function-level imports included), is checked against the layer table

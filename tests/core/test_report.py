@@ -99,7 +99,7 @@ class TestStrippedModelReport(TestCase):
 
 class TestParameterCounts(TestCase):
     def test_keras_counts_the_masks_as_non_trainable_params_as_the_readme_says(self):
-        # README "Counting parameters": summary()/count_params() include one entry per mask element.
+        # docs/guide/getting_started.md "Counting parameters": summary()/count_params() include one entry per mask element.
         dense = keras.Sequential([keras.Input((20,)), keras.layers.Dense(32), keras.layers.Dense(10)])
         assert dense.count_params() == 1002
         model = tfl.prunable(dense)

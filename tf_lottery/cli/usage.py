@@ -134,5 +134,5 @@ Workdir and resuming:
   finished level (`metrics.json` written) and resumes an interrupted level from its last checkpoint;
   changing a hashed option starts a new run beside it. Results: <run>/results/ (rounds.csv, plots).
 
-More: `{program} --helpfull` (every flag), README.md and docs/ (the guide), configs' docstrings.
+More: `{program} --helpfull` (every flag), docs/index.md (the guide, by task), configs' docstrings.
 """

@@ -20,6 +20,7 @@ def _run(script: str, *args: str) -> str:
     ).stdout
 
 
+@pytest.mark.slow  # 48 s: a subprocess that builds and prunes a 1M-weight model with memory probes
 def test_prune_scale_smallest_size_prints_time_and_both_memory_peaks():
     out = _run("prune_scale.py", "--sizes", "1", "--rounds", "1")
     (row,) = re.findall(

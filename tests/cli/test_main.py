@@ -38,28 +38,8 @@ def _ends(workdir):
 
 
 def test_smoke_config_end_to_end_writes_store_csv_and_plots(tmp_path):
-    result = _run(tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "ticket (es)" in result.stdout and "reinit (es)" in result.stdout
-    (experiment,) = os.listdir(tmp_path / "lottery")
-    root = tmp_path / "lottery" / experiment
-    for level in range(3):
-        files = set(os.listdir(root / "replicate_0" / f"round_{level}"))
-        assert {"start.npz", "end.npz", "checkpoint.npz", "metrics.json"} <= files
-    assert (root / "replicate_0" / "branch_reinit" / "round_2" / "metrics.json").exists()
-    lines = (root / "results" / "rounds.csv").read_text().splitlines()
-    assert (
-        lines[0].startswith("experiment,branch,replicate,level,percent_remaining") and len(lines) == 1 + 3 + 2
-    )
-    for name in ("accuracy.png", "early_stop.png", "final_accuracy.png"):
-        assert (root / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) are not shown.
-    for noise in ("oneDNN", "cuda", "cpu_feature_guard", "absl::InitializeLog"):
-        assert noise not in result.stderr, result.stderr[-3000:]
-
-
-def test_runs_from_a_folder_that_holds_a_folder_named_tf_lottery(tmp_path):
-    # An editable install is shadowed there for `import tf_lottery`; the command must still run.
+    # Run from a folder that holds a folder named tf_lottery: an editable install is shadowed
+    # there for `import tf_lottery`, and the command must still run (one run checks both).
     (tmp_path / "tf_lottery").mkdir()
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
@@ -71,10 +51,25 @@ def test_runs_from_a_folder_that_holds_a_folder_named_tf_lottery(tmp_path):
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "ticket (es)" in result.stdout and (tmp_path / "runs" / "lottery").is_dir()
+    assert "ticket (es)" in result.stdout and "reinit (es)" in result.stdout
+    assert sorted(os.listdir(tmp_path / "tf_lottery")) == []
+    (experiment,) = os.listdir(tmp_path / "runs" / "lottery")
+    root = tmp_path / "runs" / "lottery" / experiment
+    for level in range(3):
+        files = set(os.listdir(root / "replicate_0" / f"round_{level}"))
+        assert {"start.npz", "end.npz", "checkpoint.npz", "metrics.json"} <= files
+    assert (root / "replicate_0" / "branch_reinit" / "round_2" / "metrics.json").exists()
+    lines = (root / "results" / "rounds.csv").read_text().splitlines()
+    assert (
+        lines[0].startswith("experiment,branch,replicate,level,percent_remaining") and len(lines) == 1 + 3 + 2
+    )
+    for name in ("accuracy.png", "early_stop.png", "final_accuracy.png"):
+        assert (root / "results" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # The bar (stderr, not a terminal: `on` writes whole lines) never enters the log on stdout.
     assert "progress: [" in result.stderr and "progress: [" not in result.stdout
-    assert sorted(os.listdir(tmp_path / "tf_lottery")) == []
+    # TensorFlow's C++ start-up lines (oneDNN, CUDA probing, CPU features) are not shown.
+    for noise in ("oneDNN", "cuda", "cpu_feature_guard", "absl::InitializeLog"):
+        assert noise not in result.stderr, result.stderr[-3000:]
 
 
 @pytest.mark.parametrize("module", ["tf_lottery", "tf_lottery.main"])
@@ -113,21 +108,22 @@ def test_the_console_script_answers_version_and_takes_the_same_flags():
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--config.train.epochs=3", "Unknown config key `config.train.epochs`"),
+        # The three ways the command refuses a flag. Each costs a process (TensorFlow's import):
+        # the messages of other config values are checked in process below and in test_usage.py.
+        # A ValueError from the config's validation, in `main`:
         (
             "--config.experiment=instabilty",
             "expected one of ('early_bird', 'gradual', 'instability', 'kd_rewind', 'kd_ticket', 'lottery', 'oneshot', "
             "'rigl', 'set', 'static', 'transfer'). "
             "Received: experiment='instabilty'. Did you mean 'instability'?",
         ),
-        ("--config.run.only_replicates=1", "`config.run.only_replicates`: expected comma-separated"),
-        # A misspelt key at any depth: one line with the closest known key.
+        # A misspelt key at any depth, while absl parses: one line with the closest known key.
         (
             "--config.trian.lr=1",
             "tf_lottery: error: Unknown config key `config.trian` in --config.trian.lr=1. "
             "Did you mean `config.train`?\n",
         ),
-        ("--config.train.lrr=1", "Unknown config key `config.train.lrr`. Did you mean `config.train.lr`?"),
+        # A bad process flag (absl's UsageError).
         ("--threads=-1", "Invalid value for --threads: expected an int >= 0. Received: -1."),
     ],
 )
@@ -136,6 +132,34 @@ def test_bad_flags_are_named_without_a_traceback(tmp_path, flag, message):
     assert result.returncode != 0
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not os.listdir(tmp_path)  # refused before anything is written
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [
+        ("train.epochs", 3, "Unknown config key `config.train.epochs`"),
+        ("train.lrr", 1.0, "Unknown config key `config.train.lrr`. Did you mean `config.train.lr`?"),
+        ("run.only_replicates", "1", "`config.run.only_replicates`: expected comma-separated"),
+    ],
+)
+def test_bad_config_values_of_the_smoke_config_are_named(key, value, message):
+    from tf_lottery.experiments import registry
+
+    config = _smoke_config()
+    group, name = key.split(".")
+    config[group][name] = value
+    with pytest.raises(ValueError) as raised:
+        registry.validate(config)
+    assert message in str(raised.value)
+
+
+def _smoke_config():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("default_config", f"{ROOT}/configs/default.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config("smoke")
 
 
 def test_the_console_script_and_the_module_are_one_command():

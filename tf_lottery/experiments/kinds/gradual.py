@@ -27,12 +27,13 @@ import copy
 import ml_collections
 
 from tf_lottery.experiments import registry, trainer
+from tf_lottery.experiments.callback_hook import CallbackHook
 from tf_lottery.experiments.kinds import controls, training_runs
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.experiments.schema import parse_rates
 from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.pruning import structure as nm_structure
-from tf_lottery.pruning.gradual import prune_to_schedule
+from tf_lottery.pruning.gradual import GradualPruning, prune_to_schedule
 from tf_lottery.pruning.schedules import PolynomialDecay
 from tf_lottery.utils import validation
 
@@ -133,6 +134,36 @@ def describe(config: ml_collections.ConfigDict) -> str:
     )
 
 
+class _GradualHook(CallbackHook):
+    """`tfl.GradualPruning` in the trainer; after a resume, the masks are found again from the weights.
+
+    The checkpoint holds weights, not masks: the pruned weights are zeros,
+    so pruning to the schedule's sparsity at the checkpoint finds the same
+    masks (`prune_to_schedule`), and the callback continues from there.
+    """
+
+    def __init__(self, model, callback: GradualPruning, total_steps: int):
+        # Masks for step s are computed after s - 1 updates, as in tfmot.
+        steps = [s - 1 for s in range(1, total_steps + 1) if callback.schedule(s)[0]]
+        super().__init__(callback, steps)
+        self.model = model
+
+    def restore(self, position):
+        if position is not None:
+            callback = self.callback
+            prune_to_schedule(
+                self.model,
+                callback.schedule,
+                position + 1,
+                scope=callback.scope,
+                layer_rates=callback.layer_rates,
+                structure=callback.structure,
+            )
+
+    def state(self, position):
+        return self.callback.state_at(position)
+
+
 def _run_replicate(replicate) -> None:
     config = replicate.config
     directory = replicate.level_dir(0)
@@ -140,30 +171,17 @@ def _run_replicate(replicate) -> None:
         return
     model = replicate.model
     schedule = schedule_for(config, replicate.total_steps)
-    options = dict(
+    callback = GradualPruning(
+        schedule,
         scope=config.pruning.scope,
         layer_rates=parse_rates(config.pruning.layer_rates),
         structure=config.gradual.structure or None,
     )
     controls.set_masks(model, controls.dense_masks(model))
     reset_for_retrain(model, "rewind", replicate.initial)  # initial weights and optimizer
-    resumed = training_runs.checkpoint_position(directory)
-    if resumed is not None:
-        # The checkpoint holds weights, not masks: the pruned weights are
-        # zeros, so pruning to the schedule's sparsity finds the same masks.
-        snapshot, position = resumed
-        snapshot.restore_weights(model)
-        prune_to_schedule(model, schedule, position + 1, **options)
-    # Masks for step s are computed after s - 1 updates, as in tfmot.
-    positions = [s - 1 for s in range(1, replicate.total_steps + 1) if schedule(s)[0]]
-    plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=positions)
-    result = trainer.train_level(
-        model,
-        replicate.data,
-        plan,
-        directory,
-        on_capture=lambda p: prune_to_schedule(model, schedule, p + 1, **options),
-    )
+    plan = training_runs.plan(replicate, 0, replicate.total_steps)
+    hook = _GradualHook(model, callback, replicate.total_steps)
+    result = trainer.train_level(model, replicate.data, plan, directory, hooks=[hook])
     training_runs.finish(
         replicate,
         directory,

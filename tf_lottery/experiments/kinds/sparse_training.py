@@ -60,6 +60,7 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.experiments import registry, schema, trainer
+from tf_lottery.experiments.callback_hook import CallbackHook
 from tf_lottery.experiments.kinds import controls, training_runs
 from tf_lottery.experiments.level_loop import load_ticket
 from tf_lottery.experiments.optimizers import to_steps
@@ -371,24 +372,6 @@ class _MaskLog:
         atomic_io.write_npz(self.path, arrays)
 
 
-def _resume(directory: str, checkpoint_every: int, initial: list) -> tuple[_MaskLog, tuple | None]:
-    """The mask log and `(snapshot, position)` of the checkpoint to resume from (`None`: the start).
-
-    The masks and the checkpoint are one in-progress state: when either file
-    is damaged, both are dropped (with a warning naming it) and the level
-    trains again from its start.
-    """
-    try:
-        log = _MaskLog(directory, checkpoint_every, initial)
-    except atomic_io.DamagedFileError as error:
-        trainer.drop_progress(directory, error, (MASKS,))
-        return _MaskLog(directory, checkpoint_every, initial), None
-    resumed = training_runs.checkpoint_position(directory, progress=(MASKS,))
-    if resumed is None and not atomic_io.exists(log.path):  # dropped with a damaged checkpoint
-        log = _MaskLog(directory, checkpoint_every, initial)
-    return log, resumed
-
-
 def _draw_masks(model, group, seed: int) -> None:
     """Prunes `model` to `group`'s sparsity and distribution with random masks drawn from `seed`."""
     prune_to_distribution(
@@ -460,7 +443,7 @@ def _initial_values(replicate) -> list:
 
 
 def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
-    """The library callback, set up on the replicate's model as `fit()` would (`on_train_begin`)."""
+    """The library callback of the replicate's config (the trainer sets it up as `fit()` would)."""
     config, group = replicate.config, replicate.config.sparse
     begin, end, every = _schedule(config, replicate.total_steps, replicate.steps_per_epoch)
     drawn = method == "rigl" and group.gradient == "drawn_batch"
@@ -478,8 +461,6 @@ def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
         initial_values=initial,
         seed=replicate.seed,
     )
-    callback.set_model(replicate.model)
-    callback.on_train_begin()
     return callback
 
 
@@ -501,6 +482,60 @@ def _training_batch(replicate, plan: trainer.LevelPlan, step: int) -> tuple:
     return np.asarray(x), np.asarray(y)
 
 
+class _SparseHook(CallbackHook):
+    """`DynamicSparseTraining` in the trainer (or only the stored masks, for `static`).
+
+    The masks after each update go to the mask log (`_MaskLog`); a resumed
+    level sets the masks of its checkpoint before the checkpoint's weights
+    and optimizer are restored (setting masks zeroes the optimizer slots
+    where they change), and the callback counts steps on from the restored
+    optimizer, as it does across `fit()` calls.
+    """
+
+    progress_files = (MASKS,)
+
+    def __init__(self, replicate, callback, updates, initial, plan):
+        super().__init__(callback, updates if callback is not None else ())
+        self.replicate, self.initial, self.plan = replicate, initial, plan
+        self.history: list[dict] = []
+
+    def load(self, level_dir: str) -> None:
+        self.log = _MaskLog(level_dir, self.plan.checkpoint_every, self.initial)
+
+    def restore(self, position):
+        if position is not None:
+            masks, self.history = self.log.at(position)
+            controls.set_masks(self.replicate.model, masks)
+
+    def begin(self, model, plan, position, resumed):
+        if self.callback is not None:
+            super().begin(model, plan, position, resumed)
+
+    def at(self, position: int) -> None:
+        callback = self.callback
+        if callback.data is not None:
+            # 'drawn_batch': the gradient of the batch that brought training to this step.
+            callback.data = _training_batch(self.replicate, self.plan, position - 1)
+        count = len(callback.history)
+        super().at(position)
+        record = callback.history[-1] if len(callback.history) > count else {}
+        if record.get("step") != position:
+            raise RuntimeError(f"DynamicSparseTraining did not update at step {position}.")
+        self.history.append(
+            {
+                "step": position,
+                "drop_fraction": float(record["drop_fraction"]),
+                "replaced": int(sum(record["replaced"].values())),
+                "grown": int(record["grown"]),
+            }
+        )
+        self.log.record(position, controls.get_masks(self.replicate.model), self.history)
+
+    def end(self, position: int) -> None:
+        if self.callback is not None:
+            super().end(position)
+
+
 def _run_replicate(replicate) -> None:
     config = replicate.config
     method = config.experiment
@@ -516,45 +551,16 @@ def _run_replicate(replicate) -> None:
     total = replicate.total_steps
     updates = update_steps(config, total, replicate.steps_per_epoch)
     _check_steps_per_execution(config, updates)
-    plan = training_runs.plan(replicate, 0, total, capture_steps=updates)
-    log, resumed = _resume(directory, plan.checkpoint_every, initial)
-    history, start = [], 0
-    if resumed is not None:
-        snapshot, start = resumed
-        masks, history = log.at(start)
-        controls.set_masks(model, masks)
-        # Restored here as well as by the trainer: the callback counts steps from the optimizer's.
-        snapshot.restore_weights(model)
-        snapshot.restore_optimizer(model)
+    plan = training_runs.plan(replicate, 0, total)
     callback = None
     if updates:
         drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
         callback = _callback(
             replicate, method, _training_batch(replicate, plan, 0) if drawn else None, values
         )
-
-    def on_capture(position: int) -> None:
-        if position not in updates:
-            return
-        if callback.data is not None:
-            # 'drawn_batch': the gradient of the batch that brought training to this step.
-            callback.data = _training_batch(replicate, plan, position - 1)
-        # As fit() would call it: the level is one epoch that began at `start`.
-        callback.on_train_batch_end(position - 1 - start)
-        record = callback.history[-1]
-        if record["step"] != position:
-            raise RuntimeError(f"DynamicSparseTraining did not update at step {position}.")
-        history.append(
-            {
-                "step": position,
-                "drop_fraction": float(record["drop_fraction"]),
-                "replaced": int(sum(record["replaced"].values())),
-                "grown": int(record["grown"]),
-            }
-        )
-        log.record(position, controls.get_masks(model), history)
-
-    result = trainer.train_level(model, replicate.data, plan, directory, on_capture=on_capture)
+    hook = _SparseHook(replicate, callback, updates, initial, plan)
+    result = trainer.train_level(model, replicate.data, plan, directory, hooks=[hook])
+    history = hook.history
     end_masks = controls.get_masks(model)
     active = sum(int(np.count_nonzero(m)) for m in initial)
     gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))

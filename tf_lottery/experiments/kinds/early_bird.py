@@ -29,10 +29,12 @@ import os
 import ml_collections
 import numpy as np
 
-from tf_lottery.experiments import registry, run_store, trainer
+from tf_lottery.experiments import registry
 from tf_lottery.experiments.callback_hook import CallbackHook
-from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import Line, Training
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.early_bird import GRANULARITIES, EarlyBird, draw_masks
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
@@ -173,109 +175,102 @@ def _rewind_state(replicate) -> Snapshot:
     return replicate.rewind_snapshot()
 
 
-def _search(replicate) -> None:
-    """Round 0: dense training until the masks settle; writes the ticket file."""
-    directory = replicate.level_dir(0)
-    ticket_path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
-    if not training_runs.begin(directory) and atomic_io.exists(ticket_path):
-        return
-    model = replicate.model
-    group = replicate.config.early_bird
-    controls.set_masks(model, controls.dense_masks(model))
-    reset_for_retrain(model, "rewind", replicate.initial)
-    every = max(1, to_steps(group.every, replicate.steps_per_epoch))
-    checks = list(range(every, replicate.total_steps + 1, every))
-    rewind = replicate.rewind_step
-    plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=[rewind])
-    callback = EarlyBird(
-        float(group.target_sparsity),
-        epsilon=float(group.epsilon),
-        window=int(group.window),
-        every=every,
-        granularity=group.granularity,
-        scope=replicate.config.pruning.scope,
-        rewind_to=replicate.config.pruning.rewind_to,
-    )
-    hook = _SearchHook(callback, checks, replicate.steps_per_epoch, rewind, lambda: _rewind_state(replicate))
+class _EarlyBird(Training):
+    """Round 0 searches with `tfl.EarlyBird` through the trainer's hook; round 1 retrains the ticket."""
 
-    def on_capture(position: int) -> None:
-        if position == rewind and rewind > 0:
-            run_store.save_state(
-                replicate.store.rewind_path(replicate.replicate), Snapshot.capture(model, position)
-            )
+    check_start = False
+    metadata_branch = False
 
-    result = trainer.train_level(model, replicate.data, plan, directory, on_capture=on_capture, hooks=[hook])
-    found = callback.found_step is not None
-    step = callback.found_step if found else plan.end
-    state = callback.get_state()
-    masks = (
-        state["previous"]
-        if state["last_check"] == step and state["previous"] is not None
-        else draw_masks(
-            model, float(group.target_sparsity), group.granularity, replicate.config.pruning.scope
+    def done(self, replicate, level, branch=None):
+        if level == 0 and not atomic_io.exists(_ticket_path(replicate)):
+            return False
+        return super().done(replicate, level, branch)
+
+    def start(self, replicate, level):
+        if level == 0:
+            return False  # IMP's level 0: dense, at initialisation
+        path = _ticket_path(replicate)
+        try:
+            ticket = Ticket.load(path)
+        except atomic_io.DamagedFileError as error:
+            raise error.with_fix(
+                f"Delete '{path}' and run the same command again: it is drawn anew from the stored "
+                "search (round_0)."
+            ) from error
+        self.ticket = ticket
+        controls.set_masks(replicate.model, ticket.masks)
+        reset_for_retrain(replicate.model, "rewind", _rewind_state(replicate))
+        return True
+
+    def capture_steps(self, replicate, level):
+        # The rewind point's state (initialisation is the replicate's own).
+        return (replicate.rewind_step,) if level == 0 and replicate.rewind_step > 0 else ()
+
+    def hooks(self, replicate, level, plan):
+        if level != 0:
+            return []
+        group, config = replicate.config.early_bird, replicate.config
+        every = max(1, to_steps(group.every, replicate.steps_per_epoch))
+        checks = list(range(every, replicate.total_steps + 1, every))
+        self.callback = EarlyBird(
+            float(group.target_sparsity),
+            epsilon=float(group.epsilon),
+            window=int(group.window),
+            every=every,
+            granularity=group.granularity,
+            scope=config.pruning.scope,
+            rewind_to=config.pruning.rewind_to,
         )
-    )
-    ticket = Ticket.from_model(
-        model,
-        weights=_rewind_state(replicate).model_values,
-        metadata={"early_bird_step": step, "found": found, "distances": state["distances"]},
-    )
-    ticket.masks = [np.array(m, dtype=bool) for m in masks]
-    ticket.metadata["sparsity"] = ticket.sparsity
-    ticket.save(ticket_path)
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        search_steps=step,
-        found=found,
-        distances=state["distances"],
-    )
+        rewind = replicate.rewind_step
+        return [
+            _SearchHook(
+                self.callback, checks, replicate.steps_per_epoch, rewind, lambda: _rewind_state(replicate)
+            )
+        ]
+
+    def finish(self, replicate, level, result, plan):
+        if level == 0:
+            return self._finish_search(replicate, plan)
+        search_steps = int(self.ticket.metadata["early_bird_step"])
+        return {
+            "search_steps": search_steps,
+            "found": bool(self.ticket.metadata["found"]),
+            "total_steps": search_steps + plan.end - plan.start,
+        }
+
+    def _finish_search(self, replicate, plan) -> dict:
+        """Writes the ticket file: the converged mask (or the one at the end) and the rewind point."""
+        callback, group, model = self.callback, replicate.config.early_bird, replicate.model
+        found = callback.found_step is not None
+        step = callback.found_step if found else plan.end
+        state = callback.get_state()
+        masks = (
+            state["previous"]
+            if state["last_check"] == step and state["previous"] is not None
+            else draw_masks(
+                model, float(group.target_sparsity), group.granularity, replicate.config.pruning.scope
+            )
+        )
+        ticket = Ticket.from_model(
+            model,
+            weights=_rewind_state(replicate).model_values,
+            metadata={"early_bird_step": step, "found": found, "distances": state["distances"]},
+        )
+        ticket.masks = [np.array(m, dtype=bool) for m in masks]
+        ticket.metadata["sparsity"] = ticket.sparsity
+        ticket.save(_ticket_path(replicate))
+        return {"search_steps": step, "found": found, "distances": state["distances"]}
 
 
-def _retrain(replicate) -> None:
-    """Round 1: the ticket's masks, weights and optimizer at the rewind point, trained to the end."""
-    directory = replicate.level_dir(1)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
-    try:
-        ticket = Ticket.load(path)
-    except atomic_io.DamagedFileError as error:
-        raise error.with_fix(
-            f"Delete '{path}' and run the same command again: it is drawn anew from the stored "
-            "search (round_0)."
-        ) from error
-    controls.set_masks(model, ticket.masks)
-    reset_for_retrain(model, "rewind", _rewind_state(replicate))
-    plan = training_runs.plan(replicate, replicate.rewind_step, replicate.total_steps)
-    result = trainer.train_level(model, replicate.data, plan, directory)
-    search_steps = int(ticket.metadata["early_bird_step"])
-    training_runs.finish(
-        replicate,
-        directory,
-        1,
-        result,
-        plan,
-        search_steps=search_steps,
-        found=bool(ticket.metadata["found"]),
-        total_steps=search_steps + plan.end - plan.start,
-    )
-
-
-def _run_replicate(replicate) -> None:
-    _search(replicate)
-    _retrain(replicate)
+def _ticket_path(replicate) -> str:
+    return os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) an `early_bird` config: round 0 the search, round 1 the retrained ticket."""
     validate(config)
-    return training_runs.run_replicates(
-        config, workdir, log, _run_replicate, title=describe(config), main="early_bird", levels=1
+    return run_levels(
+        config, workdir, log, main=Line("early_bird"), title=describe(config), training=_EarlyBird(), levels=1
     )
 
 

@@ -3,10 +3,10 @@
 Each replicate trains the network once, from initialisation to the end of
 training (`config.train.training_steps`), pruning by magnitude to the
 sparsity of a `tfl.PolynomialDecay` schedule every `gradual.frequency` steps
-between `gradual.begin` and `gradual.end` (fractions of training): the same
-pruning `tfl.GradualPruning` does inside `fit()`, here at the trainer's chunk
-boundaries (`kinds.training_runs`), so runs resume after a kill like any
-level. Scope and per-layer rates come from `config.pruning` (`layer_rates`
+between `gradual.begin` and `gradual.end` (fractions of training): the
+library callback `tfl.GradualPruning`, run inside the trainer's chunks by its
+hook (`experiments.callback_hook`) in the one level loop, so runs resume
+after a kill like any level. Scope and per-layer rates come from `config.pruning` (`layer_rates`
 are the layers' final sparsities); `gradual.structure` asks for N:M, RxC block or channel masks.
 
 The schedule's `end_step` is rounded down to `begin_step` plus a multiple of
@@ -26,12 +26,12 @@ import copy
 
 import ml_collections
 
-from tf_lottery.experiments import registry, trainer
+from tf_lottery.experiments import registry
 from tf_lottery.experiments.callback_hook import CallbackHook
-from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments.level_loop import Line, Training
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.experiments.schema import parse_rates
-from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.pruning.gradual import GradualPruning, prune_to_schedule
 from tf_lottery.pruning.schedules import PolynomialDecay
@@ -164,40 +164,35 @@ class _GradualHook(CallbackHook):
         return self.callback.state_at(position)
 
 
-def _run_replicate(replicate) -> None:
-    config = replicate.config
-    directory = replicate.level_dir(0)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    schedule = schedule_for(config, replicate.total_steps)
-    callback = GradualPruning(
-        schedule,
-        scope=config.pruning.scope,
-        layer_rates=parse_rates(config.pruning.layer_rates),
-        structure=config.gradual.structure or None,
-    )
-    controls.set_masks(model, controls.dense_masks(model))
-    reset_for_retrain(model, "rewind", replicate.initial)  # initial weights and optimizer
-    plan = training_runs.plan(replicate, 0, replicate.total_steps)
-    hook = _GradualHook(model, callback, replicate.total_steps)
-    result = trainer.train_level(model, replicate.data, plan, directory, hooks=[hook])
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        early_stop_after=schedule.end_step,
-        schedule=schedule.get_config(),
-    )
+class _Gradual(Training):
+    """Level 0 (dense at the start, IMP's) trains with `tfl.GradualPruning` through the trainer's hook."""
+
+    check_start = False
+    metadata_branch = False
+
+    def capture_steps(self, replicate, level):
+        return ()
+
+    def hooks(self, replicate, level, plan):
+        config = replicate.config
+        self.schedule = schedule_for(config, replicate.total_steps)
+        callback = GradualPruning(
+            self.schedule,
+            scope=config.pruning.scope,
+            layer_rates=parse_rates(config.pruning.layer_rates),
+            structure=config.gradual.structure or None,
+        )
+        return [_GradualHook(replicate.model, callback, replicate.total_steps)]
+
+    def finish(self, replicate, level, result, plan):
+        return {"early_stop_after": self.schedule.end_step, "schedule": self.schedule.get_config()}
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) a `gradual` config under `workdir`: one row per replicate (`round_0`)."""
     validate(config)
-    return training_runs.run_replicates(
-        config, workdir, log, _run_replicate, title=describe(config), main="gradual", levels=0
+    return run_levels(
+        config, workdir, log, main=Line("gradual"), title=describe(config), training=_Gradual(), levels=0
     )
 
 

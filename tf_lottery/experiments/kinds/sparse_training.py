@@ -21,7 +21,8 @@ three kinds start one replicate from the same weights and the same masks.
   exact throughout. Update steps must be multiples of
   `run.steps_per_execution`.
 
-The updates run at the trainer's chunk boundaries (`kinds.training_runs`);
+The updates run at the trainer's chunk boundaries, through its hook
+(`experiments.callback_hook`) in the one level loop;
 the masks after each update are stored (`masks.npz`: the latest update's and
 the latest one covered by a checkpoint), so a run killed at any moment
 resumes with the masks of the checkpoint it restarts from and ends with the
@@ -61,9 +62,10 @@ import numpy as np
 
 from tf_lottery.experiments import registry, schema, trainer
 from tf_lottery.experiments.callback_hook import CallbackHook
-from tf_lottery.experiments.kinds import controls, training_runs
-from tf_lottery.experiments.level_loop import load_ticket
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import Line, Training, load_ticket
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
@@ -536,58 +538,62 @@ class _SparseHook(CallbackHook):
             super().end(position)
 
 
-def _run_replicate(replicate) -> None:
-    config = replicate.config
-    method = config.experiment
-    directory = replicate.level_dir(0)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    initial = _initial_masks(replicate, directory)
-    dynamic = method != "static"
-    values = _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
-    controls.set_masks(model, initial)
-    reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
-    total = replicate.total_steps
-    updates = update_steps(config, total, replicate.steps_per_epoch)
-    _check_steps_per_execution(config, updates)
-    plan = training_runs.plan(replicate, 0, total)
-    callback = None
-    if updates:
-        drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
-        callback = _callback(
-            replicate, method, _training_batch(replicate, plan, 0) if drawn else None, values
+class _Sparse(Training):
+    """Level 0 starts from the replicate's random masks (`start.npz`) and trains with `DynamicSparseTraining`."""
+
+    check_start = False  # `start.npz` holds the drawn masks and the unmasked initial weights
+    metadata_branch = False
+
+    def start(self, replicate, level):
+        model, config = replicate.model, replicate.config
+        self.initial = _initial_masks(replicate, replicate.level_dir(level))
+        dynamic = config.experiment != "static"
+        self.values = (
+            _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
         )
-    hook = _SparseHook(replicate, callback, updates, initial, plan)
-    result = trainer.train_level(model, replicate.data, plan, directory, hooks=[hook])
-    history = hook.history
-    end_masks = controls.get_masks(model)
-    active = sum(int(np.count_nonzero(m)) for m in initial)
-    gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        sparse_updates=len(history),
-        replaced=sum(r["replaced"] for r in history),
-        grown=sum(r["grown"] for r in history),
-        mask_change=gone / active if active else 0.0,
-        updates=history,
-    )
+        controls.set_masks(model, self.initial)
+        reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
+        return True
+
+    def capture_steps(self, replicate, level):
+        return ()
+
+    def hooks(self, replicate, level, plan):
+        config, method = replicate.config, replicate.config.experiment
+        updates = update_steps(config, replicate.total_steps, replicate.steps_per_epoch)
+        _check_steps_per_execution(config, updates)
+        callback = None
+        if updates:
+            drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
+            batch = _training_batch(replicate, plan, 0) if drawn else None
+            callback = _callback(replicate, method, batch, self.values)
+        self.hook = _SparseHook(replicate, callback, updates, self.initial, plan)
+        return [self.hook]
+
+    def finish(self, replicate, level, result, plan):
+        history, initial = self.hook.history, self.initial
+        end_masks = controls.get_masks(replicate.model)
+        active = sum(int(np.count_nonzero(m)) for m in initial)
+        gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))
+        return {
+            "sparse_updates": len(history),
+            "replaced": sum(r["replaced"] for r in history),
+            "grown": sum(r["grown"] for r in history),
+            "mask_change": gone / active if active else 0.0,
+            "updates": history,
+        }
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) a `rigl`, `set` or `static` config: one row per replicate (`round_0`)."""
     validate(config)
-    return training_runs.run_replicates(
+    return run_levels(
         config,
         workdir,
         log,
-        _run_replicate,
+        main=Line(config.experiment),
         title=describe(config),
-        main=config.experiment,
+        training=_Sparse(),
         levels=0,
         # Only fixed layers name layers or can make the budget unreachable (`densities`).
         check=_check_layer_options(config)

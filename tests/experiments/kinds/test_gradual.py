@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
+import tf_lottery.pruning.gradual
 from tf_lottery.experiments import registry, run_store
 from tf_lottery.experiments.kinds import gradual
 from tf_lottery.pruning.pruner import exact_count
@@ -123,11 +124,12 @@ def test_the_kind_passes_its_configured_scope_not_the_callbacks_default(tmp_path
     class Stop(Exception):
         pass
 
-    def record(model, schedule, step, **options):
-        seen.append(options["scope"])
+    def record(model, schedule, target, scope, *rest):
+        seen.append(scope)
         raise Stop
 
-    monkeypatch.setattr(gradual, "prune_to_schedule", record)
+    # The one pruning step of `GradualPruning` (and `prune_to_schedule`), which the kind runs.
+    monkeypatch.setattr(tf_lottery.pruning.gradual, "_prune_to", record)
     assert gradual.defaults().pruning.scope == "global"
     with pytest.raises(Stop):
         gradual.run_experiment(tiny_config(), str(tmp_path))

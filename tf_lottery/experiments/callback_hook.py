@@ -27,8 +27,8 @@ The trainer's protocol (duck-typed, so kinds may plug in other hooks):
 - `steps`: data steps where the trainer stops and calls `at`.
 - `progress_files`: names, in the level directory, of the hook's stored state.
 - `load(level_dir)`: reads the stored state (raises `DamagedFileError`).
-- `restore(position)`: before the checkpoint at `position` is restored
-  (`None`: the level starts afresh).
+- `restore(position, snapshot)`: before the trainer restores the checkpoint
+  `snapshot` taken at `position` (both `None`: the level starts afresh).
 - `begin(model, plan, position, resumed)`: the level (re)starts at `position`.
 - `at(position)`: training reached `position` (one of `steps`).
 - `end_step`: `None`, or the data step at which the level ends early.
@@ -66,8 +66,12 @@ class CallbackHook:
     def load(self, level_dir: str) -> None:
         """Reads the hook's stored state from `level_dir`."""
 
-    def restore(self, position: int | None) -> None:
-        """Sets what must be set before the checkpoint at `position` is restored."""
+    def restore(self, position: int | None, snapshot=None) -> None:
+        """Sets what must be set before the trainer restores the checkpoint at `position`.
+
+        `snapshot` is that checkpoint's `Snapshot` (both `None`: the level
+        starts afresh).
+        """
 
     def state(self, position: int) -> dict | None:
         """The callback's state at `position` after a resume (`set_state`'s argument), or None."""

@@ -317,8 +317,9 @@ def train_level(
             for each in hooks:
                 each.load(level_dir)
             break
+    restored, at = (None, None) if resumed is None else (resumed[0], int(resumed[1]["position"]))
     for hook in hooks:
-        hook.restore(None if resumed is None else int(resumed[1]["position"]))
+        hook.restore(at, restored)
     if resumed is not None:
         snapshot, info = resumed
         snapshot.restore_weights(model)

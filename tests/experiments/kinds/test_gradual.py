@@ -134,3 +134,35 @@ def test_the_kind_passes_its_configured_scope_not_the_callbacks_default(tmp_path
     with pytest.raises(Stop):
         gradual.run_experiment(tiny_config(), str(tmp_path))
     assert seen == ["global"]  # not the callback's default, which would be "layer"
+
+
+def test_a_run_stopped_after_a_checkpoint_resumes_to_the_uninterrupted_masks(tmp_path, monkeypatch):
+    """The masks after a resume are found from the checkpoint's weights, not from the initial ones."""
+    import types
+
+    from tf_lottery.utils import failpoints
+
+    class Killed(Exception):
+        pass
+
+    def kill(pid, signal):
+        raise Killed
+
+    reference = gradual.run_experiment(tiny_config(), str(tmp_path / "reference"))
+    with monkeypatch.context() as patch:  # mid-epoch 2, after the checkpoint at step 14
+        patch.setattr(failpoints, "_NAME", "train_batch")
+        patch.setattr(failpoints, "_AT", 20)
+        patch.setattr(failpoints, "_SEEN", {"count": 0})
+        patch.setattr(failpoints, "os", types.SimpleNamespace(kill=kill, getpid=os.getpid))
+        with pytest.raises(Killed):
+            gradual.run_experiment(tiny_config(), str(tmp_path / "killed"))
+    level = os.path.join("replicate_0", "round_0")
+    assert os.path.exists(
+        os.path.join(tmp_path / "killed", "gradual", reference["hash"], level, "checkpoint.npz")
+    )
+    resumed = gradual.run_experiment(tiny_config(), str(tmp_path / "killed"))
+    expected, metrics = (run_store.read_metrics(os.path.join(s["root"], level)) for s in (reference, resumed))
+    assert metrics["layers"] == expected["layers"] and metrics["evals"] == expected["evals"]
+    ends = [tfl.Ticket.load(os.path.join(s["root"], level, "end.npz")) for s in (reference, resumed)]
+    for a, b in zip(ends[0].masks + ends[0].weights, ends[1].masks + ends[1].weights):
+        np.testing.assert_array_equal(a, b)

@@ -148,8 +148,11 @@ class _GradualHook(CallbackHook):
         super().__init__(callback, steps)
         self.model = model
 
-    def restore(self, position):
+    def restore(self, position, snapshot=None):
         if position is not None:
+            # The masks are found from the checkpoint's weights (the trainer restores them
+            # again, with the optimizer, after the masks are set).
+            snapshot.restore_weights(self.model)
             callback = self.callback
             prune_to_schedule(
                 self.model,

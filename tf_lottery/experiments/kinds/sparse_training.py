@@ -504,7 +504,7 @@ class _SparseHook(CallbackHook):
     def load(self, level_dir: str) -> None:
         self.log = _MaskLog(level_dir, self.plan.checkpoint_every, self.initial)
 
-    def restore(self, position):
+    def restore(self, position, snapshot=None):
         if position is not None:
             masks, self.history = self.log.at(position)
             controls.set_masks(self.replicate.model, masks)

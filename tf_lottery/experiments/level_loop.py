@@ -1,4 +1,4 @@
-"""The one level loop: every IMP-shaped experiment kind runs through it.
+"""The one level loop: every experiment kind runs through it.
 
 A replicate (one seed) trains level 0, the dense network, from data step 0
 to the end of training and records the rewind point on the way. Level
@@ -16,6 +16,9 @@ What a kind plugs in (see `Line`): the main line and any further lines
 every line's point), whether it retrains on the soft labels of the
 replicate's dense network (knowledge distillation, Ma et al. 2021), and the
 data (`runner.run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
+Kinds that act while a level trains (`gradual`, `early_bird`, `rigl`, `set`,
+`static`) plug in a `Training`: the trainer hooks that run the library
+callbacks, their own level starts and metrics.
 The loop, the store, resuming and the results are the same for every kind.
 What a kind measures on the trained lines (copies trained from a restart
 point, training on another task) goes through `Replicate.train_from`, which

@@ -2,8 +2,9 @@
 
 Each replicate trains the dense network (`round_0`) and, every
 `early_bird.every` (default each epoch), draws the mask that magnitude
-pruning to `early_bird.target_sparsity` would give (`tfl.EarlyBird`'s
-`draw_masks`: `pruning.scope`, `early_bird.granularity`); it stops as soon as
+pruning to `early_bird.target_sparsity` would give (the library callback
+`tfl.EarlyBird`, run by the trainer's hook in the one level loop:
+`pruning.scope`, `early_bird.granularity`); it stops as soon as
 the normalised Hamming distances between successive masks stayed below
 `early_bird.epsilon` for `early_bird.window` checks (or at the end of
 training, with `found: false`). The ticket is that mask with the weights and

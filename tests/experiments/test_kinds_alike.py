@@ -64,8 +64,8 @@ def test_tensorboard_is_off_by_default_and_unhashed():
     "kind, levels",
     [
         ("gradual", [0]),
-        pytest.param("early_bird", [0, 1], marks=pytest.mark.slow),
-        pytest.param("rigl", [0], marks=pytest.mark.slow),
+        ("early_bird", [0, 1]),
+        ("rigl", [0]),
         pytest.param("set", [0], marks=pytest.mark.slow),
         ("static", [0]),
         pytest.param("lottery", [0, 1], marks=pytest.mark.slow),

@@ -136,6 +136,41 @@ class TestEarlyBird(TestCase):
         assert early_bird.ticket is None and early_bird.found_step is None
         assert early_bird.snapshot.step == 16
 
+    def test_checks_at_the_last_step_of_a_fit_that_ends_on_a_check_step(self):
+        # 8 steps an epoch, a check every 8: at step 8 (the first mask) and at step 16, the
+        # fit's last step, which no batch follows (checked when the epoch ends).
+        x, y = toy_data(256)
+        model = compile_classifier(tfl.prunable(mlp()))
+        early_bird = tfl.EarlyBird(0.5, epsilon=1e-9, window=3, every=8)
+        model.fit(x, y, batch_size=32, epochs=2, verbose=0, callbacks=[early_bird])
+        assert [s for s, _ in early_bird.distances] == [16]
+
+    def test_a_search_split_by_get_state_and_set_state_continues_as_one(self):
+        x, y = toy_data(256)
+
+        def fresh():
+            keras.utils.set_random_seed(0)
+            return compile_classifier(tfl.prunable(mlp()))
+
+        whole = tfl.EarlyBird(0.5, epsilon=1e-9, window=3, every=4)
+        fresh().fit(x, y, batch_size=32, epochs=2, verbose=0, shuffle=False, callbacks=[whole])
+        model = fresh()
+        first = tfl.EarlyBird(0.5, epsilon=1e-9, window=3, every=4)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[first])
+        state = first.get_state()
+        assert state["step"] == 8 and state["last_check"] == 8
+
+        class Resume(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                second.set_state(state)
+
+        second = tfl.EarlyBird(0.5, epsilon=1e-9, window=3, every=4)
+        model.fit(x, y, batch_size=32, epochs=1, verbose=0, shuffle=False, callbacks=[second, Resume()])
+        assert [s for s, _ in second.distances] == [s for s, _ in whole.distances] == [8, 12, 16]
+        np.testing.assert_allclose(
+            [d for _, d in second.distances], [d for _, d in whole.distances], rtol=0, atol=0.01
+        )
+
     def test_config_round_trip(self):
         callback = tfl.EarlyBird(
             0.9, epsilon=0.05, window=3, every=50, granularity="channel", rewind_to="1ep"

@@ -1,4 +1,4 @@
-"""The one level loop: every IMP-shaped experiment kind runs through it.
+"""The one level loop: every experiment kind runs through it.
 
 A replicate (one seed) trains level 0, the dense network, from data step 0
 to the end of training and records the rewind point on the way. Level
@@ -16,6 +16,9 @@ What a kind plugs in (see `Line`): the main line and any further lines
 every line's point), whether it retrains on the soft labels of the
 replicate's dense network (knowledge distillation, Ma et al. 2021), and the
 data (`runner.run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
+Kinds that act while a level trains (`gradual`, `early_bird`, `rigl`, `set`,
+`static`) plug in a `Training`: the trainer hooks that run the library
+callbacks, their own level starts and metrics.
 The loop, the store, resuming and the results are the same for every kind.
 What a kind measures on the trained lines (copies trained from a restart
 point, training on another task) goes through `Replicate.train_from`, which
@@ -48,7 +51,7 @@ import numpy as np
 from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
 from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.experiments import pretrain, run_store, trainer, xla
+from tf_lottery.experiments import pretrain, run_store, tensorboard, trainer, xla
 from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.optimizers import build_optimizer, to_steps
@@ -96,6 +99,47 @@ class Line:
                     f"Invalid arguments for line {self.name!r}: `from_init=True` restarts at "
                     f"initialisation, `restart` elsewhere; pass one. Received: restart={self.restart!r}."
                 )
+
+
+class Training:
+    """What a kind that acts *during* training plugs into the main line's levels.
+
+    IMP-shaped kinds plug in nothing (this base class: IMP's level starts,
+    no hooks). `gradual`, `early_bird`, `rigl`, `set` and `static` prune,
+    search or rewire while a level trains: they give the trainer hooks that
+    run the library callbacks (`callback_hook.CallbackHook`), may set a
+    level's start themselves, and add their own metrics. The loop, the
+    store, resuming, progress, the results and the plots stay the loop's.
+
+    Attributes:
+        check_start: bool. The loop writes `start.npz` and checks a resumed
+            level's start against it. `False` for kinds that store their own
+            start (or none).
+        metadata_branch: bool. `end.npz`'s metadata names the branch.
+    """
+
+    check_start = True
+    metadata_branch = True
+
+    def done(self, replicate: Replicate, level: int, branch: str | None = None) -> bool:
+        """Whether level `level` is finished (its `metrics.json` by default)."""
+        return run_store.is_done(replicate.level_dir(level, branch))
+
+    def start(self, replicate: Replicate, level: int) -> bool:
+        """Sets the model to level `level`'s start; `False` leaves it to IMP's (`Replicate`)."""
+        return False
+
+    def capture_steps(self, replicate: Replicate, level: int) -> tuple[int, ...] | None:
+        """Data steps of level `level` whose state the loop stores (None: the rewind points)."""
+        return None
+
+    def hooks(self, replicate: Replicate, level: int, plan: trainer.LevelPlan) -> list:
+        """The trainer hooks of level `level` (`trainer.train_level(hooks=...)`)."""
+        return []
+
+    def finish(self, replicate: Replicate, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
+        """Metrics the kind adds to level `level`'s; `early_stop_after` (popped) bounds early stopping."""
+        return {}
 
 
 def _exclusion(patterns: list[str], matched: set, seen: list):
@@ -254,6 +298,8 @@ class Replicate:
             `branch_<name>/round_<k>`), sharing level 0.
         progress: Optional `progress.RunProgress` (or anything with its
             `advance(steps, trained)`), told of every data step done.
+        training: Optional `Training`: what a kind plugs into the main
+            line's levels when it acts during training.
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -270,9 +316,11 @@ class Replicate:
         main: Line | None = None,
         arms: tuple = (),
         progress=None,
+        training: Training | None = None,
     ):
         self.config = config
         self.progress = progress
+        self.training = training or Training()
         self.main = main or Line("ticket")
         self.arms = {arm.name: arm for arm in arms}
         self.store = store
@@ -452,10 +500,16 @@ class Replicate:
             seed=self.data_seed,
             eval_every=max(1, to_steps(train.eval_every, self.steps_per_epoch)),
             checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
-            capture_steps=self.capture_steps if level == 0 else (),
+            capture_steps=self._capture_steps(level, branch),
             eval_test=bool(train.eval_test),
             eval_train=bool(train.get("eval_on_train", False)),
         )
+
+    def _capture_steps(self, level: int, branch: str | None) -> tuple[int, ...]:
+        own = self.training.capture_steps(self, level) if branch is None else None
+        if own is not None:
+            return tuple(own)
+        return self.capture_steps if level == 0 else ()
 
     def planned_steps(self, levels: int, branches: list[str]) -> int:
         """The data steps that `run(levels, branches)` trains when nothing is done yet."""
@@ -471,7 +525,8 @@ class Replicate:
     def run_level(self, level: int, branch: str | None = None) -> dict:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
-        if run_store.is_done(directory):
+        training = self.training if branch is None else Training()
+        if training.done(self, level, branch):
             plan = self._plan(level, branch)
             self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
@@ -480,7 +535,8 @@ class Replicate:
         line = self.line(branch)
         fit_model, fit_data = self._fitting(line) if level > 0 else (None, None)
         if branch is None:
-            self._start_main(level)
+            if not training.start(self, level):
+                self._start_main(level)
         elif line is not None:
             self._start_arm(branch, level)
         else:
@@ -488,16 +544,24 @@ class Replicate:
         report = sparsity_report(self.model)
         prune_s = time.perf_counter() - clock
         clock = time.perf_counter()
-        self._check_start(directory, level, branch)
+        if training.check_start:
+            self._check_start(directory, level, branch)
         store_s = time.perf_counter() - clock
         plan = self._plan(level, branch)
+        hooks = training.hooks(self, level, plan)
         capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
         label = self.main.name if branch is None else branch
         name = f"replicate {self.replicate} {label} round {level}"
         began, last = time.time(), [time.time()]
+        summaries = None
+        if self.config.run.get("tensorboard", False):
+            root = tensorboard.level_dir(self.store.root, self.replicate, level, branch)
+            summaries = tensorboard.LevelSummaries(root)
 
         def progress(record):
+            if summaries is not None:
+                summaries.write(record, sparsity_report(self.model).sparsity)
             if verbose >= 2 or (verbose and time.time() - last[0] > 60):
                 last[0] = time.time()
                 metrics = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k != "step")
@@ -513,12 +577,20 @@ class Replicate:
             fit_model=fit_model,
             train_data=fit_data,
             on_steps=self._advance,
+            hooks=hooks,
         )
+        if summaries is not None:
+            summaries.close()
+        if hooks:  # the hooks may have changed the masks while training
+            report = sparsity_report(self.model)
+        extra = dict(training.finish(self, level, result, plan))
+        after = extra.pop("early_stop_after", 0)
         clock = time.perf_counter()
+        metadata = {"level": level, "branch": branch, "replicate": self.replicate, "what": "end"}
+        if not training.metadata_branch:
+            del metadata["branch"]
         Ticket.from_model(
-            self.model,
-            weights=Snapshot.capture(self.model, plan.end).model_values,
-            metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "end"},
+            self.model, weights=Snapshot.capture(self.model, plan.end).model_values, metadata=metadata
         ).save(os.path.join(directory, "end.npz"))
         timing = dict(result["timing"])
         timing["prune_reset"] = prune_s
@@ -540,7 +612,8 @@ class Replicate:
             # Seconds: train, evaluate, prune_reset (pruning, rewinding, the
             # start of the level) and store (its files, checkpoints included).
             "timing": {key: round(value, 4) for key, value in sorted(timing.items())},
-            **trainer.summarize(result["evals"]),
+            **trainer.summarize([e for e in result["evals"] if e["step"] >= after] or result["evals"]),
+            **extra,
         }
         if not run_store.write_metrics(directory, metrics):
             # Another process finished this level first; its result is the level's.

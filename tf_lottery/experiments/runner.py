@@ -26,7 +26,7 @@ from collections.abc import Callable
 import ml_collections
 
 from tf_lottery.experiments import plots, progress, results, run_store, schema
-from tf_lottery.experiments.level_loop import Line, Replicate, check_exclude, check_steps
+from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_exclude, check_steps
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -53,6 +53,8 @@ def run_levels(
     load_data: Callable[[], object] | None = None,
     part: str | None = None,
     levels: int | None = None,
+    training: Training | None = None,
+    check: Callable[[object], None] | None = None,
 ) -> dict:
     """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
 
@@ -76,6 +78,12 @@ def run_levels(
         part: str or None. Run the replicates in this part of the run
             directory (see `run_store.RunStore`). Defaults to the run itself.
         levels: int or None. Levels to run. Defaults to `config.run.levels`.
+        training: Optional `level_loop.Training`: what a kind that acts
+            during training plugs into the main line's levels (hooks that
+            run library callbacks, its own level starts and metrics).
+        check: Optional `check(data)`, run on the loaded data before
+            anything is written, even when every replicate is done: a
+            kind's checks that need the model (layer names in options).
 
     Returns:
         A dict with `root` (the run directory), `hash`, `rows`, `table`,
@@ -93,11 +101,13 @@ def run_levels(
     replicates = int(config.run.replicates)
     data = None
     pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
-    if pending:
+    if pending or check is not None:
         # Config values that the data's size decides are checked before anything is written.
         data = load_data() if load_data is not None else load_dataset(config.dataset)
         check_steps(config, data, (main, *arms))
         check_exclude(config, data)
+        if check is not None:
+            check(data)
     store.initialize()
     reused = results.finished_levels(store, selected_replicates(config), levels, branches)
     if config.run.verbose:
@@ -106,7 +116,9 @@ def run_levels(
             log(line)
     bar = progress.of(log)
     for index, replicate in enumerate(pending):
-        runner = Replicate(config, store, replicate, data, log=log, main=main, arms=arms, progress=bar)
+        runner = Replicate(
+            config, store, replicate, data, log=log, main=main, arms=arms, progress=bar, training=training
+        )
         if index == 0:  # every replicate trains the same steps
             bar.add(runner.planned_steps(levels, controls_) * len(pending))
         runner.run(levels, controls_)

@@ -194,6 +194,9 @@ def defaults() -> ml_collections.ConfigDict:
     # bit-identical to an uninterrupted one.
     config.run.deterministic = True
     config.run.plots = True
+    # Write TensorBoard event files of every level (train/val/test loss and accuracy,
+    # sparsity) under <run directory>/tensorboard/replicate_<r>/[<branch>/]level_<k>/.
+    config.run.tensorboard = False
     # 0: quiet; 1: one line per level; 2: also every evaluation.
     config.run.verbose = 1
     return config
@@ -459,6 +462,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     _number(config, "run.levels", 0, integer=True)
     _number(config, "run.replicates", 1, integer=True)
     _number(config, "run.steps_per_execution", 1, integer=True)
+    if not isinstance(config.run.get("tensorboard", False), bool):
+        fail("run.tensorboard", "True or False", config.run.tensorboard)
     if not isinstance(config.run.get("jit_compile", True), bool):
         fail("run.jit_compile", "True or False", config.run.jit_compile)
     _choice(config, "run.strategy", STRATEGIES)

@@ -25,7 +25,7 @@ import os
 import time
 import warnings
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import keras
@@ -74,11 +74,12 @@ class LevelPlan:
     eval_train: bool = False
 
 
-def _next_stop(position: int, plan: LevelPlan) -> int:
+def _next_stop(position: int, plan: LevelPlan, hooks=()) -> int:
     stops = [plan.end]
     for every in (plan.eval_every, plan.checkpoint_every):
         stops.append((position // every + 1) * every)
     stops.extend(step for step in plan.capture_steps if step > position)
+    stops.extend(step for hook in hooks for step in hook.steps if step > position)
     return min(stops)
 
 
@@ -269,6 +270,7 @@ def train_level(
     fit_model: keras.Model | None = None,
     train_data=None,
     on_steps: Callable[[int, bool], None] | None = None,
+    hooks: Sequence = (),
 ) -> dict:
     """Trains `model` (already set to the level's start) through `plan`.
 
@@ -285,6 +287,11 @@ def train_level(
         on_steps: Optional `f(steps, trained)` told of the data steps done:
             those restored from a checkpoint (`trained=False`), then each
             trained chunk (`trained=True`). For progress bars.
+        hooks: What acts during training at chosen data steps: library
+            callbacks through `callback_hook.CallbackHook` (see there for
+            the protocol). Their stored state is read before training and
+            dropped with a damaged checkpoint; a hook's `end_step` ends the
+            level early (`plan.end` is set to it).
 
     Returns:
         A dict with `evals` (one dict per evaluation: `step`, `train_loss`,
@@ -297,7 +304,22 @@ def train_level(
     position, evals, elapsed, losses = plan.start, [], 0.0, []
     timing = {"train": 0.0, "evaluate": 0.0, "store": 0.0}
     clock = time.perf_counter()
-    resumed = read_checkpoint(level_dir)
+    hooks = list(hooks)
+    progress_files = tuple(name for hook in hooks for name in hook.progress_files)
+    resumed = read_checkpoint(level_dir, progress_files)
+    for hook in hooks:
+        try:
+            hook.load(level_dir)
+        except atomic_io.DamagedFileError as error:
+            # The hooks' state and the checkpoint are one in-progress state: both go.
+            drop_progress(level_dir, error, progress_files)
+            resumed = None
+            for each in hooks:
+                each.load(level_dir)
+            break
+    restored, at = (None, None) if resumed is None else (resumed[0], int(resumed[1]["position"]))
+    for hook in hooks:
+        hook.restore(at, restored)
     if resumed is not None:
         snapshot, info = resumed
         snapshot.restore_weights(model)
@@ -310,6 +332,11 @@ def train_level(
             on_steps(position - plan.start, False)
     elif on_capture is not None and position in plan.capture_steps:
         on_capture(position)
+    for hook in hooks:
+        hook.begin(model, plan, position, resumed is not None)
+        if resumed is None and position in hook.steps:
+            hook.at(position)
+        _end_early(plan, hook)
     validation = data.eval_batches("validation")
     test = data.eval_batches("test")
     train_eval = data.eval_batches("train") if plan.eval_train else None
@@ -317,7 +344,7 @@ def train_level(
     fit_loop = loop if fit_model is None else _loop(fit_model)
     began = time.time()
     while position < plan.end:
-        stop = _next_stop(position, plan)
+        stop = _next_stop(position, plan, hooks)
         clock = time.perf_counter()
         loss = fit_loop.fit(train_stream(train_data or data, plan, position, stop))
         timing["train"] += time.perf_counter() - clock
@@ -333,6 +360,10 @@ def train_level(
         position = stop
         if on_capture is not None and position in plan.capture_steps:
             on_capture(position)
+        for hook in hooks:
+            if position in hook.steps:
+                hook.at(position)
+                _end_early(plan, hook)
         if position % plan.eval_every == 0 or position == plan.end:
             total = sum(n for _, n in losses)
             record = {"step": position, "train_loss": sum(v * n for v, n in losses) / total}
@@ -358,7 +389,14 @@ def train_level(
             }
             run_store.save_state(checkpoint, Snapshot.capture(model, position), info)
             timing["store"] += time.perf_counter() - clock
+    for hook in hooks:
+        hook.end(position)
     return {"evals": evals, "elapsed_s": elapsed + time.time() - began, "timing": dict(timing)}
+
+
+def _end_early(plan: LevelPlan, hook) -> None:
+    if hook.end_step is not None and hook.end_step < plan.end:
+        plan.end = int(hook.end_step)
 
 
 def read_checkpoint(level_dir: str, progress: tuple[str, ...] = ()) -> tuple[Snapshot, dict] | None:

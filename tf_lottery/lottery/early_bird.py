@@ -298,10 +298,56 @@ class EarlyBird(keras.callbacks.Callback):
             self._capture(self._step)
         elif self.snapshot is None and self._point.unit == "ep" and epoch + 1 == self._point.amount:
             self.snapshot = rewind.Snapshot.capture(self.model, self._step)  # epoch size unknown
-        if self.every == "epoch" and self.masks is None:
+        if self.masks is None and (
+            self.every == "epoch"
+            # Steps mode: a check step that no batch followed (the end of training).
+            or self._step // self.every > self._last_check // self.every
+        ):
+            self._last_check = self._step
             self._check(self._step)
         if logs is not None and self.distances:
             logs["mask_distance"] = self.distances[-1][1]
+
+    # -- state, for training loops that stop and resume ------------------------------
+
+    def get_state(self) -> dict:
+        """The search so far: `step`, `last_check`, `distances` and `previous` (the last mask drawn).
+
+        With `set_state`, a search stopped at a checkpoint continues as if
+        it had not stopped (the experiment engine stores it in its run
+        store). The ticket's weights (`snapshot`) are not part of it.
+        """
+        return {
+            "step": int(self._step),
+            "last_check": int(self._last_check),
+            "distances": [(int(s), float(d)) for s, d in self.distances],
+            "previous": None if self._previous is None else [np.array(m, copy=True) for m in self._previous],
+        }
+
+    def set_state(self, state: dict) -> None:
+        """Continues the search `get_state` returned, after `on_train_begin` and `on_epoch_begin`.
+
+        Steps count on from `state["step"]` (the data steps trained when the
+        state was taken). If the stored distances already converged, the
+        ticket's masks are the last ones drawn. `state["snapshot"]`
+        (optional): the rewind point's `Snapshot`, if the search is past it.
+        """
+        step = int(state["step"])
+        self._start = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations)) - step
+        self._step = self._epoch_base = step
+        self._last_check = int(state["last_check"])
+        self.distances = [(int(s), float(d)) for s, d in state["distances"]]
+        self._recent = collections.deque((d for _, d in self.distances), maxlen=self.window)
+        previous = state.get("previous")
+        self._previous = None if previous is None else [np.asarray(m, dtype=bool) for m in previous]
+        if state.get("snapshot") is not None:
+            self.snapshot = state["snapshot"]
+        if (
+            self._previous is not None
+            and len(self._recent) == self.window
+            and max(self._recent) < self.epsilon
+        ):
+            self.found_step, self.masks = self._last_check, self._previous
 
     def _capture(self, step: int) -> None:
         if step > self._rewind_step:

@@ -217,7 +217,9 @@ class GradualPruning(keras.callbacks.Callback):
         parsed = nm_structure.parse(structure)
         if isinstance(parsed, nm_structure.UnitStructure):
             # Unit scorers ('l1', 'l2', 'bn_gamma') are resolved by `tfl.prune` itself.
-            self._score_fn = scorer if scorer in units_pruning.UNIT_SCORERS else scoring.get(scorer)
+            # 'magnitude' under units is the unit's L1 norm, as `tfl.prune` takes it by name.
+            by_name = (*units_pruning.UNIT_SCORERS, "magnitude")
+            self._score_fn = scorer if isinstance(scorer, str) and scorer in by_name else scoring.get(scorer)
         else:
             self._score_fn = scoring.get(scorer)
         nm = parsed if isinstance(parsed, nm_structure.NMStructure) else None
@@ -331,6 +333,28 @@ class GradualPruning(keras.callbacks.Callback):
         if step is not None:
             self._prune(step, done + 1)
         self._checked = max(self._checked, done)
+
+    # -- state, for training loops that stop and resume ------------------------------
+
+    def get_state(self) -> dict:
+        """Where the schedule stands: `checked` (the last step decided) and `applied` (its sparsity).
+
+        With `set_state` after `on_train_begin` and `on_epoch_begin`, a
+        training stopped at a checkpoint continues as if it had not stopped
+        (the masks themselves are the model's).
+        """
+        return {"checked": self._checked, "applied": self._applied}
+
+    def set_state(self, state: dict) -> None:
+        """Continues from the state `get_state` returned (or `state_at` computed)."""
+        self._checked = int(state["checked"])
+        self._applied = None if state.get("applied") is None else float(state["applied"])
+
+    def state_at(self, step: int) -> dict:
+        """The state after the pruning decided before step `step + 1` (`prune_to_schedule(model, ..., step + 1)`)."""
+        last = self.schedule.last_pruning_step(0, int(step) + 1)
+        applied = self.schedule(last)[1] if last is not None else None
+        return {"checked": int(step) + 1, "applied": applied if applied and applied > 0.0 else None}
 
     # -- pruning ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import tf_lottery as tfl
+import tf_lottery.pruning.gradual
 from tf_lottery.experiments import registry, run_store
 from tf_lottery.experiments.kinds import gradual
 from tf_lottery.pruning.pruner import exact_count
@@ -123,12 +124,45 @@ def test_the_kind_passes_its_configured_scope_not_the_callbacks_default(tmp_path
     class Stop(Exception):
         pass
 
-    def record(model, schedule, step, **options):
-        seen.append(options["scope"])
+    def record(model, schedule, target, scope, *rest):
+        seen.append(scope)
         raise Stop
 
-    monkeypatch.setattr(gradual, "prune_to_schedule", record)
+    # The one pruning step of `GradualPruning` (and `prune_to_schedule`), which the kind runs.
+    monkeypatch.setattr(tf_lottery.pruning.gradual, "_prune_to", record)
     assert gradual.defaults().pruning.scope == "global"
     with pytest.raises(Stop):
         gradual.run_experiment(tiny_config(), str(tmp_path))
     assert seen == ["global"]  # not the callback's default, which would be "layer"
+
+
+def test_a_run_stopped_after_a_checkpoint_resumes_to_the_uninterrupted_masks(tmp_path, monkeypatch):
+    """The masks after a resume are found from the checkpoint's weights, not from the initial ones."""
+    import types
+
+    from tf_lottery.utils import failpoints
+
+    class Killed(Exception):
+        pass
+
+    def kill(pid, signal):
+        raise Killed
+
+    reference = gradual.run_experiment(tiny_config(), str(tmp_path / "reference"))
+    with monkeypatch.context() as patch:  # mid-epoch 2, after the checkpoint at step 14
+        patch.setattr(failpoints, "_NAME", "train_batch")
+        patch.setattr(failpoints, "_AT", 20)
+        patch.setattr(failpoints, "_SEEN", {"count": 0})
+        patch.setattr(failpoints, "os", types.SimpleNamespace(kill=kill, getpid=os.getpid))
+        with pytest.raises(Killed):
+            gradual.run_experiment(tiny_config(), str(tmp_path / "killed"))
+    level = os.path.join("replicate_0", "round_0")
+    assert os.path.exists(
+        os.path.join(tmp_path / "killed", "gradual", reference["hash"], level, "checkpoint.npz")
+    )
+    resumed = gradual.run_experiment(tiny_config(), str(tmp_path / "killed"))
+    expected, metrics = (run_store.read_metrics(os.path.join(s["root"], level)) for s in (reference, resumed))
+    assert metrics["layers"] == expected["layers"] and metrics["evals"] == expected["evals"]
+    ends = [tfl.Ticket.load(os.path.join(s["root"], level, "end.npz")) for s in (reference, resumed)]
+    for a, b in zip(ends[0].masks + ends[0].weights, ends[1].masks + ends[1].weights):
+        np.testing.assert_array_equal(a, b)

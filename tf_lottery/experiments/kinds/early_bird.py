@@ -2,8 +2,9 @@
 
 Each replicate trains the dense network (`round_0`) and, every
 `early_bird.every` (default each epoch), draws the mask that magnitude
-pruning to `early_bird.target_sparsity` would give (`tfl.EarlyBird`'s
-`draw_masks`: `pruning.scope`, `early_bird.granularity`); it stops as soon as
+pruning to `early_bird.target_sparsity` would give (the library callback
+`tfl.EarlyBird`, run by the trainer's hook in the one level loop:
+`pruning.scope`, `early_bird.granularity`); it stops as soon as
 the normalised Hamming distances between successive masks stayed below
 `early_bird.epsilon` for `early_bird.window` checks (or at the end of
 training, with `found: false`). The ticket is that mask with the weights and
@@ -29,11 +30,14 @@ import os
 import ml_collections
 import numpy as np
 
-from tf_lottery.experiments import registry, run_store, trainer
-from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments import registry
+from tf_lottery.experiments.callback_hook import CallbackHook
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import Line, Training
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
-from tf_lottery.lottery.early_bird import GRANULARITIES, draw_masks, mask_distance
+from tf_lottery.lottery.early_bird import GRANULARITIES, EarlyBird, draw_masks
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.utils import atomic_io
@@ -106,14 +110,23 @@ def describe(config: ml_collections.ConfigDict) -> str:
     )
 
 
-class _Search:
-    """The mask search, its state stored at every check so a restart continues it."""
+class _SearchHook(CallbackHook):
+    """`tfl.EarlyBird` in the trainer, its search stored at every check so a restart continues it.
 
-    def __init__(self, replicate, directory: str):
-        self.replicate = replicate
-        self.group = replicate.config.early_bird
-        self.path = os.path.join(directory, SEARCH_STATE)
-        self.previous, self.recent, self.distances, self.last = None, [], [], -1
+    `search_state.npz` holds the last mask drawn and, in its entry `info`,
+    the distances so far and the step of the last check.
+    """
+
+    progress_files = (SEARCH_STATE,)
+
+    def __init__(self, callback: EarlyBird, checks, steps_per_epoch: int, rewind_step: int, rewind_state):
+        super().__init__(callback, checks, steps_per_epoch=steps_per_epoch)
+        self.rewind_step, self.rewind_state = rewind_step, rewind_state
+        self.stored = None
+
+    def load(self, level_dir: str) -> None:
+        self.path = os.path.join(level_dir, SEARCH_STATE)
+        self.stored = None
         if atomic_io.exists(self.path):
             archive = atomic_io.load_npz(self.path)
             info = atomic_io.json_entry(archive, "info", self.path)
@@ -122,30 +135,39 @@ class _Search:
                 raise atomic_io.DamagedFileError(
                     self.path, "its entry 'info' has no valid 'distances' and 'last'"
                 )
-            self.distances, self.last = [tuple(d) for d in distances], last
-            self.recent = [d for _, d in self.distances][-int(self.group.window) :]
-            self.previous = [archive[k] for k in sorted(k for k in archive if k.startswith("mask"))]
+            masks = [archive[k] for k in sorted(k for k in archive if k.startswith("mask"))]
+            self.stored = {"last_check": last, "distances": [tuple(d) for d in distances], "previous": masks}
 
-    def check(self, step: int) -> bool:
-        """Draws the mask at `step`; whether the search has converged."""
-        if step <= self.last:
-            return False  # already checked before a restart
-        config = self.replicate.config
-        masks = draw_masks(
-            self.replicate.model,
-            float(self.group.target_sparsity),
-            self.group.granularity,
-            config.pruning.scope,
+    def begin(self, model, plan, position, resumed):
+        super().begin(model, plan, position, resumed)
+        if self.callback.found_step is not None:
+            self.end_step = self.callback.found_step
+
+    def state(self, position):
+        if self.stored is None:
+            return None
+        snapshot = self.rewind_state() if position >= self.rewind_step else None
+        return {**self.stored, "step": position, "snapshot": snapshot}
+
+    def at(self, position: int) -> None:
+        checked = self.callback.get_state()["last_check"]
+        super().at(position)
+        self._store(checked)
+
+    def end(self, position: int) -> None:
+        checked = self.callback.get_state()["last_check"]
+        super().end(position)
+        self._store(checked)
+
+    def _store(self, checked: int) -> None:
+        state = self.callback.get_state()
+        if state["last_check"] == checked or state["previous"] is None:
+            return
+        arrays = {f"mask{i:05d}": m for i, m in enumerate(state["previous"])}
+        arrays["info"] = atomic_io.json_array(
+            {"distances": [list(d) for d in state["distances"]], "last": state["last_check"]}
         )
-        if self.previous is not None:
-            distance = mask_distance(self.previous, masks)
-            self.distances.append((step, distance))
-            self.recent = (self.recent + [distance])[-int(self.group.window) :]
-        self.previous, self.last = masks, step
-        arrays = {f"mask{i:05d}": m for i, m in enumerate(masks)}
-        arrays["info"] = atomic_io.json_array({"distances": self.distances, "last": step})
         atomic_io.write_npz(self.path, arrays)
-        return len(self.recent) == int(self.group.window) and max(self.recent) < float(self.group.epsilon)
 
 
 def _rewind_state(replicate) -> Snapshot:
@@ -154,123 +176,102 @@ def _rewind_state(replicate) -> Snapshot:
     return replicate.rewind_snapshot()
 
 
-def _open_search(replicate, directory: str) -> _Search:
-    """The search state of `directory`; with a damaged one (or checkpoint) both are dropped, with a warning."""
-    training_runs.checkpoint_position(directory, progress=(SEARCH_STATE,))
-    try:
-        return _Search(replicate, directory)
-    except atomic_io.DamagedFileError as error:
-        trainer.drop_progress(directory, error, (SEARCH_STATE,))
-        return _Search(replicate, directory)
+class _EarlyBird(Training):
+    """Round 0 searches with `tfl.EarlyBird` through the trainer's hook; round 1 retrains the ticket."""
 
+    check_start = False
+    metadata_branch = False
 
-def _search(replicate) -> None:
-    """Round 0: dense training until the masks settle; writes the ticket file."""
-    directory = replicate.level_dir(0)
-    ticket_path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
-    if not training_runs.begin(directory) and atomic_io.exists(ticket_path):
-        return
-    model = replicate.model
-    controls.set_masks(model, controls.dense_masks(model))
-    reset_for_retrain(model, "rewind", replicate.initial)
-    every = max(1, to_steps(replicate.config.early_bird.every, replicate.steps_per_epoch))
-    checks = list(range(every, replicate.total_steps + 1, every))
-    rewind = replicate.rewind_step
-    plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=checks + [rewind])
-    search = _open_search(replicate, directory)
-    found = {}
+    def done(self, replicate, level, branch=None):
+        if level == 0 and not atomic_io.exists(_ticket_path(replicate)):
+            return False
+        return super().done(replicate, level, branch)
 
-    def on_capture(position: int) -> None:
-        if position == rewind and rewind > 0:
-            run_store.save_state(
-                replicate.store.rewind_path(replicate.replicate), Snapshot.capture(model, position)
+    def start(self, replicate, level):
+        if level == 0:
+            return False  # IMP's level 0: dense, at initialisation
+        path = _ticket_path(replicate)
+        try:
+            ticket = Ticket.load(path)
+        except atomic_io.DamagedFileError as error:
+            raise error.with_fix(
+                f"Delete '{path}' and run the same command again: it is drawn anew from the stored "
+                "search (round_0)."
+            ) from error
+        self.ticket = ticket
+        controls.set_masks(replicate.model, ticket.masks)
+        reset_for_retrain(replicate.model, "rewind", _rewind_state(replicate))
+        return True
+
+    def capture_steps(self, replicate, level):
+        # The rewind point's state (initialisation is the replicate's own).
+        return (replicate.rewind_step,) if level == 0 and replicate.rewind_step > 0 else ()
+
+    def hooks(self, replicate, level, plan):
+        if level != 0:
+            return []
+        group, config = replicate.config.early_bird, replicate.config
+        every = max(1, to_steps(group.every, replicate.steps_per_epoch))
+        checks = list(range(every, replicate.total_steps + 1, every))
+        self.callback = EarlyBird(
+            float(group.target_sparsity),
+            epsilon=float(group.epsilon),
+            window=int(group.window),
+            every=every,
+            granularity=group.granularity,
+            scope=config.pruning.scope,
+            rewind_to=config.pruning.rewind_to,
+        )
+        rewind = replicate.rewind_step
+        return [
+            _SearchHook(
+                self.callback, checks, replicate.steps_per_epoch, rewind, lambda: _rewind_state(replicate)
             )
-        if position in checks and search.check(position) and not found:
-            found["step"] = position
-            plan.end = position  # the trainer evaluates, checkpoints and stops here
+        ]
 
-    if search.recent and len(search.recent) == int(replicate.config.early_bird.window):
-        if max(search.recent) < float(replicate.config.early_bird.epsilon):
-            found["step"] = search.last
-            plan.end = search.last
-    result = trainer.train_level(model, replicate.data, plan, directory, on_capture=on_capture)
-    step = found.get("step", plan.end)
-    if step < rewind:
-        raise ValueError(
-            f"The Early-Bird search stopped at step {step}, before the rewind point "
-            f"{replicate.config.pruning.rewind_to!r}. Rewind earlier or raise `early_bird.window`."
+    def finish(self, replicate, level, result, plan):
+        if level == 0:
+            return self._finish_search(replicate, plan)
+        search_steps = int(self.ticket.metadata["early_bird_step"])
+        return {
+            "search_steps": search_steps,
+            "found": bool(self.ticket.metadata["found"]),
+            "total_steps": search_steps + plan.end - plan.start,
+        }
+
+    def _finish_search(self, replicate, plan) -> dict:
+        """Writes the ticket file: the converged mask (or the one at the end) and the rewind point."""
+        callback, group, model = self.callback, replicate.config.early_bird, replicate.model
+        found = callback.found_step is not None
+        step = callback.found_step if found else plan.end
+        state = callback.get_state()
+        masks = (
+            state["previous"]
+            if state["last_check"] == step and state["previous"] is not None
+            else draw_masks(
+                model, float(group.target_sparsity), group.granularity, replicate.config.pruning.scope
+            )
         )
-    masks = (
-        search.previous
-        if search.last == step
-        else draw_masks(
+        ticket = Ticket.from_model(
             model,
-            float(replicate.config.early_bird.target_sparsity),
-            replicate.config.early_bird.granularity,
-            replicate.config.pruning.scope,
+            weights=_rewind_state(replicate).model_values,
+            metadata={"early_bird_step": step, "found": found, "distances": state["distances"]},
         )
-    )
-    ticket = Ticket.from_model(
-        model,
-        weights=_rewind_state(replicate).model_values,
-        metadata={"early_bird_step": step, "found": "step" in found, "distances": search.distances},
-    )
-    ticket.masks = [np.array(m, dtype=bool) for m in masks]
-    ticket.metadata["sparsity"] = ticket.sparsity
-    ticket.save(ticket_path)
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        search_steps=step,
-        found="step" in found,
-        distances=search.distances,
-    )
+        ticket.masks = [np.array(m, dtype=bool) for m in masks]
+        ticket.metadata["sparsity"] = ticket.sparsity
+        ticket.save(_ticket_path(replicate))
+        return {"search_steps": step, "found": found, "distances": state["distances"]}
 
 
-def _retrain(replicate) -> None:
-    """Round 1: the ticket's masks, weights and optimizer at the rewind point, trained to the end."""
-    directory = replicate.level_dir(1)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    path = os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
-    try:
-        ticket = Ticket.load(path)
-    except atomic_io.DamagedFileError as error:
-        raise error.with_fix(
-            f"Delete '{path}' and run the same command again: it is drawn anew from the stored "
-            "search (round_0)."
-        ) from error
-    controls.set_masks(model, ticket.masks)
-    reset_for_retrain(model, "rewind", _rewind_state(replicate))
-    plan = training_runs.plan(replicate, replicate.rewind_step, replicate.total_steps)
-    result = trainer.train_level(model, replicate.data, plan, directory)
-    search_steps = int(ticket.metadata["early_bird_step"])
-    training_runs.finish(
-        replicate,
-        directory,
-        1,
-        result,
-        plan,
-        search_steps=search_steps,
-        found=bool(ticket.metadata["found"]),
-        total_steps=search_steps + plan.end - plan.start,
-    )
-
-
-def _run_replicate(replicate) -> None:
-    _search(replicate)
-    _retrain(replicate)
+def _ticket_path(replicate) -> str:
+    return os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) an `early_bird` config: round 0 the search, round 1 the retrained ticket."""
     validate(config)
-    return training_runs.run_replicates(
-        config, workdir, log, _run_replicate, title=describe(config), main="early_bird", levels=1
+    return run_levels(
+        config, workdir, log, main=Line("early_bird"), title=describe(config), training=_EarlyBird(), levels=1
     )
 
 

@@ -3,10 +3,10 @@
 Each replicate trains the network once, from initialisation to the end of
 training (`config.train.training_steps`), pruning by magnitude to the
 sparsity of a `tfl.PolynomialDecay` schedule every `gradual.frequency` steps
-between `gradual.begin` and `gradual.end` (fractions of training): the same
-pruning `tfl.GradualPruning` does inside `fit()`, here at the trainer's chunk
-boundaries (`kinds.training_runs`), so runs resume after a kill like any
-level. Scope and per-layer rates come from `config.pruning` (`layer_rates`
+between `gradual.begin` and `gradual.end` (fractions of training): the
+library callback `tfl.GradualPruning`, run inside the trainer's chunks by its
+hook (`experiments.callback_hook`) in the one level loop, so runs resume
+after a kill like any level. Scope and per-layer rates come from `config.pruning` (`layer_rates`
 are the layers' final sparsities); `gradual.structure` asks for N:M, RxC block or channel masks.
 
 The schedule's `end_step` is rounded down to `begin_step` plus a multiple of
@@ -26,13 +26,14 @@ import copy
 
 import ml_collections
 
-from tf_lottery.experiments import registry, trainer
-from tf_lottery.experiments.kinds import controls, training_runs
+from tf_lottery.experiments import registry
+from tf_lottery.experiments.callback_hook import CallbackHook
+from tf_lottery.experiments.level_loop import Line, Training
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.experiments.schema import parse_rates
-from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.pruning import structure as nm_structure
-from tf_lottery.pruning.gradual import prune_to_schedule
+from tf_lottery.pruning.gradual import GradualPruning, prune_to_schedule
 from tf_lottery.pruning.schedules import PolynomialDecay
 from tf_lottery.utils import validation
 
@@ -133,53 +134,68 @@ def describe(config: ml_collections.ConfigDict) -> str:
     )
 
 
-def _run_replicate(replicate) -> None:
-    config = replicate.config
-    directory = replicate.level_dir(0)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    schedule = schedule_for(config, replicate.total_steps)
-    options = dict(
-        scope=config.pruning.scope,
-        layer_rates=parse_rates(config.pruning.layer_rates),
-        structure=config.gradual.structure or None,
-    )
-    controls.set_masks(model, controls.dense_masks(model))
-    reset_for_retrain(model, "rewind", replicate.initial)  # initial weights and optimizer
-    resumed = training_runs.checkpoint_position(directory)
-    if resumed is not None:
-        # The checkpoint holds weights, not masks: the pruned weights are
-        # zeros, so pruning to the schedule's sparsity finds the same masks.
-        snapshot, position = resumed
-        snapshot.restore_weights(model)
-        prune_to_schedule(model, schedule, position + 1, **options)
-    # Masks for step s are computed after s - 1 updates, as in tfmot.
-    positions = [s - 1 for s in range(1, replicate.total_steps + 1) if schedule(s)[0]]
-    plan = training_runs.plan(replicate, 0, replicate.total_steps, capture_steps=positions)
-    result = trainer.train_level(
-        model,
-        replicate.data,
-        plan,
-        directory,
-        on_capture=lambda p: prune_to_schedule(model, schedule, p + 1, **options),
-    )
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        early_stop_after=schedule.end_step,
-        schedule=schedule.get_config(),
-    )
+class _GradualHook(CallbackHook):
+    """`tfl.GradualPruning` in the trainer; after a resume, the masks are found again from the weights.
+
+    The checkpoint holds weights, not masks: the pruned weights are zeros,
+    so pruning to the schedule's sparsity at the checkpoint finds the same
+    masks (`prune_to_schedule`), and the callback continues from there.
+    """
+
+    def __init__(self, model, callback: GradualPruning, total_steps: int):
+        # Masks for step s are computed after s - 1 updates, as in tfmot.
+        steps = [s - 1 for s in range(1, total_steps + 1) if callback.schedule(s)[0]]
+        super().__init__(callback, steps)
+        self.model = model
+
+    def restore(self, position, snapshot=None):
+        if position is not None:
+            # The masks are found from the checkpoint's weights (the trainer restores them
+            # again, with the optimizer, after the masks are set).
+            snapshot.restore_weights(self.model)
+            callback = self.callback
+            prune_to_schedule(
+                self.model,
+                callback.schedule,
+                position + 1,
+                scope=callback.scope,
+                layer_rates=callback.layer_rates,
+                structure=callback.structure,
+            )
+
+    def state(self, position):
+        return self.callback.state_at(position)
+
+
+class _Gradual(Training):
+    """Level 0 (dense at the start, IMP's) trains with `tfl.GradualPruning` through the trainer's hook."""
+
+    check_start = False
+    metadata_branch = False
+
+    def capture_steps(self, replicate, level):
+        return ()
+
+    def hooks(self, replicate, level, plan):
+        config = replicate.config
+        self.schedule = schedule_for(config, replicate.total_steps)
+        callback = GradualPruning(
+            self.schedule,
+            scope=config.pruning.scope,
+            layer_rates=parse_rates(config.pruning.layer_rates),
+            structure=config.gradual.structure or None,
+        )
+        return [_GradualHook(replicate.model, callback, replicate.total_steps)]
+
+    def finish(self, replicate, level, result, plan):
+        return {"early_stop_after": self.schedule.end_step, "schedule": self.schedule.get_config()}
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) a `gradual` config under `workdir`: one row per replicate (`round_0`)."""
     validate(config)
-    return training_runs.run_replicates(
-        config, workdir, log, _run_replicate, title=describe(config), main="gradual", levels=0
+    return run_levels(
+        config, workdir, log, main=Line("gradual"), title=describe(config), training=_Gradual(), levels=0
     )
 
 

@@ -21,7 +21,8 @@ three kinds start one replicate from the same weights and the same masks.
   exact throughout. Update steps must be multiples of
   `run.steps_per_execution`.
 
-The updates run at the trainer's chunk boundaries (`kinds.training_runs`);
+The updates run at the trainer's chunk boundaries, through its hook
+(`experiments.callback_hook`) in the one level loop;
 the masks after each update are stored (`masks.npz`: the latest update's and
 the latest one covered by a checkpoint), so a run killed at any moment
 resumes with the masks of the checkpoint it restarts from and ends with the
@@ -60,9 +61,11 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.experiments import registry, schema, trainer
-from tf_lottery.experiments.kinds import controls, training_runs
-from tf_lottery.experiments.level_loop import load_ticket
+from tf_lottery.experiments.callback_hook import CallbackHook
+from tf_lottery.experiments.kinds import controls
+from tf_lottery.experiments.level_loop import Line, Training, load_ticket
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.experiments.schema import fail as _fail
 from tf_lottery.lottery.rewind import reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
@@ -371,24 +374,6 @@ class _MaskLog:
         atomic_io.write_npz(self.path, arrays)
 
 
-def _resume(directory: str, checkpoint_every: int, initial: list) -> tuple[_MaskLog, tuple | None]:
-    """The mask log and `(snapshot, position)` of the checkpoint to resume from (`None`: the start).
-
-    The masks and the checkpoint are one in-progress state: when either file
-    is damaged, both are dropped (with a warning naming it) and the level
-    trains again from its start.
-    """
-    try:
-        log = _MaskLog(directory, checkpoint_every, initial)
-    except atomic_io.DamagedFileError as error:
-        trainer.drop_progress(directory, error, (MASKS,))
-        return _MaskLog(directory, checkpoint_every, initial), None
-    resumed = training_runs.checkpoint_position(directory, progress=(MASKS,))
-    if resumed is None and not atomic_io.exists(log.path):  # dropped with a damaged checkpoint
-        log = _MaskLog(directory, checkpoint_every, initial)
-    return log, resumed
-
-
 def _draw_masks(model, group, seed: int) -> None:
     """Prunes `model` to `group`'s sparsity and distribution with random masks drawn from `seed`."""
     prune_to_distribution(
@@ -460,7 +445,7 @@ def _initial_values(replicate) -> list:
 
 
 def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
-    """The library callback, set up on the replicate's model as `fit()` would (`on_train_begin`)."""
+    """The library callback of the replicate's config (the trainer sets it up as `fit()` would)."""
     config, group = replicate.config, replicate.config.sparse
     begin, end, every = _schedule(config, replicate.total_steps, replicate.steps_per_epoch)
     drawn = method == "rigl" and group.gradient == "drawn_batch"
@@ -478,8 +463,6 @@ def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
         initial_values=initial,
         seed=replicate.seed,
     )
-    callback.set_model(replicate.model)
-    callback.on_train_begin()
     return callback
 
 
@@ -501,50 +484,46 @@ def _training_batch(replicate, plan: trainer.LevelPlan, step: int) -> tuple:
     return np.asarray(x), np.asarray(y)
 
 
-def _run_replicate(replicate) -> None:
-    config = replicate.config
-    method = config.experiment
-    directory = replicate.level_dir(0)
-    if not training_runs.begin(directory):
-        return
-    model = replicate.model
-    initial = _initial_masks(replicate, directory)
-    dynamic = method != "static"
-    values = _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
-    controls.set_masks(model, initial)
-    reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
-    total = replicate.total_steps
-    updates = update_steps(config, total, replicate.steps_per_epoch)
-    _check_steps_per_execution(config, updates)
-    plan = training_runs.plan(replicate, 0, total, capture_steps=updates)
-    log, resumed = _resume(directory, plan.checkpoint_every, initial)
-    history, start = [], 0
-    if resumed is not None:
-        snapshot, start = resumed
-        masks, history = log.at(start)
-        controls.set_masks(model, masks)
-        # Restored here as well as by the trainer: the callback counts steps from the optimizer's.
-        snapshot.restore_weights(model)
-        snapshot.restore_optimizer(model)
-    callback = None
-    if updates:
-        drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
-        callback = _callback(
-            replicate, method, _training_batch(replicate, plan, 0) if drawn else None, values
-        )
+class _SparseHook(CallbackHook):
+    """`DynamicSparseTraining` in the trainer (or only the stored masks, for `static`).
 
-    def on_capture(position: int) -> None:
-        if position not in updates:
-            return
+    The masks after each update go to the mask log (`_MaskLog`); a resumed
+    level sets the masks of its checkpoint before the checkpoint's weights
+    and optimizer are restored (setting masks zeroes the optimizer slots
+    where they change), and the callback counts steps on from the restored
+    optimizer, as it does across `fit()` calls.
+    """
+
+    progress_files = (MASKS,)
+
+    def __init__(self, replicate, callback, updates, initial, plan):
+        super().__init__(callback, updates if callback is not None else ())
+        self.replicate, self.initial, self.plan = replicate, initial, plan
+        self.history: list[dict] = []
+
+    def load(self, level_dir: str) -> None:
+        self.log = _MaskLog(level_dir, self.plan.checkpoint_every, self.initial)
+
+    def restore(self, position, snapshot=None):
+        if position is not None:
+            masks, self.history = self.log.at(position)
+            controls.set_masks(self.replicate.model, masks)
+
+    def begin(self, model, plan, position, resumed):
+        if self.callback is not None:
+            super().begin(model, plan, position, resumed)
+
+    def at(self, position: int) -> None:
+        callback = self.callback
         if callback.data is not None:
             # 'drawn_batch': the gradient of the batch that brought training to this step.
-            callback.data = _training_batch(replicate, plan, position - 1)
-        # As fit() would call it: the level is one epoch that began at `start`.
-        callback.on_train_batch_end(position - 1 - start)
-        record = callback.history[-1]
-        if record["step"] != position:
+            callback.data = _training_batch(self.replicate, self.plan, position - 1)
+        count = len(callback.history)
+        super().at(position)
+        record = callback.history[-1] if len(callback.history) > count else {}
+        if record.get("step") != position:
             raise RuntimeError(f"DynamicSparseTraining did not update at step {position}.")
-        history.append(
+        self.history.append(
             {
                 "step": position,
                 "drop_fraction": float(record["drop_fraction"]),
@@ -552,36 +531,69 @@ def _run_replicate(replicate) -> None:
                 "grown": int(record["grown"]),
             }
         )
-        log.record(position, controls.get_masks(model), history)
+        self.log.record(position, controls.get_masks(self.replicate.model), self.history)
 
-    result = trainer.train_level(model, replicate.data, plan, directory, on_capture=on_capture)
-    end_masks = controls.get_masks(model)
-    active = sum(int(np.count_nonzero(m)) for m in initial)
-    gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))
-    training_runs.finish(
-        replicate,
-        directory,
-        0,
-        result,
-        plan,
-        sparse_updates=len(history),
-        replaced=sum(r["replaced"] for r in history),
-        grown=sum(r["grown"] for r in history),
-        mask_change=gone / active if active else 0.0,
-        updates=history,
-    )
+    def end(self, position: int) -> None:
+        if self.callback is not None:
+            super().end(position)
+
+
+class _Sparse(Training):
+    """Level 0 starts from the replicate's random masks (`start.npz`) and trains with `DynamicSparseTraining`."""
+
+    check_start = False  # `start.npz` holds the drawn masks and the unmasked initial weights
+    metadata_branch = False
+
+    def start(self, replicate, level):
+        model, config = replicate.model, replicate.config
+        self.initial = _initial_masks(replicate, replicate.level_dir(level))
+        dynamic = config.experiment != "static"
+        self.values = (
+            _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
+        )
+        controls.set_masks(model, self.initial)
+        reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
+        return True
+
+    def capture_steps(self, replicate, level):
+        return ()
+
+    def hooks(self, replicate, level, plan):
+        config, method = replicate.config, replicate.config.experiment
+        updates = update_steps(config, replicate.total_steps, replicate.steps_per_epoch)
+        _check_steps_per_execution(config, updates)
+        callback = None
+        if updates:
+            drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
+            batch = _training_batch(replicate, plan, 0) if drawn else None
+            callback = _callback(replicate, method, batch, self.values)
+        self.hook = _SparseHook(replicate, callback, updates, self.initial, plan)
+        return [self.hook]
+
+    def finish(self, replicate, level, result, plan):
+        history, initial = self.hook.history, self.initial
+        end_masks = controls.get_masks(replicate.model)
+        active = sum(int(np.count_nonzero(m)) for m in initial)
+        gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))
+        return {
+            "sparse_updates": len(history),
+            "replaced": sum(r["replaced"] for r in history),
+            "grown": sum(r["grown"] for r in history),
+            "mask_change": gone / active if active else 0.0,
+            "updates": history,
+        }
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) a `rigl`, `set` or `static` config: one row per replicate (`round_0`)."""
     validate(config)
-    return training_runs.run_replicates(
+    return run_levels(
         config,
         workdir,
         log,
-        _run_replicate,
+        main=Line(config.experiment),
         title=describe(config),
-        main=config.experiment,
+        training=_Sparse(),
         levels=0,
         # Only fixed layers name layers or can make the budget unreachable (`densities`).
         check=_check_layer_options(config)

@@ -33,7 +33,7 @@ order of the training windows, the calibration sample and the fine-tuning
 windows.
 
     PYTHONPATH=$PWD python benchmarks/oneshot_lm.py [--quick] [--seeds 0 1 2]
-        [--cache DIR] [--train-steps 320] [--finetune-steps 200] [--json FILE]
+        [--cache DIR] [--train-steps 320] [--finetune-steps 100] [--json FILE]
 
 Runtime: on the 2-core CPU shared with other work, about 20 min per seed
 (training about 6 min of it; see docs/RESULTS.md). `--quick` (a tiny model,
@@ -86,10 +86,11 @@ class Settings:
     train_batch: int = 16
     learning_rate: float = 3e-3
     calibration: int = 128
-    finetune_steps: int = 200
+    finetune_steps: int = 100
     finetune_batch: int = 8
     finetune_learning_rate: float = 3e-4
-    held_out_windows: int | None = None  # None: every window of the held-out topics
+    finetune_methods: tuple = ("wanda", "sparsegpt")  # their 2:4 models, and the dense one as a control
+    held_out_every: int = 3  # every third window of the held-out topics: 281 windows, 36k bytes
     jit_compile: bool = True  # XLA: 2x faster steps here, but about 40 s to compile each model
 
     def model_key(self, seed: int, corpus_digest: str) -> str:
@@ -123,7 +124,7 @@ QUICK = Settings(
     calibration=16,
     finetune_steps=5,
     finetune_batch=8,
-    held_out_windows=32,
+    held_out_every=100,
     jit_compile=False,
 )
 
@@ -145,11 +146,12 @@ def train_windows(text: np.ndarray, count: int, length: int, rng: np.random.Gene
     return np.stack([text[s : s + length + 1] for s in starts]).astype("int32")
 
 
-def held_out_windows(text: np.ndarray, length: int, limit: int | None) -> np.ndarray:
-    """Every non-overlapping window of `length + 1` bytes (the last byte of one is the first of the next)."""
+def held_out_windows(text: np.ndarray, length: int, every: int) -> np.ndarray:
+    """Every `every`-th non-overlapping window of `length + 1` bytes (spread over all held-out topics)."""
     count = (len(text) - 1) // length
-    windows = np.stack([text[i * length : i * length + length + 1] for i in range(count)]).astype("int32")
-    return windows[:limit] if limit else windows
+    return np.stack([text[i * length : i * length + length + 1] for i in range(0, count, every)]).astype(
+        "int32"
+    )
 
 
 def inputs(windows: np.ndarray) -> dict:
@@ -242,7 +244,7 @@ def run_seed(settings: Settings, seed: int, train, held_out, cache, digest, log)
     tune = train_windows(
         train, settings.finetune_steps * settings.finetune_batch, settings.sequence_length, rng
     )
-    result = {"seed": seed, "ppl": {}, "seconds": {}, "finetuned": {}, "masks_held": {}}
+    result = {"seed": seed, "ppl": {}, "seconds": {}, "sparsity": {}, "finetuned": {}, "masks_held": {}}
 
     dense = fresh(settings, seed, weights)
     result["ppl"]["dense"] = perplexity(dense, held_out)
@@ -262,12 +264,15 @@ def run_seed(settings: Settings, seed: int, train, held_out, cache, digest, log)
                 getattr(tfl.oneshot, method)(model, calibration, 0.5, structure=structure, batch_size=32)
             result["seconds"][name] = time.perf_counter() - start
             result["ppl"][name] = perplexity(model, held_out)
+            alive = kernels_alive(model)
+            result["sparsity"][name] = 1 - sum(a.sum() for a in alive.values()) / sum(
+                a.size for a in alive.values()
+            )
             log(
                 f"seed {seed}: {name}: perplexity {result['ppl'][name]:.3f} ({result['seconds'][name]:.1f} s)"
             )
-            if structure is None:
+            if structure is None or method not in settings.finetune_methods:
                 continue
-            alive = kernels_alive(model)
             fit(model, tune, settings.finetune_batch, settings.finetune_learning_rate, settings.jit_compile)
             after = kernels_alive(model)
             # Every kernel zero after pruning is still zero after fine-tuning.
@@ -337,7 +342,21 @@ def main(argv=None):
     parser.add_argument("--train-steps", type=int)
     parser.add_argument("--finetune-steps", type=int)
     parser.add_argument("--json", help="write every seed's numbers here")
+    parser.add_argument(
+        "--report",
+        nargs="+",
+        metavar="JSON",
+        help="print the table of runs written by --json (seeds run apart)",
+    )
     args = parser.parse_args(argv)
+    if args.report:
+        runs = [json.load(open(path)) for path in args.report]
+        if any(run["settings"] != runs[0]["settings"] for run in runs):
+            raise ValueError(
+                f"Invalid value for argument `--report`: the runs' settings differ. Received: {args.report}"
+            )
+        report([r for run in runs for r in run["results"]])
+        return
     settings = QUICK if args.quick else Settings()
     if args.train_steps:
         settings = dataclasses.replace(settings, train_steps=args.train_steps)
@@ -353,7 +372,7 @@ def main(argv=None):
     digest = hashlib.sha256(train_bytes + b"\0" + held_bytes).hexdigest()[:12]
     train = np.frombuffer(train_bytes, np.uint8)
     held_out = held_out_windows(
-        np.frombuffer(held_bytes, np.uint8), settings.sequence_length, settings.held_out_windows
+        np.frombuffer(held_bytes, np.uint8), settings.sequence_length, settings.held_out_every
     )
     params = build(settings, 0).count_params()
     print(
@@ -366,10 +385,17 @@ def main(argv=None):
         f"{settings.train_steps} steps x {settings.train_batch} windows; {settings.calibration} calibration windows; "
         f"fine-tuning {settings.finetune_steps} steps x {settings.finetune_batch}; seeds {seeds}; {os.cpu_count()} CPU cores"
     )
-    results = [run_seed(settings, seed, train, held_out, args.cache, digest, log) for seed in seeds]
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"settings": dataclasses.asdict(settings), "results": results}, f, indent=1)
+    results = []
+    for seed in seeds:
+        results.append(run_seed(settings, seed, train, held_out, args.cache, digest, log))
+        if args.json:  # after every seed, so that a run cut short keeps the seeds it finished
+            with open(args.json, "w") as f:
+                json.dump({"settings": dataclasses.asdict(settings), "results": results}, f, indent=1)
+    report(results)
+    print(f"total: {time.perf_counter() - start:.0f} s")
+
+
+def report(results: list[dict]) -> None:
     print()
     print(table(results))
     print()
@@ -379,7 +405,6 @@ def main(argv=None):
     seconds = {k: statistics.mean(r["seconds"][k] for r in results) for k in results[0]["seconds"]}
     print("pruning seconds (mean): " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()))
     print(f"masks held through fine-tuning: {'yes' if held else 'NO'}")
-    print(f"total: {time.perf_counter() - start:.0f} s")
 
 
 if __name__ == "__main__":

@@ -25,19 +25,22 @@ Pruning: the transformer blocks' projections (attention query / key / value /
 output, both feed-forward kernels; the token embedding, which is also the
 tied output layer, is excluded, as in the papers) at 50% unstructured and 2:4,
 by `tfl.oneshot.magnitude`, `wanda` and `sparsegpt`, with 128 calibration
-windows from the training topics. Then the 2:4 models are fine-tuned
-(`model.fit` on the prunable model: the wrappers hold the masks) and the
-dense model gets the same fine-tuning as a control, since a briefly trained
-model also improves with more training. A seed sets the initialisation, the
-order of the training windows, the calibration sample and the fine-tuning
-windows.
+windows from the training topics. Perplexity: every third 128-byte window of
+the held-out topics (281 windows, 36k bytes). Then Wanda's and SparseGPT's
+2:4 models are fine-tuned 100 steps of 8 windows (`model.fit` on the prunable
+model: the wrappers hold the masks, which is checked), and the dense model
+gets the same fine-tuning as a control, since a briefly trained model also
+improves with more training. A seed sets the initialisation, the order of the
+training windows, the calibration sample and the fine-tuning windows.
 
     PYTHONPATH=$PWD python benchmarks/oneshot_lm.py [--quick] [--seeds 0 1 2]
         [--cache DIR] [--train-steps 320] [--finetune-steps 100] [--json FILE]
+    PYTHONPATH=$PWD python benchmarks/oneshot_lm.py --report a.json b.json   # seeds run apart
 
-Runtime: on the 2-core CPU shared with other work, about 20 min per seed
-(training about 6 min of it; see docs/RESULTS.md). `--quick` (a tiny model,
-1 seed, a few steps) takes under a minute and checks the plumbing only.
+Runtime: CPU time about 4 min to train and about 6 min for the rest, per seed,
+on the 2-core machine; shared with other work (load average 9 to 12) a seed
+took 40 to 60 min of wall time (docs/RESULTS.md). `--quick` (a tiny model,
+1 seed, a few steps) checks the plumbing only: about 2.5 min of CPU time.
 """
 
 from __future__ import annotations
@@ -151,6 +154,18 @@ def held_out_windows(text: np.ndarray, length: int, every: int) -> np.ndarray:
     count = (len(text) - 1) // length
     return np.stack([text[i * length : i * length + length + 1] for i in range(0, count, every)]).astype(
         "int32"
+    )
+
+
+def count_baselines(train: np.ndarray, windows: np.ndarray) -> tuple[float, float]:
+    """Held-out perplexity of byte unigram and bigram counts of the training text (add-one smoothed)."""
+    targets, previous = windows[:, 1:].ravel(), windows[:, :-1].ravel()
+    unigram = np.bincount(train, minlength=256) + 1.0
+    bigram = np.ones((256, 256))
+    np.add.at(bigram, (train[:-1], train[1:]), 1)
+    unigram, bigram = unigram / unigram.sum(), bigram / bigram.sum(axis=1, keepdims=True)
+    return float(np.exp(-np.log(unigram[targets]).mean())), float(
+        np.exp(-np.log(bigram[previous, targets]).mean())
     )
 
 
@@ -375,9 +390,11 @@ def main(argv=None):
         np.frombuffer(held_bytes, np.uint8), settings.sequence_length, settings.held_out_every
     )
     params = build(settings, 0).count_params()
+    unigram, bigram = count_baselines(train, held_out)
     print(
         f"corpus: pydoc_data.topics, {len(train_bytes):,} train bytes, {len(held_bytes):,} held-out bytes "
-        f"({len(held_topics)} topics, {len(held_out)} windows of {settings.sequence_length}), sha256 {digest}"
+        f"({len(held_topics)} topics, {len(held_out)} windows of {settings.sequence_length}), sha256 {digest}; "
+        f"byte counts of the train split give held-out perplexity {unigram:.2f} (unigram), {bigram:.2f} (bigram)"
     )
     print(
         f"model: GPT2CausalLM, {settings.num_layers} layers, {settings.num_heads} heads, hidden {settings.hidden_dim}, "

@@ -297,29 +297,44 @@ def run_seed(settings: Settings, seed: int, train, held_out, cache, digest, log)
     return result
 
 
-def _mean_std(values: list[float]) -> str:
+def _mean_std(values: list[float], digits: int = 3) -> str:
     if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} ± {statistics.stdev(values):.{digits}f}"
+
+
+def _increase(results: list[dict], name: str, column: str, reference: str) -> str:
+    """Percent above the reference model of the same seed (seeds differ more than methods do)."""
+    values = [100 * (r[column][name] / r[column][reference] - 1) for r in results]
+    return _mean_std(values, digits=2)
 
 
 def table(results: list[dict]) -> str:
     rows = [
-        "| model | perplexity (per byte) | after fine-tuning | LLaMA-2-7B, WikiText (paper) |",
-        "|---|---|---|---|",
+        "| model | perplexity (per byte) | vs dense (%) | after fine-tuning | vs dense fine-tuned (%) "
+        "| LLaMA-2-7B, WikiText (paper) |",
+        "|---|---|---|---|---|---|",
     ]
     dense = [r["ppl"]["dense"] for r in results]
     tuned = [r["finetuned"]["dense"] for r in results]
-    rows.append(f"| dense | {_mean_std(dense)} | {_mean_std(tuned)} (control) | {PAPER[('dense', None)]} |")
+    rows.append(
+        f"| dense | {_mean_std(dense)} | | {_mean_std(tuned)} (control) | | {PAPER[('dense', None)]} |"
+    )
     for label in STRUCTURES:
         for method in METHODS:
             name = f"{method} {label}"
             ppl = _mean_std([r["ppl"][name] for r in results])
-            after = [r["finetuned"][name] for r in results if name in r["finetuned"]]
+            up = _increase(results, name, "ppl", "dense")
+            if all(name in r["finetuned"] for r in results):
+                after = _mean_std([r["finetuned"][name] for r in results])
+                after_up = _increase(results, name, "finetuned", "dense")
+            else:
+                after, after_up = "-", "-"
             rows.append(
-                f"| {method}, {label} | {ppl} | {_mean_std(after) if after else '-'} | {PAPER[(method, label)]} |"
+                f"| {method}, {label} | {ppl} | +{up} | {after} | {'+' if after != '-' else ''}{after_up} "
+                f"| {PAPER[(method, label)]} |"
             )
-    return "\n".join(rows)
+    return "\n".join(rows).replace("+-", "-")
 
 
 def orderings(results: list[dict]) -> list[str]:

@@ -37,9 +37,9 @@ training windows, the calibration sample and the fine-tuning windows.
         [--cache DIR] [--train-steps 320] [--finetune-steps 100] [--json FILE]
     PYTHONPATH=$PWD python benchmarks/oneshot_lm.py --report a.json b.json   # seeds run apart
 
-Runtime: CPU time about 4 min to train and about 6 min for the rest, per seed,
-on the 2-core machine; shared with other work (load average 9 to 12) a seed
-took 40 to 60 min of wall time (docs/RESULTS.md). `--quick` (a tiny model,
+Runtime: training takes about 4 min of CPU time per seed on the 2-core machine;
+shared with other work (load average 8 to 12) a whole seed took 40 to 55 min
+of wall time (docs/RESULTS.md). `--quick` (a tiny model,
 1 seed, a few steps) checks the plumbing only: about 2.5 min of CPU time.
 """
 

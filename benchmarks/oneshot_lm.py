@@ -1,7 +1,7 @@
 """The one-shot pruning papers' perplexity table, in kind, on a small GPT-2 trained here.
 
-What it reproduces: the ordering of Sun et al. 2023 (Wanda, arXiv:2306.11695,
-Table 3 / locuslab/wanda README) and Frantar & Alistarh 2023 (SparseGPT,
+What it reproduces: the ordering of Sun et al. 2023 (Wanda, arXiv:2306.11695;
+numbers from the locuslab/wanda README) and Frantar & Alistarh 2023 (SparseGPT,
 arXiv:2301.00774) for LLaMA-2-7B on WikiText: dense 5.12; 50% unstructured:
 magnitude 14.89, SparseGPT 6.51, Wanda 6.42; 2:4: magnitude 54.59, SparseGPT
 10.17, Wanda 11.02. That is, SparseGPT ~ Wanda << magnitude, and 2:4 costs

@@ -40,7 +40,7 @@ training windows, the calibration sample and the fine-tuning windows.
 Runtime: training takes about 4 min of CPU time per seed on the 2-core machine;
 shared with other work (load average 8 to 12) a whole seed took 40 to 55 min
 of wall time (docs/RESULTS.md). `--quick` (a tiny model,
-1 seed, a few steps) checks the plumbing only: about 2.5 min of CPU time.
+1 seed, a few steps) checks the plumbing only: 85 s at load 4.
 """
 
 from __future__ import annotations

@@ -175,8 +175,8 @@ def test_oneshot_scale_quick_run_prints_time_memory_and_the_calibration_path():
 
 @pytest.mark.slow
 def test_oneshot_lm_quick_run_prints_every_method_and_structure_and_holds_the_2_4_masks(tmp_path):
-    # About 2.5 min of CPU time (over 15 min of wall time when five agents shared the 2 cores): a
-    # 26k-parameter byte-level GPT-2 trained 30 steps, pruned six ways, three fine-tunings of 5 steps.
+    # 85 s on 2 cores at load 4 (over 15 min at load 11): a 26k-parameter byte-level GPT-2 trained
+    # 30 steps, pruned six ways, three fine-tunings of 5 steps.
     pytest.importorskip("keras_hub")
     import json
     import os
@@ -193,11 +193,13 @@ def test_oneshot_lm_quick_run_prints_every_method_and_structure_and_holds_the_2_
         timeout=1800,
         env=env,
     ).stdout
-    rows = re.findall(
-        r"^\| (dense|\w+, (?:50%|2:4)) \| ([\d.]+) \| ([^|]*) \| ([^|]+) \| ([^|]*) \| ([\d.]+) \|$",
-        out,
-        re.MULTILINE,
-    )
+    # | model | perplexity | vs dense (%) | after fine-tuning | vs dense fine-tuned (%) | paper |
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if re.match(r"^\| (dense|\w+, (50%|2:4)) \|", line)
+    ]
+    assert all(len(row) == 6 for row in rows), rows
     assert [row[0] for row in rows] == [
         "dense",
         *(f"{m}, {s}" for s in ("50%", "2:4") for m in ("magnitude", "wanda", "sparsegpt")),

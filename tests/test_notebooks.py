@@ -8,7 +8,13 @@ import nbformat
 import pytest
 
 COLAB = pathlib.Path(__file__).resolve().parent.parent / "colab"
-NOTEBOOKS = ["01_quickstart", "02_rewinding_and_controls", "04_export_serving", "05_serving"]
+NOTEBOOKS = [
+    "01_quickstart",
+    "02_rewinding_and_controls",
+    "04_export_serving",
+    "05_serving",
+    "06_oneshot_llm",
+]
 ALL = sorted(p.stem for p in COLAB.glob("*.ipynb"))
 
 

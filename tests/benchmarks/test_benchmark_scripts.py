@@ -172,3 +172,65 @@ def test_oneshot_scale_quick_run_prints_time_memory_and_the_calibration_path():
         assert float(seconds) > 0 and float(ratio) >= 0
         assert calibration == ("-" if method == "magnitude" else "block by block (2 blocks)")
     assert "168,192 parameters" in out and "sparsegpt < 900 s" in out
+
+
+@pytest.mark.slow
+def test_oneshot_lm_quick_run_prints_every_method_and_structure_and_holds_the_2_4_masks(tmp_path):
+    # 85 s on 2 cores at load 4 (over 15 min at load 11): a 26k-parameter byte-level GPT-2 trained
+    # 30 steps, pruned six ways, three fine-tunings of 5 steps.
+    pytest.importorskip("keras_hub")
+    import json
+    import os
+
+    root = str(BENCHMARKS.parent)  # this checkout's tf_lottery, not an installed one
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
+    command = [sys.executable, str(BENCHMARKS / "oneshot_lm.py")]
+    results = tmp_path / "results.json"
+    out = subprocess.run(
+        [*command, "--quick", "--cache", str(tmp_path / "cache"), "--json", str(results)],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+    ).stdout
+    # | model | perplexity | vs dense (%) | after fine-tuning | vs dense fine-tuned (%) | paper |
+    rows = [
+        [cell.strip() for cell in line.strip("|").split("|")]
+        for line in out.splitlines()
+        if re.match(r"^\| (dense|\w+, (50%|2:4)) \|", line)
+    ]
+    assert all(len(row) == 6 for row in rows), rows
+    assert [row[0] for row in rows] == [
+        "dense",
+        *(f"{m}, {s}" for s in ("50%", "2:4") for m in ("magnitude", "wanda", "sparsegpt")),
+    ]
+    ppl = {row[0]: float(row[1]) for row in rows}
+    # Even 30 steps beat a uniform guess over 256 bytes.
+    assert 1 < ppl["dense"] < 256
+    assert all(1 < value < 1000 for value in ppl.values())
+    # The increase over dense is the two perplexities' ratio, to the printed digits.
+    for name, value, increase, *_ in rows[1:]:
+        assert float(increase) == pytest.approx(100 * (float(value) / ppl["dense"] - 1), abs=0.02), name
+    assert [row[5] for row in rows] == ["5.12", "14.89", "6.42", "6.51", "54.59", "11.02", "10.17"]
+    # Fine-tuned: the dense control and Wanda's and SparseGPT's 2:4 models, not the others.
+    assert [row[0] for row in rows if row[3].strip() != "-"] == ["dense", "wanda, 2:4", "sparsegpt, 2:4"]
+    assert "masks held through fine-tuning: yes" in out
+    assert len(re.findall(r"^(50%|2:4): \w+ < \w+: [01]/1 seeds$", out, re.MULTILINE)) == 6
+
+    (seed,) = json.loads(results.read_text())["results"]
+    assert set(seed["masks_held"]) == {"wanda 2:4", "sparsegpt 2:4"}
+    # Exactly half of every pruned kernel (SparseGPT also zeroes inputs that calibration never sets).
+    for name, sparsity in seed["sparsity"].items():
+        assert 0.5 <= sparsity < 0.51, name
+    assert len(list((tmp_path / "cache").glob("*.weights.h5"))) == 1  # a rerun skips training
+
+    # The table again, from the saved numbers (seeds run apart are put together this way).
+    again = subprocess.run(
+        [*command, "--report", str(results)], check=True, capture_output=True, text=True, timeout=300, env=env
+    ).stdout
+    assert (
+        again.strip()
+        == out[out.index("| model |") : out.index("masks held")].strip()
+        + "\nmasks held through fine-tuning: yes"
+    )

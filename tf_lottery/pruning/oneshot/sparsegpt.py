@@ -38,7 +38,7 @@ def inverse_hessian_factor(
     MB, and this holds two at once (`H`'s factor and
     the inverse, written into `H`'s buffer), where a plain version held seven.
     """
-    h = np.array(h, dtype=np.float64, copy=not overwrite or np.asarray(h).dtype != np.float64)
+    h = np.asarray(h, dtype=np.float64) if overwrite else np.array(h, dtype=np.float64)
     dead = np.diag(h) == 0
     h[dead, dead] = 1.0
     h[np.diag_indices_from(h)] += percdamp * np.mean(np.diag(h))
@@ -106,7 +106,6 @@ def prune_matrix(
     w = np.where(alive, np.asarray(weight, dtype=np.float64), 0.0).T.copy()
     alive_t = np.asarray(alive, dtype=bool).T
     hinv, dead = inverse_hessian_factor(h, percdamp, name, overwrite=overwrite_h)
-    del h
     w[:, dead] = 0.0
     columns = w.shape[1]
     pruned = np.zeros_like(alive_t)
@@ -244,7 +243,6 @@ def sparsegpt(
             name=t.weight.path,
             overwrite_h=True,  # a fresh array from `hessian`, nobody else holds it
         )
-        del h
         return t.view.from_matrix(new), t.view.from_matrix(pruned)
 
     return engine.run(

@@ -83,7 +83,7 @@ def _compile(model):
 
 
 def weight_sparsity(model) -> float:
-    masks = [m for w in tfl.prune_wrappers(model) for m in w.get_masks()]
+    masks = tfl.get_masks(model)
     return 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks)
 
 

@@ -2,7 +2,8 @@
 
 Public API (everything else is internal and may change):
 
-- `prunable`, `PruneWrapper`, `strip`, `prune_wrappers`: masks in wrapper layers.
+- `prunable`, `PruneWrapper`, `strip`, `prune_wrappers`, `get_masks`, `set_masks`: masks in
+  wrapper layers (a model's masks as one flat list, in `prune_wrappers` order).
 - `prune`, `rate_per_round`, `scoring`: global / layer-wise pruning by score.
 - `LotteryCallback`, `RewindPoint`, `Snapshot`, `reinitialize`: IMP with rewinding.
 - `EarlyBird`: Early-Bird tickets, the mask drawn early in dense training.
@@ -40,6 +41,8 @@ _EXPORTS = {
     "sparsity_report": ("tf_lottery.core.report", "sparsity_report"),
     "strip": ("tf_lottery.core.strip", "strip"),
     "prune_wrappers": ("tf_lottery.core.walk", "prune_wrappers"),
+    "get_masks": ("tf_lottery.core.walk", "get_masks"),
+    "set_masks": ("tf_lottery.core.walk", "set_masks"),
     "PruneWrapper": ("tf_lottery.core.wrapper", "PruneWrapper"),
     "KDDistiller": ("tf_lottery.distillation", "KDDistiller"),
     "SoftLabelKL": ("tf_lottery.distillation", "SoftLabelKL"),
@@ -99,6 +102,7 @@ __all__ = [
     "channel_groups",
     "export_saved_model",
     "export_tflite",
+    "get_masks",
     "oneshot",
     "prunable",
     "prune",
@@ -106,6 +110,7 @@ __all__ = [
     "rate_per_round",
     "reinitialize",
     "scoring",
+    "set_masks",
     "shrink",
     "sparsity_distributions",
     "sparsity_report",

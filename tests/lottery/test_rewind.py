@@ -84,6 +84,73 @@ class TestSnapshot(TestCase):
             snapshot.restore_weights(other)
 
 
+class TestSnapshotFile(TestCase):
+    """`Snapshot.save` / `load`: the one on-disk snapshot format (run store and `state_dir` alike)."""
+
+    def test_round_trip_is_exact_with_info(self, tmp_path):
+        model = _bn_model()
+        x, y = toy_data(64, 20, 4)
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        snapshot = tfl.Snapshot.capture(model, step=4)
+        path = str(tmp_path) + "/snap.npz"
+        snapshot.save(path, {"run": "abc"})
+        loaded, info = tfl.Snapshot.load(path)
+        assert info == {"step": 4, "run": "abc"} and loaded.step == 4
+        assert len(loaded.model_values) == len(snapshot.model_values) > 0
+        assert len(loaded.optimizer_values) == len(snapshot.optimizer_values) > 0
+        for a, b in zip(
+            loaded.model_values + loaded.optimizer_values, snapshot.model_values + snapshot.optimizer_values
+        ):
+            assert a.dtype == b.dtype and np.array_equal(a, b)
+
+    def test_damaged_or_foreign_files_are_named(self, tmp_path):
+        from tf_lottery.utils import atomic_io
+
+        path = str(tmp_path) + "/bad.npz"
+        with open(path, "wb") as f:
+            f.write(b"PK\x03\x04truncated")
+        with pytest.raises(atomic_io.DamagedFileError, match="bad.npz"):
+            tfl.Snapshot.load(path)
+        np.savez(path, m00000=np.zeros(3))  # no info entry: not a snapshot
+        with pytest.raises(atomic_io.DamagedFileError, match="'info' is missing"):
+            tfl.Snapshot.load(path)
+
+    def test_run_store_and_state_dir_write_the_same_format(self, tmp_path):
+        from tf_lottery.experiments import run_store
+        from tf_lottery.lottery import callback_state
+
+        snapshot = tfl.Snapshot.capture(_bn_model(), step=7)
+        directory = str(tmp_path)
+        callback_state.write_rewind_point(directory, snapshot, "run-1")
+        run_store.save_state(directory + "/state.npz", snapshot, {"run": "run-1"})
+        with (
+            open(directory + "/" + callback_state.REWIND_FILE, "rb") as a,
+            open(directory + "/state.npz", "rb") as b,
+        ):
+            assert a.read() == b.read()
+        shapes = [v.shape for v in snapshot.model_values]
+        read = callback_state.read_rewind_point(directory, "run-1", shapes)
+        assert read.step == 7 and all(
+            np.array_equal(a, b) for a, b in zip(read.model_values, snapshot.model_values)
+        )
+        assert callback_state.read_rewind_point(directory, "another run", shapes) is None
+
+    def test_state_dir_reads_the_previous_layout(self, tmp_path):
+        # tf_lottery 0.1.0 stored `step` and `run` as arrays beside the values.
+        from tf_lottery.lottery import callback_state
+
+        snapshot = tfl.Snapshot.capture(_bn_model(), step=3)
+        arrays = {f"m{i:05d}": v for i, v in enumerate(snapshot.model_values)}
+        arrays.update({f"o{i:05d}": v for i, v in enumerate(snapshot.optimizer_values)})
+        directory = str(tmp_path)
+        np.savez(
+            directory + "/" + callback_state.REWIND_FILE, step=np.asarray(3), run=np.asarray("r"), **arrays
+        )
+        read = callback_state.read_rewind_point(directory, "r", [v.shape for v in snapshot.model_values])
+        assert read.step == 3
+        assert all(np.array_equal(a, b) for a, b in zip(read.optimizer_values, snapshot.optimizer_values))
+
+
 class TestReinitialize(TestCase):
     def test_fresh_draw_from_each_layers_initializer(self):
         model = _bn_model()

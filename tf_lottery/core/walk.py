@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from tf_lottery import _keras_compat
 from tf_lottery.core.wrapper import PruneWrapper
@@ -52,6 +53,64 @@ def prune_wrappers(model: keras.layers.Layer) -> list[PruneWrapper]:
     if isinstance(model, PruneWrapper):
         return [model]
     return [layer for layer in iter_layers(model) if isinstance(layer, PruneWrapper)]
+
+
+def _wrappers_of(model) -> list[PruneWrapper]:
+    return list(model) if isinstance(model, (list, tuple)) else prune_wrappers(model)
+
+
+def get_masks(model) -> list[np.ndarray]:
+    """Every mask of `model`, as one flat list of boolean arrays in `prune_wrappers` order.
+
+    Args:
+        model: A model (or layer) with `PruneWrapper`s, or a list of wrappers
+            (e.g. `prune_wrappers(model)`, when the caller holds it already).
+
+    Example:
+
+    ```python
+    masks = tfl.get_masks(model)  # one array per pruned weight
+    tfl.set_masks(model, [np.ones_like(m) for m in masks])  # dense again
+    ```
+    """
+    return [m for wrapper in _wrappers_of(model) for m in wrapper.get_masks()]
+
+
+def set_masks(model, masks) -> None:
+    """Sets every mask of `model` from one flat list in `prune_wrappers` order.
+
+    The inverse of `get_masks`. Each wrapper zeroes its newly pruned weights
+    and their optimizer slots (`PruneWrapper.set_masks`). The whole list is
+    checked (count and shapes) before any mask changes.
+
+    Args:
+        model: A model (or layer) with `PruneWrapper`s, or a list of wrappers.
+        masks: Sequence of arrays, one per pruned weight, cast to bool.
+
+    Raises:
+        ValueError: `masks` has another number of arrays, or another shape,
+            than the model's pruned weights; no mask is changed then.
+    """
+    wrappers = _wrappers_of(model)
+    masks = [np.asarray(m, dtype=bool) for m in masks]
+    expected = [tuple(m.shape) for wrapper in wrappers for m in wrapper.masks]
+    received = [tuple(m.shape) for m in masks]
+    if received != expected:
+        raise ValueError(
+            f"Invalid value for argument `masks`: expected {len(expected)} arrays with shapes {expected} "
+            f"(one per pruned weight, in `prune_wrappers` order). Received {len(received)} with shapes "
+            f"{received}. Take them from `get_masks` of a model of the same architecture."
+        )
+    position = 0
+    for wrapper in wrappers:
+        count = len(wrapper.masks)
+        wrapper.set_masks(masks[position : position + count])
+        position += count
+
+
+def dense_masks(model) -> list[np.ndarray]:
+    """All-True masks shaped like `get_masks(model)`."""
+    return [np.ones(tuple(m.shape), bool) for wrapper in _wrappers_of(model) for m in wrapper.masks]
 
 
 def mask_variable_ids(model: keras.layers.Layer) -> set[int]:

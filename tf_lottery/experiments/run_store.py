@@ -40,7 +40,6 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 
 from tf_lottery.experiments import config_hash
 from tf_lottery.lottery.rewind import Snapshot
@@ -205,24 +204,15 @@ def write_metrics(level_dir: str, metrics: dict) -> bool:
 
 
 def save_state(path: str, snapshot: Snapshot, info: dict | None = None) -> None:
-    """Writes a `Snapshot` (model + optimizer values, step) and JSON `info` atomically."""
-    arrays = {f"m{i:05d}": np.asarray(v) for i, v in enumerate(snapshot.model_values)}
-    arrays.update({f"o{i:05d}": np.asarray(v) for i, v in enumerate(snapshot.optimizer_values)})
-    arrays["info"] = atomic_io.json_array({"step": snapshot.step, **(info or {})})
-    atomic_io.write_npz(path, arrays)
+    """Writes a `Snapshot` (model + optimizer values, step) and JSON `info` atomically (`Snapshot.save`)."""
+    snapshot.save(path, info)
 
 
 def load_state(path: str) -> tuple[Snapshot, dict]:
-    """Reads what `save_state` wrote: `(snapshot, info)`.
+    """Reads what `save_state` wrote: `(snapshot, info)` (`Snapshot.load`).
 
     Raises:
         atomic_io.DamagedFileError: `path` is truncated, garbled or holds
             no state; the message names it.
     """
-    archive = atomic_io.load_npz(path)
-    info = atomic_io.json_entry(archive, "info", path, expect=dict)
-    if not isinstance(info.get("step"), int):
-        raise atomic_io.DamagedFileError(path, f"its entry 'info' has no step: {info!r:.80}")
-    model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
-    optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
-    return Snapshot(model_values=model, optimizer_values=optimizer, step=info["step"]), info
+    return Snapshot.load(path)

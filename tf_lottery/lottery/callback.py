@@ -12,7 +12,7 @@ import numpy as np
 
 from tf_lottery import _keras_compat
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.walk import model_variables, prune_wrappers
+from tf_lottery.core.walk import get_masks, model_variables, prune_wrappers, set_masks
 from tf_lottery.lottery import callback_state, rewind
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.pruning import blocks, units_pruning
@@ -581,7 +581,7 @@ class LotteryCallback(keras.callbacks.Callback):
         if self.one_round_per_fit:
             if self._run_id is None:
                 self._run_id = uuid.uuid4().hex
-                self._round0_masks = self._masks()
+                self._round0_masks = get_masks(self.model)
                 self._check_target_above_start()
             if self.snapshot is None and self._round == 0 and self._rewind_step == 0:
                 self._capture(0)
@@ -607,7 +607,7 @@ class LotteryCallback(keras.callbacks.Callback):
             self._resume(epoch)
             return
         self._run_id = uuid.uuid4().hex
-        self._round0_masks = self._masks()
+        self._round0_masks = get_masks(self.model)
         self._check_target_above_start()
         if self.state_dir is not None:
             callback_state.write_masks(self.state_dir, 0, self._round0_masks, self._run_id)
@@ -676,9 +676,6 @@ class LotteryCallback(keras.callbacks.Callback):
 
     # -- rounds -----------------------------------------------------------------
 
-    def _masks(self) -> list[np.ndarray]:
-        return [m for wrapper in prune_wrappers(self.model) for m in wrapper.get_masks()]
-
     def _capture(self, step: int) -> None:
         self.snapshot = rewind.Snapshot.capture(self.model, step)
         if self.state_dir is not None:
@@ -725,7 +722,7 @@ class LotteryCallback(keras.callbacks.Callback):
             self._set_ticket_masks(self._round + 1)
         else:
             self._prune()
-        masks = self._masks()
+        masks = get_masks(self.model)
         self.round_masks.append(masks)
         if self.state_dir is not None:
             callback_state.write_masks(self.state_dir, self._round + 1, masks, self._run_id)
@@ -733,13 +730,6 @@ class LotteryCallback(keras.callbacks.Callback):
         rewind.reset_for_retrain(self.model, mode, self.snapshot, seed=self.seed + 1000 + self._round)
         self._round += 1
         self._round_report = None
-
-    def _set_flat_masks(self, flat: list) -> None:
-        position = 0
-        for wrapper in prune_wrappers(self.model):
-            count = len(wrapper.masks)
-            wrapper.set_masks([np.asarray(m, dtype=bool) for m in flat[position : position + count]])
-            position += count
 
     def _set_ticket_masks(self, round_index: int) -> None:
         source = self.ticket_masks
@@ -759,7 +749,7 @@ class LotteryCallback(keras.callbacks.Callback):
                 f"{[tuple(np.shape(m)) for m in flat]}, but this model's pruned weights have {expected}. "
                 "Pass the masks of a rewind run on the same architecture."
             )
-        self._set_flat_masks(flat)
+        set_masks(self.model, flat)
 
     def _prune(self) -> None:
         rate, target = self._rate_for(self._round)
@@ -876,7 +866,7 @@ class LotteryCallback(keras.callbacks.Callback):
             self._round, self._done = self.rounds - 1, True
         elif self._round_epoch == 0 and self._round > 0:
             # The backup may hold the trained weights from before the pruning: prune and reset again.
-            self._set_flat_masks(self.round_masks[-1])
+            set_masks(self.model, self.round_masks[-1])
             mode = "reinit" if self.retrain == "reinit_imp" else self.retrain
             rewind.reset_for_retrain(self.model, mode, self.snapshot, seed=self.seed + 1000 + self._round - 1)
         self._round_report = None

@@ -59,12 +59,18 @@ def _run_of(archive: dict, path: str) -> str:
 
 
 def write_rewind_point(state_dir: str, snapshot: rewind.Snapshot, run: str) -> None:
-    arrays = {f"m{i:05d}": v for i, v in enumerate(snapshot.model_values)}
-    arrays.update({f"o{i:05d}": v for i, v in enumerate(snapshot.optimizer_values)})
-    arrays["step"] = np.asarray(snapshot.step)
-    arrays["run"] = np.asarray(run)
     atomic_io.makedirs(state_dir)
-    atomic_io.write_npz(os.path.join(state_dir, REWIND_FILE), arrays)
+    snapshot.save(os.path.join(state_dir, REWIND_FILE), {"run": run})
+
+
+def _legacy_snapshot(archive: dict, path: str) -> tuple[rewind.Snapshot, dict]:
+    """A rewind point that tf_lottery 0.1.0 wrote: `step` and `run` as arrays beside the values."""
+    if "step" not in archive:
+        raise damaged(path, "it holds no step")
+    model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
+    optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
+    snapshot = rewind.Snapshot(model_values=model, optimizer_values=optimizer, step=int(archive["step"]))
+    return snapshot, {"step": snapshot.step, "run": _run_of(archive, path)}
 
 
 def read_rewind_point(state_dir: str, run: str, model_shapes: list) -> rewind.Snapshot | None:
@@ -73,20 +79,25 @@ def read_rewind_point(state_dir: str, run: str, model_shapes: list) -> rewind.Sn
     if not atomic_io.exists(path):
         return None
     archive = _load_npz(path)
-    if _run_of(archive, path) != run:
+    if "info" in archive:
+        try:
+            snapshot, info = rewind.Snapshot.from_arrays(archive, path)
+        except atomic_io.DamagedFileError as error:
+            raise damaged(path, error.reason) from error
+    else:
+        snapshot, info = _legacy_snapshot(archive, path)
+    if not isinstance(info.get("run"), str):
+        raise damaged(path, "it holds no run id")
+    if info["run"] != run:
         return None
-    model_values = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
-    if [tuple(v.shape) for v in model_values] != [tuple(s) for s in model_shapes] or "step" not in archive:
+    model_values = snapshot.model_values
+    if [tuple(v.shape) for v in model_values] != [tuple(s) for s in model_shapes]:
         raise damaged(
             path,
             f"it holds {len(model_values)} model arrays with shapes {[v.shape for v in model_values]}; "
             f"the model has {len(model_shapes)} variables with shapes {model_shapes}",
         )
-    return rewind.Snapshot(
-        model_values=model_values,
-        optimizer_values=[archive[k] for k in sorted(k for k in archive if k.startswith("o"))],
-        step=int(archive["step"]),
-    )
+    return snapshot
 
 
 def write_masks(state_dir: str, round_index: int, masks: list, run: str) -> None:

@@ -7,7 +7,7 @@ import collections
 import keras
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers, pruning_target
+from tf_lottery.core.walk import get_masks, prune_wrappers, pruning_target
 from tf_lottery.core.wrapper import PruneWrapper
 from tf_lottery.lottery import rewind
 from tf_lottery.lottery.ticket import Ticket
@@ -42,7 +42,7 @@ def draw_masks(
         Boolean arrays, one per pruned weight, in `tfl.prune_wrappers` order.
     """
     wrappers = prune_wrappers(model)
-    alive = [m for wr in wrappers for m in wr.get_masks()]
+    alive = get_masks(wrappers)
     scores = scoring.magnitude(wrappers)
     owners = [wr for wr in wrappers for _ in wr.pruned_weights]
     batchnorms = batchnorm_after(model) if granularity == "channel" else {}

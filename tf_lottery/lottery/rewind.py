@@ -22,6 +22,7 @@ import numpy as np
 from tf_lottery import _keras_compat
 from tf_lottery.core import optimizer_slots
 from tf_lottery.core.walk import model_variables, prune_wrappers
+from tf_lottery.utils import atomic_io
 
 _SPEC = re.compile(r"^\s*(\d+)\s*(it|ep)\s*$")
 
@@ -82,6 +83,50 @@ class Snapshot:
             optimizer_values=optimizer_values,
             step=int(step),
         )
+
+    def save(self, path: str, info: dict | None = None) -> None:
+        """Writes the snapshot to the `.npz` file `path`, atomically: the one snapshot format.
+
+        The archive holds the model values as `m00000`, `m00001`, ..., the
+        optimizer values as `o00000`, ..., and `info`: a JSON object with
+        `step` and the keys of `info` (e.g. the run that wrote it). Read it
+        back with `Snapshot.load`; every stored snapshot of the package (the
+        run store's rewind points and checkpoints, `LotteryCallback`'s
+        `state_dir`) is this file.
+
+        Example:
+
+        ```python
+        snapshot = tfl.Snapshot.capture(model, step=0)
+        snapshot.save("/tmp/init.npz", {"note": "initialisation"})
+        restored, info = tfl.Snapshot.load("/tmp/init.npz")
+        ```
+        """
+        arrays = {f"m{i:05d}": np.asarray(v) for i, v in enumerate(self.model_values)}
+        arrays.update({f"o{i:05d}": np.asarray(v) for i, v in enumerate(self.optimizer_values)})
+        arrays["info"] = atomic_io.json_array({"step": self.step, **(info or {})})
+        atomic_io.write_npz(path, arrays)
+
+    @classmethod
+    def load(cls, path: str) -> tuple[Snapshot, dict]:
+        """Reads what `save` wrote: `(snapshot, info)`, `info` with `step` and the saved keys.
+
+        Raises:
+            atomic_io.DamagedFileError: `path` is truncated, garbled or holds
+                no snapshot; the message names it.
+            FileNotFoundError, OSError: `path` cannot be read.
+        """
+        return cls.from_arrays(atomic_io.load_npz(path), path)
+
+    @classmethod
+    def from_arrays(cls, archive: dict, path: str) -> tuple[Snapshot, dict]:
+        """`(snapshot, info)` from the arrays of a file that `save` wrote (`path` names it in errors)."""
+        info = atomic_io.json_entry(archive, "info", path, expect=dict)
+        if not isinstance(info.get("step"), int):
+            raise atomic_io.DamagedFileError(path, f"its entry 'info' has no step: {info!r:.80}")
+        model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
+        optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
+        return cls(model_values=model, optimizer_values=optimizer, step=info["step"]), info
 
     def restore_weights(self, model: keras.Model) -> None:
         """Sets every model variable back (masked variables stay masked)."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tf_lottery.core.naming import weight_names
-from tf_lottery.core.walk import model_variables, prune_wrappers
+from tf_lottery.core.walk import dense_masks, model_variables, prune_wrappers, set_masks
 from tf_lottery.utils import atomic_io
 from tf_lottery.version import __version__
 
@@ -150,14 +150,15 @@ class Ticket:
             values = self._checked_weights(model, variables, skip_variables)
 
         # Everything fits: write.
-        position = 0
+        flat, position = [], 0
         for wrapper in wrappers:
             count = len(wrapper.masks)
             if wrapper.layer is skip_layer:
-                wrapper.set_masks([np.ones(tuple(m.shape), bool) for m in wrapper.masks])
+                flat.extend(dense_masks([wrapper]))
             else:
-                wrapper.set_masks(masks[position : position + count])
+                flat.extend(masks[position : position + count])
             position += count
+        set_masks(wrappers, flat)
         if values is not None:
             for variable, value in zip(variables, values):
                 if id(variable) not in skip_variables:

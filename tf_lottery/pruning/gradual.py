@@ -8,7 +8,7 @@ import warnings
 import keras
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import get_masks, prune_wrappers
 from tf_lottery.pruning import blocks, pruner, schedules, scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
@@ -43,7 +43,7 @@ def prune_to_schedule(
         return None
     target = schedule(last)[1]
     wrappers = prune_wrappers(model)
-    masks = [m for wr in wrappers for m in wr.get_masks()]
+    masks = get_masks(wrappers)
     current = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
     if isinstance(nm_structure.parse(structure), nm_structure.UnitStructure):
         current = units_pruning.unit_sparsity(model, nm_structure.parse(structure))
@@ -277,7 +277,7 @@ class GradualPruning(keras.callbacks.Callback):
             blocks.check_layers(wrappers, parsed)
         elif self.structure is not None:
             nm_structure.check_layers(wrappers, nm_structure.parse_nm(self.structure))
-        masks = [m for wr in wrappers for m in wr.get_masks()]
+        masks = get_masks(wrappers)
         self.sparsity = 1.0 - sum(int(np.count_nonzero(m)) for m in masks) / sum(m.size for m in masks)
         self.events = []
         self._applied = None  # schedule sparsity of the last pruning, if any

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import get_masks, prune_wrappers, set_masks
 from tf_lottery.pruning import blocks, scoring, units_pruning
 from tf_lottery.pruning import structure as nm_structure
 from tf_lottery.utils import validation
@@ -262,7 +262,7 @@ def prune(
         axes = blocks.check_layers(wrappers, block)
     groups = _groups(wrappers, tensors, amount or 0.0, scope, layer_rates or {})
 
-    alive = [m for wr in wrappers for m in wr.get_masks()]
+    alive = get_masks(wrappers)
     _check_finite(scoring.weight_values(wrappers), alive, tensors, "weight")
     structured = nm is not None or block is not None
     scores, key = _scores(score_fn, wrappers, tensors, alive, structured=structured)
@@ -316,11 +316,7 @@ def prune(
     # the weights are written, or each old buffer would stay beside the new one.
     del scores
 
-    position = 0
-    for wr in wrappers:
-        count = len(wr.masks)
-        wr.set_masks(new_masks[position : position + count])
-        position += count
+    set_masks(wrappers, new_masks)
 
     total = sum(m.size for m in new_masks)
     n_alive_after = sum(int(np.count_nonzero(m)) for m in new_masks)

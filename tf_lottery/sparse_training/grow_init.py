@@ -21,7 +21,7 @@ import warnings
 import keras
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import get_masks, prune_wrappers
 from tf_lottery.utils import validation
 
 GROW_INITS = ("zeros", "random_normal", "initial_value")
@@ -67,7 +67,7 @@ def snapshot_initial_values(model) -> list[np.ndarray]:
     ```
     """
     wrappers = prune_wrappers(model)
-    if any(not m.all() for wr in wrappers for m in wr.get_masks()):
+    if any(not m.all() for m in get_masks(wrappers)):
         warnings.warn(
             "snapshot_initial_values: the model is already pruned, so the pruned positions of the "
             "snapshot hold 0, not their initial values. Take the snapshot before pruning.",

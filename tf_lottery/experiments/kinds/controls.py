@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import dense_masks, get_masks, set_masks
 from tf_lottery.lottery import rewind
 from tf_lottery.pruning import pruner as pruning
 from tf_lottery.pruning import scoring
@@ -92,23 +92,6 @@ def start_step(replicate, name: str) -> int:
     if random is not None and random[1] in ("init", "end"):
         return 0
     return replicate.restart_step()
-
-
-def set_masks(model, masks: list) -> None:
-    """Sets the masks of every wrapper from one flat list (model order)."""
-    position = 0
-    for wrapper in prune_wrappers(model):
-        count = len(wrapper.masks)
-        wrapper.set_masks(masks[position : position + count])
-        position += count
-
-
-def get_masks(model) -> list:
-    return [m for wrapper in prune_wrappers(model) for m in wrapper.get_masks()]
-
-
-def dense_masks(model) -> list:
-    return [np.ones(m.shape, bool) for m in get_masks(model)]
 
 
 def random_global_masks(model, pruned: int, seed: int) -> list:

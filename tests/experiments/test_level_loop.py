@@ -146,7 +146,7 @@ def test_data_order_seed_is_shared_by_replicates_and_the_init_is_not(tmp_path):
 
 def test_eval_on_train_records_the_training_set_accuracy(tmp_path):
     from tf_lottery.data.registry import load_dataset
-    from tf_lottery.experiments.level_loop import build_network
+    from tf_lottery.experiments.network import build_network
 
     config = tiny_config()
     config.run.levels = 0

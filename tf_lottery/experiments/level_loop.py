@@ -37,7 +37,6 @@ builds the results; `distilled_training.py` holds what KD lines plug in.
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import time
@@ -48,24 +47,16 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.experiments import pretrain, run_store, tensorboard, trainer, xla
+from tf_lottery.experiments import pretrain, run_store, tensorboard, trainer
 from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.optimizers import build_optimizer, to_steps
-from tf_lottery.experiments.schema import MODEL_OPTIONS, csv_list, parse_rates
-from tf_lottery.experiments.strategy import jit_compile, make_strategy, steps_per_execution
+from tf_lottery.experiments.level_start import IterativePruning
+from tf_lottery.experiments.network import Network
+from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.strategy import make_strategy
 from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
 from tf_lottery.lottery.ticket import Ticket
-from tf_lottery.models import build_model
-from tf_lottery.models.freezing import freeze
-from tf_lottery.models.initializers import initialize
-from tf_lottery.pruning import blocks, units_pruning
-from tf_lottery.pruning.pruner import prune
-from tf_lottery.pruning.structure import BlockStructure, UnitStructure
-from tf_lottery.pruning.structure import parse as parse_structure
 from tf_lottery.utils import atomic_io, failpoints
 
 
@@ -140,82 +131,6 @@ class Training:
     def finish(self, replicate: Replicate, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
         """Metrics the kind adds to level `level`'s; `early_stop_after` (popped) bounds early stopping."""
         return {}
-
-
-def _exclusion(patterns: list[str], matched: set, seen: list):
-    """The `prunable` predicate for `patterns`; records the patterns that matched and the names seen."""
-
-    def excluded(layer) -> bool:
-        seen.append(layer.name)
-        hits = {p for p in patterns if fnmatch.fnmatchcase(layer.name, p)}
-        matched.update(hits)
-        return bool(hits)
-
-    return excluded
-
-
-def check_exclude(config: ml_collections.ConfigDict, data) -> None:
-    """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
-
-    Also an 'RxC' block (`config.pruning.structure`, or the gradual kind's `gradual.structure`)
-    that a pruned layer cannot take, and 'channels' on a network with no prunable units. Builds
-    the network once (only when `exclude` or a structure is set) and clears the session after,
-    so the run's own models get the layer names they would have had.
-    """
-    key, structure = "pruning.structure", config.pruning.get("structure", "")
-    if not structure and "gradual" in config:
-        key, structure = "gradual.structure", config.gradual.get("structure", "")
-    parsed = parse_structure(structure or None)
-    block = parsed if isinstance(parsed, BlockStructure) else None
-    units = parsed if isinstance(parsed, UnitStructure) else None
-    if not csv_list(config.pruning.exclude) and block is None and units is None:
-        return
-    try:
-        model = build_network(config, data, int(config.seed))
-        if block is not None or units is not None:
-            try:
-                if block is not None:
-                    blocks.check_layers(prune_wrappers(model), block)
-                else:
-                    units_pruning.groups_for(model, units)
-            except ValueError as error:
-                raise ValueError(
-                    f"Invalid value for `config.{key}`={structure!r}: {error} On the command "
-                    "line, leave layers dense with `config.pruning.exclude`."
-                ) from None
-    finally:
-        keras.backend.clear_session()
-
-
-def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.Model:
-    """The config's model for `data`, initialised from `seed`, wrapped with `prunable`.
-
-    Layers matching `config.pruning.exclude` stay unwrapped. Then
-    `config.model.model_init`/`batchnorm_init` re-draw the initial weights
-    and `output_frozen`/`batchnorm_frozen` freeze parameters
-    (`tf_lottery.models.initializers`, `tf_lottery.models.freezing`). Not
-    compiled.
-    """
-    keras.utils.set_random_seed(int(seed))
-    model_options = {k: v for k, v in config.model.items() if k != "name" and k not in MODEL_OPTIONS}
-    exclude = csv_list(config.pruning.exclude)
-    base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
-    matched, seen = set(), []
-    model = prunable(base, exclude=_exclusion(exclude, matched, seen) if exclude else None)
-    unmatched = [p for p in exclude if p not in matched]
-    if unmatched:
-        raise ValueError(
-            f"Invalid value for `config.pruning.exclude`={config.pruning.exclude!r}: "
-            f"{', '.join(repr(p) for p in unmatched)} matches no prunable layer of model "
-            f"'{config.model.name}'. Its prunable layers are: {sorted(set(seen))}. Use their names or "
-            "glob patterns of them (e.g. 'fc*')."
-        )
-    option = config.model.get
-    if option("model_init", "") or option("batchnorm_init", ""):
-        initialize(model, option("model_init", ""), option("batchnorm_init", ""), seed=int(seed))
-    if option("output_frozen", False) or option("batchnorm_frozen", False):
-        freeze(model, output=option("output_frozen", False), batchnorm=option("batchnorm_frozen", False))
-    return model
 
 
 def read_or_compute(path: str, compute: Callable[[], dict]) -> dict:
@@ -300,6 +215,15 @@ class Replicate:
             `advance(steps, trained)`), told of every data step done.
         training: Optional `Training`: what a kind plugs into the main
             line's levels when it acts during training.
+        starts: How the main line's pruned levels are pruned
+            (`level_start.IterativePruning`, the default, or
+            `OneShotPruning`); the arms always prune iteratively.
+        network: `network.Network` that builds and compiles the model.
+            Defaults to `Network(config)`.
+
+    Plug-ins chosen by the config: pretraining (`pretrain.of(config)`, when
+    `config.pretrain` asks for it) and distillation (`DistilledTraining`,
+    only when a line distils).
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -317,6 +241,8 @@ class Replicate:
         arms: tuple = (),
         progress=None,
         training: Training | None = None,
+        starts: IterativePruning | None = None,
+        network: Network | None = None,
     ):
         self.config = config
         self.progress = progress
@@ -331,32 +257,37 @@ class Replicate:
         # open_lth's `data_order_seed`: one data order for every replicate when set.
         order_seed = int(config.train.get("data_order_seed", -1))
         self.data_seed = self.seed if order_seed < 0 else order_seed
-        train = config.train
         self.steps_per_epoch, self.total_steps, self.rewind_step = check_steps(
             config, data, (self.main, *self.arms.values())
         )
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
-        self.layer_rates = parse_rates(config.pruning.layer_rates)
         self.strategy = make_strategy(config.run.strategy)
+        self.network = network or Network(config)
+        self.starts = starts or IterativePruning(config.pruning)
+        self._arm_starts = IterativePruning(config.pruning)
+        self.model = self.network.create(data, self.seed, self.strategy)
         with self.strategy.scope():
-            self.model = build_network(config, data, self.seed)
-            self.model.compile(
-                optimizer=build_optimizer(train, self.steps_per_epoch),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-                steps_per_execution=steps_per_execution(
-                    config.run.strategy, int(config.run.steps_per_execution)
-                ),
-            )
-            xla.apply(self.model, jit_compile(config.run.strategy, config.run.get("jit_compile", True)))
-            self.model.optimizer.build(self.model.trainable_variables)
             self.initial = Snapshot.capture(self.model, 0)
-        if pretrain.enabled(config):
-            pretrain.start_from_pretrained(self)  # sets the model and `initial`
+        pretraining = pretrain.of(config)
+        if pretraining is not None:
+            self.initial = pretraining.initial_state(
+                self.model,
+                self.network,
+                strategy=self.strategy,
+                data=data,
+                folder=pretrain.directory(store, replicate),
+                replicate=replicate,
+                seed=self.seed,
+                data_seed=self.data_seed,
+                log=log,
+            )
         self._captured = {}
-        self._distillation = DistilledTraining(
-            config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
+        distilling = any(line.distil for line in (self.main, *self.arms.values()))
+        self._distillation = (
+            DistilledTraining(config.kd, self.model, data, self.strategy, load_dense=lambda: self.load_end(0))
+            if distilling
+            else None
         )
 
     # -- stored states ------------------------------------------------------
@@ -365,8 +296,8 @@ class Replicate:
         return self.store.level_dir(self.replicate, level, branch)
 
     def source_level(self, level: int) -> int:
-        """The level whose trained network level `level` is pruned from."""
-        return 0 if self.config.experiment == "oneshot" else level - 1
+        """The level whose trained network level `level` is pruned from (the kind's `starts`)."""
+        return self.starts.source_level(level)
 
     def _capture_path(self, step: int) -> str:
         return self.store.rewind_path(self.replicate, None if step == self.rewind_step else step)
@@ -435,24 +366,17 @@ class Replicate:
             controls.set_masks(model, controls.dense_masks(model))
             reset_for_retrain(model, "rewind", self.initial)
             return
-        config = self.config.pruning
-        structure = config.get("structure", "") or None
         source = self.source_level(level)
         self.load_end(source)
-        if self.config.experiment == "oneshot":
-            controls.set_masks(model, controls.dense_masks(model))
-            target = 1.0 - (1.0 - config.rate) ** level
-            rates = {p: 1.0 - (1.0 - r) ** level for p, r in self.layer_rates.items()}
-            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates, structure=structure)
-        else:
-            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
+        self.starts.prune(model, level, self.seed)
         failpoints.reach("after_prune")
+        retrain = self.config.pruning.retrain
         reset_for_retrain(
             model,
-            config.retrain,
+            retrain,
             self.restart_point(),
             # The weights are the loaded end of `source`; its optimizer state is in the checkpoint.
-            trained=self.final_state(source) if config.retrain == "finetune" else None,
+            trained=self.final_state(source) if retrain == "finetune" else None,
             seed=controls.derive_seed(self.seed, level, 1),
         )
 
@@ -460,9 +384,7 @@ class Replicate:
         """An arm's level: its own previous level (the dense network at 1), pruned and restarted."""
         line = self.arms[arm]
         self.load_end(level - 1, arm if level > 1 else None)
-        config = self.config.pruning
-        structure = config.get("structure", "") or None
-        prune(self.model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
+        self._arm_starts.prune(self.model, level, self.seed)
         failpoints.reach("after_prune")
         reset_for_retrain(self.model, "rewind", self.restart_point(line))
 
@@ -470,6 +392,10 @@ class Replicate:
 
     def teacher(self) -> keras.Model:
         """The replicate's trained dense network (level 0), frozen: the KD lines' teacher."""
+        if self._distillation is None:
+            raise ValueError(
+                "This replicate has no distilling line (`Line(distil=True)`): it has no teacher."
+            )
         return self._distillation.teacher()
 
     def _fitting(self, line: Line | None):

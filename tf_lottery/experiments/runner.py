@@ -26,7 +26,9 @@ from collections.abc import Callable
 import ml_collections
 
 from tf_lottery.experiments import plots, progress, results, run_store, schema
-from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_exclude, check_steps
+from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_steps
+from tf_lottery.experiments.level_start import IterativePruning
+from tf_lottery.experiments.network import check_exclude
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -54,6 +56,7 @@ def run_levels(
     part: str | None = None,
     levels: int | None = None,
     training: Training | None = None,
+    starts: IterativePruning | None = None,
     check: Callable[[object], None] | None = None,
 ) -> dict:
     """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
@@ -81,6 +84,9 @@ def run_levels(
         training: Optional `level_loop.Training`: what a kind that acts
             during training plugs into the main line's levels (hooks that
             run library callbacks, its own level starts and metrics).
+        starts: How the main line's pruned levels are pruned
+            (`level_start.IterativePruning` of `config.pruning`, the
+            default, or `OneShotPruning`).
         check: Optional `check(data)`, run on the loaded data before
             anything is written, even when every replicate is done: a
             kind's checks that need the model (layer names in options).
@@ -117,7 +123,16 @@ def run_levels(
     bar = progress.of(log)
     for index, replicate in enumerate(pending):
         runner = Replicate(
-            config, store, replicate, data, log=log, main=main, arms=arms, progress=bar, training=training
+            config,
+            store,
+            replicate,
+            data,
+            log=log,
+            main=main,
+            arms=arms,
+            progress=bar,
+            training=training,
+            starts=starts,
         )
         if index == 0:  # every replicate trains the same steps
             bar.add(runner.planned_steps(levels, controls_) * len(pending))

@@ -397,7 +397,7 @@ def _check_layer_options(config: ml_collections.ConfigDict):
     """
 
     def check(data) -> None:
-        from tf_lottery.experiments.level_loop import build_network
+        from tf_lottery.experiments.network import build_network
 
         group = config.sparse
         try:

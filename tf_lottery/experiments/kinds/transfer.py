@@ -58,13 +58,8 @@ from tf_lottery.data import classes
 from tf_lottery.data.classes import class_subset
 from tf_lottery.experiments import registry, run_store, support
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import (
-    Replicate,
-    build_network,
-    load_ticket,
-    read_analysis,
-    read_or_compute,
-)
+from tf_lottery.experiments.level_loop import Replicate, load_ticket, read_analysis, read_or_compute
+from tf_lottery.experiments.network import build_network
 from tf_lottery.experiments.runner import run_levels, selected_replicates
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain

@@ -93,6 +93,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("run.branches", "'' (no controls for Early-Bird tickets)", config.run.branches)
     if config.pruning.retrain != "rewind":
         _fail("pruning.retrain", "'rewind'", config.pruning.retrain)
+    if config.pruning.get("scorer", "magnitude") != "magnitude":
+        _fail(
+            "pruning.scorer",
+            "'magnitude' (Early-Bird draws its masks by `early_bird.granularity`)",
+            config.pruning.scorer,
+        )
     shared = copy.deepcopy(config)
     with shared.unlocked():
         del shared["early_bird"]

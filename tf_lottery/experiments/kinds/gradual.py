@@ -90,6 +90,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail(
             "pruning.structure", "'' (the gradual kind takes `gradual.structure`)", config.pruning.structure
         )
+    if config.pruning.get("scorer", "magnitude") != "magnitude":
+        _fail(
+            "pruning.scorer",
+            "'magnitude' (gradual pruning ranks weights by magnitude)",
+            config.pruning.scorer,
+        )
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)

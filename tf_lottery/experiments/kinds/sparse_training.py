@@ -263,7 +263,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if schema.csv_list(config.run.branches):
         _fail("run.branches", f"'' (no controls for {kind})", config.run.branches)
     base = schema.defaults().pruning
-    for key in ("rate", "scope", "layer_rates", "rewind_to", "retrain", "structure"):
+    for key in ("rate", "scope", "layer_rates", "rewind_to", "retrain", "structure", "scorer"):
         if config.pruning[key] != base[key]:
             _fail(
                 f"pruning.{key}",

@@ -48,16 +48,15 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.experiments import pretrain, run_store, tensorboard, trainer
-from tf_lottery.experiments.distilled_training import DistilledTraining
+from tf_lottery.experiments import run_store, tensorboard, trainer
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_start import IterativePruning
-from tf_lottery.experiments.network import Network
+from tf_lottery.experiments.level_context import LevelContext
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.run_services import RunServices
 from tf_lottery.experiments.strategy import make_strategy
-from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
+from tf_lottery.lottery.rewind import RewindPoint, Snapshot
 from tf_lottery.lottery.ticket import Ticket
-from tf_lottery.utils import atomic_io, failpoints
+from tf_lottery.utils import atomic_io
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,13 @@ class Line:
 class Training:
     """What a kind that acts *during* training plugs into the main line's levels.
 
-    IMP-shaped kinds plug in nothing (this base class: IMP's level starts,
-    no hooks). `gradual`, `early_bird`, `rigl`, `set` and `static` prune,
+    IMP-shaped kinds plug in nothing (this base class: the level starts of
+    the kind's schedule, no hooks). `gradual`, `early_bird`, `rigl`, `set` and `static` prune,
     search or rewire while a level trains: they give the trainer hooks that
     run the library callbacks (`callback_hook.CallbackHook`), may set a
-    level's start themselves, and add their own metrics. The loop, the
+    level's start themselves, and add their own metrics. Each method gets
+    the replicate's `LevelContext`; a plug-in is made with the config group
+    it reads. The loop, the
     store, resuming, progress, the results and the plots stay the loop's.
 
     Attributes:
@@ -112,23 +113,23 @@ class Training:
     check_start = True
     metadata_branch = True
 
-    def done(self, replicate: Replicate, level: int, branch: str | None = None) -> bool:
+    def done(self, context: LevelContext, level: int, branch: str | None = None) -> bool:
         """Whether level `level` is finished (its `metrics.json` by default)."""
-        return run_store.is_done(replicate.level_dir(level, branch))
+        return run_store.is_done(context.level_dir(level, branch))
 
-    def start(self, replicate: Replicate, level: int) -> bool:
-        """Sets the model to level `level`'s start; `False` leaves it to IMP's (`Replicate`)."""
+    def start(self, context: LevelContext, level: int) -> bool:
+        """Sets the model to level `level`'s start; `False` leaves it to the kind's level starts."""
         return False
 
-    def capture_steps(self, replicate: Replicate, level: int) -> tuple[int, ...] | None:
+    def capture_steps(self, context: LevelContext, level: int) -> tuple[int, ...] | None:
         """Data steps of level `level` whose state the loop stores (None: the rewind points)."""
         return None
 
-    def hooks(self, replicate: Replicate, level: int, plan: trainer.LevelPlan) -> list:
+    def hooks(self, context: LevelContext, level: int, plan: trainer.LevelPlan) -> list:
         """The trainer hooks of level `level` (`trainer.train_level(hooks=...)`)."""
         return []
 
-    def finish(self, replicate: Replicate, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
+    def finish(self, context: LevelContext, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
         """Metrics the kind adds to level `level`'s; `early_stop_after` (popped) bounds early stopping."""
         return {}
 
@@ -215,15 +216,19 @@ class Replicate:
             `advance(steps, trained)`), told of every data step done.
         training: Optional `Training`: what a kind plugs into the main
             line's levels when it acts during training.
-        starts: How the main line's pruned levels are pruned
-            (`level_start.IterativePruning`, the default, or
-            `OneShotPruning`); the arms always prune iteratively.
-        network: `network.Network` that builds and compiles the model.
-            Defaults to `Network(config)`.
+        network: What builds and compiles the model (`build(services)`):
+            `network.Network`, or `pretrain.PretrainedNetwork` when
+            `config.pretrain` asks for it.
+        starts: How a level's start is set (`start(context, level)` for the
+            main line, `start_arm(context, line, level)` for an arm,
+            `source_level(level)`): `level_start.IterativePruning` (IMP) or
+            `OneShotPruning`.
+        distillation: Optional callable `(model, data, strategy, load_dense)`
+            returning the KD lines' `DistilledTraining`; given only when a
+            line distils.
 
-    Plug-ins chosen by the config: pretraining (`pretrain.of(config)`, when
-    `config.pretrain` asks for it) and distillation (`DistilledTraining`,
-    only when a line distils).
+    `runner.replicate_for(config, ...)` chooses the plug-ins from the
+    config. The loop sees them only through these methods.
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -241,8 +246,10 @@ class Replicate:
         arms: tuple = (),
         progress=None,
         training: Training | None = None,
-        starts: IterativePruning | None = None,
-        network: Network | None = None,
+        *,
+        network,
+        starts,
+        distillation: Callable | None = None,
     ):
         self.config = config
         self.progress = progress
@@ -263,32 +270,28 @@ class Replicate:
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
         self.strategy = make_strategy(config.run.strategy)
-        self.network = network or Network(config)
-        self.starts = starts or IterativePruning(config.pruning)
-        self._arm_starts = IterativePruning(config.pruning)
-        self.model = self.network.create(data, self.seed, self.strategy)
+        self.services = RunServices(
+            store=store,
+            data=data,
+            log=log,
+            progress=progress,
+            strategy=self.strategy,
+            replicate=replicate,
+            seed=self.seed,
+            data_seed=self.data_seed,
+        )
+        self.starts = starts
+        self.network = network
+        self.model = network.build(self.services)
         with self.strategy.scope():
             self.initial = Snapshot.capture(self.model, 0)
-        pretraining = pretrain.of(config)
-        if pretraining is not None:
-            self.initial = pretraining.initial_state(
-                self.model,
-                self.network,
-                strategy=self.strategy,
-                data=data,
-                folder=pretrain.directory(store, replicate),
-                replicate=replicate,
-                seed=self.seed,
-                data_seed=self.data_seed,
-                log=log,
-            )
         self._captured = {}
-        distilling = any(line.distil for line in (self.main, *self.arms.values()))
         self._distillation = (
-            DistilledTraining(config.kd, self.model, data, self.strategy, load_dense=lambda: self.load_end(0))
-            if distilling
+            distillation(self.model, data, self.strategy, lambda: self.load_end(0))
+            if distillation is not None
             else None
         )
+        self.context = LevelContext(self)
 
     # -- stored states ------------------------------------------------------
 
@@ -360,34 +363,6 @@ class Replicate:
 
     # -- level starts -------------------------------------------------------
 
-    def _start_main(self, level: int) -> None:
-        model = self.model
-        if level == 0:
-            controls.set_masks(model, controls.dense_masks(model))
-            reset_for_retrain(model, "rewind", self.initial)
-            return
-        source = self.source_level(level)
-        self.load_end(source)
-        self.starts.prune(model, level, self.seed)
-        failpoints.reach("after_prune")
-        retrain = self.config.pruning.retrain
-        reset_for_retrain(
-            model,
-            retrain,
-            self.restart_point(),
-            # The weights are the loaded end of `source`; its optimizer state is in the checkpoint.
-            trained=self.final_state(source) if retrain == "finetune" else None,
-            seed=controls.derive_seed(self.seed, level, 1),
-        )
-
-    def _start_arm(self, arm: str, level: int) -> None:
-        """An arm's level: its own previous level (the dense network at 1), pruned and restarted."""
-        line = self.arms[arm]
-        self.load_end(level - 1, arm if level > 1 else None)
-        self._arm_starts.prune(self.model, level, self.seed)
-        failpoints.reach("after_prune")
-        reset_for_retrain(self.model, "rewind", self.restart_point(line))
-
     # -- distillation -------------------------------------------------------
 
     def teacher(self) -> keras.Model:
@@ -413,7 +388,7 @@ class Replicate:
         return (
             self.restart_step(line)
             if branch is None or line is not None
-            else controls.start_step(self, branch)
+            else controls.start_step(self.context, branch)
         )
 
     def _plan(self, level: int, branch: str | None = None) -> trainer.LevelPlan:
@@ -432,7 +407,7 @@ class Replicate:
         )
 
     def _capture_steps(self, level: int, branch: str | None) -> tuple[int, ...]:
-        own = self.training.capture_steps(self, level) if branch is None else None
+        own = self.training.capture_steps(self.context, level) if branch is None else None
         if own is not None:
             return tuple(own)
         return self.capture_steps if level == 0 else ()
@@ -442,7 +417,7 @@ class Replicate:
         steps = self.total_steps
         for line in [self.main, *self.arms.values()]:
             steps += levels * (self.total_steps - self.restart_step(line))
-        return steps + levels * sum(self.total_steps - controls.start_step(self, b) for b in branches)
+        return steps + levels * sum(self.total_steps - controls.start_step(self.context, b) for b in branches)
 
     def _advance(self, steps: int, trained: bool = True) -> None:
         if self.progress is not None:
@@ -452,7 +427,8 @@ class Replicate:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
         training = self.training if branch is None else Training()
-        if training.done(self, level, branch):
+        context = self.context
+        if training.done(context, level, branch):
             plan = self._plan(level, branch)
             self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
@@ -461,12 +437,12 @@ class Replicate:
         line = self.line(branch)
         fit_model, fit_data = self._fitting(line) if level > 0 else (None, None)
         if branch is None:
-            if not training.start(self, level):
-                self._start_main(level)
+            if not training.start(context, level):
+                self.starts.start(context, level)
         elif line is not None:
-            self._start_arm(branch, level)
+            self.starts.start_arm(context, line, level)
         else:
-            controls.start_branch(self, branch, level)
+            controls.start_branch(context, branch, level)
         report = sparsity_report(self.model)
         prune_s = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -474,7 +450,7 @@ class Replicate:
             self._check_start(directory, level, branch)
         store_s = time.perf_counter() - clock
         plan = self._plan(level, branch)
-        hooks = training.hooks(self, level, plan)
+        hooks = training.hooks(context, level, plan)
         capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
         label = self.main.name if branch is None else branch
@@ -509,7 +485,7 @@ class Replicate:
             summaries.close()
         if hooks:  # the hooks may have changed the masks while training
             report = sparsity_report(self.model)
-        extra = dict(training.finish(self, level, result, plan))
+        extra = dict(training.finish(context, level, result, plan))
         after = extra.pop("early_stop_after", 0)
         clock = time.perf_counter()
         metadata = {"level": level, "branch": branch, "replicate": self.replicate, "what": "end"}

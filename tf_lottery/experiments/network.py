@@ -1,6 +1,7 @@
 """The network of a run: the config's model, wrapped for pruning, initialised and compiled.
 
-`Network` is the plug-in a replicate is given to build its model: it builds
+`Network` is the plug-in a replicate is given to build its model
+(`pretrain.PretrainedNetwork` when `config.pretrain` asks for it): it builds
 `config.model` for a dataset (`build_network`: layers matching
 `config.pruning.exclude` stay dense; `model_init`/`batchnorm_init` re-draw
 the initial weights; `output_frozen`/`batchnorm_frozen` freeze parameters)
@@ -19,7 +20,7 @@ from tf_lottery.experiments.strategy import make_strategy
 
 config = get_config("smoke")
 data = load_dataset(config.dataset)
-model = Network(config).create(data, seed=0, strategy=make_strategy("default"))
+model = Network(config).compiled(data, seed=0, strategy=make_strategy("default"))
 ```
 """
 
@@ -35,6 +36,7 @@ from tf_lottery.core.prunable import prunable
 from tf_lottery.core.walk import prune_wrappers
 from tf_lottery.experiments import xla
 from tf_lottery.experiments.optimizers import build_optimizer
+from tf_lottery.experiments.run_services import RunServices
 from tf_lottery.experiments.schema import MODEL_OPTIONS, csv_list
 from tf_lottery.experiments.strategy import jit_compile, steps_per_execution
 from tf_lottery.models import build_model
@@ -138,15 +140,11 @@ class Network:
         """Refuses, before a run writes, exclude patterns and structures the network cannot take."""
         check_exclude(self.config, data)
 
-    def build(self, data, seed: int) -> keras.Model:
-        """The prunable network for `data`, initialised from `seed`; not compiled."""
-        return build_network(self.config, data, seed)
-
     def compile(self, model: keras.Model, steps_per_epoch: int, like: keras.Model | None = None) -> None:
         """Compiles `model` with the run's optimizer and builds the optimizer; call in the strategy's scope.
 
         Args:
-            model: keras.Model. From `build`.
+            model: keras.Model. From `build_network`.
             steps_per_epoch: int. Of the data it trains on (the learning
                 rate schedule counts epochs in steps).
             like: keras.Model or None. A model compiled by this method whose
@@ -169,11 +167,19 @@ class Network:
         xla.apply(model, xla_on)
         model.optimizer.build(model.trainable_variables)
 
-    def create(
+    def build(self, services: RunServices) -> keras.Model:
+        """The replicate's network: for its data, from its seed, compiled in its strategy's scope."""
+        return self.compiled(services.data, services.seed, services.strategy)
+
+    def compiled(
         self, data, seed: int, strategy: tf.distribute.Strategy, like: keras.Model | None = None
     ) -> keras.Model:
-        """`build` and `compile` in `strategy`'s scope, for `data` (its steps per epoch at `train.batch_size`)."""
+        """The network for `data`, initialised from `seed`, built and compiled in `strategy`'s scope.
+
+        Its optimizer's schedule counts `data`'s steps per epoch at
+        `config.train.batch_size`; see `compile` for `like`.
+        """
         with strategy.scope():
-            model = self.build(data, seed)
+            model = build_network(self.config, data, seed)
             self.compile(model, data.steps_per_epoch(int(self.config.train.batch_size)), like=like)
         return model

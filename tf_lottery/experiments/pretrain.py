@@ -41,11 +41,14 @@ from __future__ import annotations
 import copy
 import os
 
+import keras
 import numpy as np
 
 from tf_lottery.core.walk import model_variables
 from tf_lottery.experiments import run_store, trainer
+from tf_lottery.experiments.network import Network
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.run_services import RunServices
 from tf_lottery.utils import atomic_io
 
 
@@ -73,63 +76,57 @@ def directory(store, replicate: int) -> str:
     return os.path.join(store.replicate_dir(replicate), "pretrain")
 
 
-class Pretraining:
-    """The pretraining plug-in: chosen by `of(config)` when `config.pretrain` asks for it.
+class PretrainedNetwork:
+    """The network plug-in of a run that pretrains: the run's network, started from pretrained weights.
+
+    Chosen by `network_for(config)` when `config.pretrain` asks for it.
 
     Args:
         config: ConfigDict. A validated experiment config; `pretrain`,
             `dataset` (the pretraining task), `train` (batch size, evaluation),
             `run` (`checkpoint_every`, `verbose`) and `experiment` are read.
+        network: `network.Network` that builds the run's network (and the
+            pretraining one). Defaults to `Network(config)`.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, network: Network | None = None):
         self.config = config
+        self.network = network or Network(config)
 
-    def initial_state(
-        self, model, network, *, strategy, data, folder: str, replicate: int, seed: int, data_seed: int, log
-    ):
-        """Sets `model` to the pretrained network and returns its state, the replicate's new start.
+    def check(self, data) -> None:
+        """What `Network.check` refuses."""
+        self.network.check(data)
 
-        Trains the pretraining task (or reads it back from `folder`) with a
-        network built by `network` (`network.Network`) from `seed`, compiled as
-        `model` is, and loads its weights into `model` (the output layer stays
-        fresh when the numbers of classes differ). The optimizer state stays the
-        fresh one (step 0).
+    def build(self, services: RunServices) -> keras.Model:
+        """The replicate's network with the pretrained weights (the output layer's where they fit).
 
-        Args:
-            model: keras.Model. The replicate's compiled model.
-            network: `network.Network`. What built `model`.
-            strategy: tf.distribute.Strategy. The replicate's.
-            data: The run's data pipeline (its input shape is checked).
-            folder: str. Where pretraining is stored and resumed
-                (`directory(store, replicate)`).
-            replicate: int. The replicate's index, for metrics and the log.
-            seed: int. The replicate's initialisation seed.
-            data_seed: int. The replicate's data order.
-            log: Callable taking a str.
-
-        Returns:
-            `Snapshot` of `model` at step 0 with the pretrained weights.
+        Trains the pretraining task (or reads it back from
+        `replicate_<r>/pretrain/`) with a network built from the replicate's
+        seed and compiled as the run's is, then loads its weights. The
+        optimizer state stays the fresh one (step 0).
         """
-        from tf_lottery.lottery.rewind import Snapshot
-
+        model = self.network.build(services)
         task = load_task(self.config)
-        if tuple(task.input_shape) != tuple(data.input_shape):
+        if tuple(task.input_shape) != tuple(services.data.input_shape):
             raise ValueError(
                 f"Invalid value for `config.pretrain.dataset_name`: its examples have shape {task.input_shape}, "
-                f"the run's dataset {data.input_shape}; the pretrained weights cannot be reused. "
+                f"the run's dataset {services.data.input_shape}; the pretrained weights cannot be reused. "
                 f"Received: dataset_name={self.config.pretrain.dataset_name!r}."
             )
         values = self._pretrained(
-            lambda: network.create(task, seed, strategy, like=model), task, folder, replicate, data_seed, log
+            lambda: self.network.compiled(task, services.seed, services.strategy, like=model),
+            task,
+            directory(services.store, services.replicate),
+            services.replicate,
+            services.data_seed,
+            services.log,
         )
         kept = load_into(model, values)
         if any("output" not in path for path in kept):
             raise ValueError(
                 f"The pretrained network differs from the run's beyond its output layer: {kept}."
             )
-        with strategy.scope():
-            return Snapshot.capture(model, 0)
+        return model
 
     def _pretrained(self, build, data, folder: str, replicate: int, data_seed: int, log) -> list:
         """Trains (or reads back) the pretrained network in `folder`; returns its weights.
@@ -176,9 +173,9 @@ class Pretraining:
         return snapshot.model_values
 
 
-def of(config) -> Pretraining | None:
-    """The pretraining plug-in of `config`, or None when it does not pretrain."""
-    return Pretraining(config) if enabled(config) else None
+def network_for(config) -> Network | PretrainedNetwork:
+    """The network plug-in of `config`: pretrained when `config.pretrain` asks for it."""
+    return PretrainedNetwork(config) if enabled(config) else Network(config)
 
 
 def load_into(model, values: list) -> list[str]:

@@ -2,12 +2,21 @@
 
 A replicate (one seed) trains level 0, the dense network, from data step 0
 to the end of training and records the rewind point on the way. Level
-k >= 1 of a *line* prunes the network that the line's level k-1 trained
-(the dense network for k = 1; for `experiment="oneshot"` the main line
-prunes level 0's network to IMP level k's sparsity), resets it with
-`tf_lottery.lottery.rewind.reset_for_retrain`, and trains to the end, as
+k >= 1 of a *line* starts from a trained network, pruned and restarted
+(`tf_lottery.lottery.rewind.reset_for_retrain`), and trains to the end, as
 open_lth does. After each level the configured controls train as branches
 on the main line's mask (`kinds/controls.py`).
+
+The loop knows its collaborators only as plug-ins, which
+`runner.replicate_for` chooses from the config:
+
+- the network (`network.Network`, or `pretrain.PretrainedNetwork` when
+  `config.pretrain` asks for it): `build(services)`;
+- the level starts (`level_start.IterativePruning`, IMP from level k-1, or
+  `OneShotPruning`, level 0's network pruned to IMP level k's sparsity, as
+  the `oneshot` kind plugs in), scored by `config.pruning.scorer`;
+- distillation (`distilled_training.DistilledTraining`), only for a
+  replicate with a line that distils.
 
 What a kind plugs in (see `Line`): the main line and any further lines
 (arms with their own IMP, e.g. the KD kinds' baselines, or the
@@ -18,12 +27,15 @@ replicate's dense network (knowledge distillation, Ma et al. 2021), and the
 data (`runner.run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
 Kinds that act while a level trains (`gradual`, `early_bird`, `rigl`, `set`,
 `static`) plug in a `Training`: the trainer hooks that run the library
-callbacks, their own level starts and metrics.
+callbacks, their own level starts and metrics. What a kind measures on the
+trained lines (copies trained from a restart point, training on another
+task) is its analysis (`runner.run_levels(analysis=...)`), which trains and
+resumes as a level does (`LevelContext.train_from`) and stores each finished
+result once (`read_or_compute`). Every plug-in sees the replicate through a
+`level_context.LevelContext` (the model, the stored states and the run's
+services: store, data, log, progress, strategy, seeds), never the whole
+config: it is made with the config group it reads.
 The loop, the store, resuming and the results are the same for every kind.
-What a kind measures on the trained lines (copies trained from a restart
-point, training on another task) goes through `Replicate.train_from`, which
-trains and resumes as a level does, and `read_or_compute`, which stores each
-finished analysis once.
 
 Every level is one directory of the run store, written atomically and
 resumed from its last checkpoint; its start is recomputed from the stored
@@ -32,7 +44,7 @@ changed code or options stops instead of mixing results; a level's
 `metrics.json` is written once (the first finished result wins), so
 processes sharing a workdir never overwrite each other's levels.
 `tf_lottery.experiments.runner.run_levels` runs the selected replicates and
-builds the results; `distilled_training.py` holds what KD lines plug in.
+builds the results.
 """
 
 from __future__ import annotations

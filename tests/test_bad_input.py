@@ -645,6 +645,17 @@ CLI_CASES = {
         "rewinding",
         r"`config.pruning.retrain`: expected one of .*Received: pruning.retrain='rewinding'",
     ),
+    "unknown_scorer": (
+        "pruning.scorer",
+        "sailency",
+        r"`config.pruning.scorer`: expected one of \('magnitude', 'random'\). Received: pruning.scorer='sailency'",
+    ),
+    "data_scorer_from_a_config": (
+        "pruning.scorer",
+        "snip",
+        r"`config.pruning.scorer`: expected one of \('magnitude', 'random'\); 'snip' scores with batches of "
+        r"data and is available from the Python API \(`tfl.prune\(model, rate, scorer=tfl.SNIPScorer",
+    ),
     "unknown_control": (
         "run.branches",
         "reinit,magic",

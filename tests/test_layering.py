@@ -97,3 +97,43 @@ def test_the_check_catches_an_upward_arrow(relative, source, message):
 def test_downward_imports_pass():
     source = "from tf_lottery.core.walk import prune_wrappers\nfrom tf_lottery import utils\n"
     assert violations(PACKAGE / "lottery" / "x.py", source) == []
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (`from a import b` counts `a.b` when it is a module)."""
+    names = {_module_name(p) for p in _modules()}
+    graph = {}
+    for path in _modules():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level == 0
+                and (node.module or "").startswith("tf_lottery")
+            ):
+                for alias in node.names:
+                    sub = f"{node.module}.{alias.name}"
+                    targets.add(sub if sub in names else node.module)
+            elif isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names if a.name in names)
+        graph[_module_name(path)] = {t for t in targets if t in names and t != "tf_lottery"}
+    return graph
+
+
+def test_no_two_modules_of_the_engine_import_each_other():
+    # Even lazily, inside a function: a pair that imports each other is one module cut in two
+    # (issue 27 broke `level_loop` <-> `pretrain` and `cli.command` <-> `cli.main`).
+    graph = _import_graph()
+    engine = ("tf_lottery.experiments", "tf_lottery.cli")
+    pairs = sorted(
+        f"{a} <-> {b}"
+        for a, targets in graph.items()
+        for b in targets
+        if a < b and a in graph.get(b, ()) and a.startswith(engine)
+    )
+    assert not pairs, pairs

@@ -8,8 +8,8 @@ import pytest
 import tf_lottery as tfl
 from tests.testing import tiny_run_config
 from tf_lottery.experiments import run_store
-from tf_lottery.experiments.level_loop import Line, Replicate, read_or_compute
-from tf_lottery.experiments.runner import run_levels
+from tf_lottery.experiments.level_loop import Line, read_or_compute
+from tf_lottery.experiments.runner import replicate_for, run_levels
 
 
 def tiny_config(rewind_to="0it"):
@@ -137,16 +137,16 @@ def test_data_order_seed_is_shared_by_replicates_and_the_init_is_not(tmp_path):
     config.train.data_order_seed = 5
     data = load_dataset(config.dataset)
     store = run_store.RunStore(str(tmp_path), config)
-    replicates = [Replicate(config, store, r, data, log=lambda line: None) for r in (0, 1)]
+    replicates = [replicate_for(config, store, r, data, log=lambda line: None) for r in (0, 1)]
     assert [r._plan(0).seed for r in replicates] == [5, 5]
     assert not np.array_equal(replicates[0].initial.model_values[0], replicates[1].initial.model_values[0])
     config.train.data_order_seed = -1
-    assert Replicate(config, store, 1, data, log=lambda line: None)._plan(0).seed == 1
+    assert replicate_for(config, store, 1, data, log=lambda line: None)._plan(0).seed == 1
 
 
 def test_eval_on_train_records_the_training_set_accuracy(tmp_path):
     from tf_lottery.data.registry import load_dataset
-    from tf_lottery.experiments.level_loop import build_network
+    from tf_lottery.experiments.network import build_network
 
     config = tiny_config()
     config.run.levels = 0

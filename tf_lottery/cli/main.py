@@ -171,14 +171,3 @@ def run_app(argv: list[str]) -> None:
             raise
         # `--config.trian.lr=1`: ml_collections fails while absl parses the flags.
         sys.exit(f"tf_lottery: error: {unknown_key_message(argv, error)}")
-
-
-def run() -> None:
-    """The `tf_lottery` command; the same as `tf_lottery.cli.command.run`."""
-    from tf_lottery.cli import command
-
-    command.run()
-
-
-if __name__ == "__main__":
-    run()

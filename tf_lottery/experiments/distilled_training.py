@@ -43,8 +43,8 @@ class DistilledTraining:
     """The teacher, the distiller and the training data of a replicate's KD lines (built once).
 
     Args:
-        config: ConfigDict. The experiment config (`config.kd`: weight,
-            temperature, cache_teacher_logits).
+        kd: ConfigDict. The run's `config.kd` group (`weight`,
+            `temperature`, `cache_teacher_logits`).
         model: keras.Model. The replicate's prunable model: the student.
         data: The replicate's data pipeline.
         strategy: tf.distribute.Strategy. Where the teacher and the
@@ -54,13 +54,13 @@ class DistilledTraining:
 
     def __init__(
         self,
-        config: ml_collections.ConfigDict,
+        kd: ml_collections.ConfigDict,
         model: keras.Model,
         data,
         strategy: tf.distribute.Strategy,
         load_dense: Callable[[], None],
     ):
-        self.config, self.model, self.data, self.strategy = config, model, data, strategy
+        self.kd, self.model, self.data, self.strategy = kd, model, data, strategy
         self.load_dense = load_dense
         self._teacher = None
         self._distiller = None
@@ -79,7 +79,7 @@ class DistilledTraining:
     def fitting(self):
         """`(distiller, training data or None)`; call before setting the level's start."""
         if self._distiller is None:
-            kd = self.config.kd
+            kd = self.kd
             with self.strategy.scope():
                 distiller = KDDistiller(self.teacher(), self.model, float(kd.weight), float(kd.temperature))
                 # The student's own optimizer: its state is what checkpoints and rewinds hold.

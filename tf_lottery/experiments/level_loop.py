@@ -2,12 +2,21 @@
 
 A replicate (one seed) trains level 0, the dense network, from data step 0
 to the end of training and records the rewind point on the way. Level
-k >= 1 of a *line* prunes the network that the line's level k-1 trained
-(the dense network for k = 1; for `experiment="oneshot"` the main line
-prunes level 0's network to IMP level k's sparsity), resets it with
-`tf_lottery.lottery.rewind.reset_for_retrain`, and trains to the end, as
+k >= 1 of a *line* starts from a trained network, pruned and restarted
+(`tf_lottery.lottery.rewind.reset_for_retrain`), and trains to the end, as
 open_lth does. After each level the configured controls train as branches
 on the main line's mask (`kinds/controls.py`).
+
+The loop knows its collaborators only as plug-ins, which
+`runner.replicate_for` chooses from the config:
+
+- the network (`network.Network`, or `pretrain.PretrainedNetwork` when
+  `config.pretrain` asks for it): `build(services)`;
+- the level starts (`level_start.IterativePruning`, IMP from level k-1, or
+  `OneShotPruning`, level 0's network pruned to IMP level k's sparsity, as
+  the `oneshot` kind plugs in), scored by `config.pruning.scorer`;
+- distillation (`distilled_training.DistilledTraining`), only for a
+  replicate with a line that distils.
 
 What a kind plugs in (see `Line`): the main line and any further lines
 (arms with their own IMP, e.g. the KD kinds' baselines, or the
@@ -18,12 +27,15 @@ replicate's dense network (knowledge distillation, Ma et al. 2021), and the
 data (`runner.run_levels(load_data=...)`, e.g. the `transfer` kind's class subset).
 Kinds that act while a level trains (`gradual`, `early_bird`, `rigl`, `set`,
 `static`) plug in a `Training`: the trainer hooks that run the library
-callbacks, their own level starts and metrics.
+callbacks, their own level starts and metrics. What a kind measures on the
+trained lines (copies trained from a restart point, training on another
+task) is its analysis (`runner.run_levels(analysis=...)`), which trains and
+resumes as a level does (`LevelContext.train_from`) and stores each finished
+result once (`read_or_compute`). Every plug-in sees the replicate through a
+`level_context.LevelContext` (the model, the stored states and the run's
+services: store, data, log, progress, strategy, seeds), never the whole
+config: it is made with the config group it reads.
 The loop, the store, resuming and the results are the same for every kind.
-What a kind measures on the trained lines (copies trained from a restart
-point, training on another task) goes through `Replicate.train_from`, which
-trains and resumes as a level does, and `read_or_compute`, which stores each
-finished analysis once.
 
 Every level is one directory of the run store, written atomically and
 resumed from its last checkpoint; its start is recomputed from the stored
@@ -32,12 +44,11 @@ changed code or options stops instead of mixing results; a level's
 `metrics.json` is written once (the first finished result wins), so
 processes sharing a workdir never overwrite each other's levels.
 `tf_lottery.experiments.runner.run_levels` runs the selected replicates and
-builds the results; `distilled_training.py` holds what KD lines plug in.
+builds the results.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import time
@@ -48,25 +59,17 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_lottery.core.prunable import prunable
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.walk import prune_wrappers
-from tf_lottery.experiments import pretrain, run_store, tensorboard, trainer, xla
-from tf_lottery.experiments.distilled_training import DistilledTraining
+from tf_lottery.core.walk import get_masks
+from tf_lottery.experiments import run_store, tensorboard, trainer
 from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.optimizers import build_optimizer, to_steps
-from tf_lottery.experiments.schema import MODEL_OPTIONS, csv_list, parse_rates
-from tf_lottery.experiments.strategy import jit_compile, make_strategy, steps_per_execution
-from tf_lottery.lottery.rewind import RewindPoint, Snapshot, reset_for_retrain
+from tf_lottery.experiments.level_context import LevelContext
+from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.run_services import RunServices
+from tf_lottery.experiments.strategy import make_strategy
+from tf_lottery.lottery.rewind import RewindPoint, Snapshot
 from tf_lottery.lottery.ticket import Ticket
-from tf_lottery.models import build_model
-from tf_lottery.models.freezing import freeze
-from tf_lottery.models.initializers import initialize
-from tf_lottery.pruning import blocks, units_pruning
-from tf_lottery.pruning.pruner import prune
-from tf_lottery.pruning.structure import BlockStructure, UnitStructure
-from tf_lottery.pruning.structure import parse as parse_structure
-from tf_lottery.utils import atomic_io, failpoints
+from tf_lottery.utils import atomic_io
 
 
 @dataclass(frozen=True)
@@ -104,11 +107,13 @@ class Line:
 class Training:
     """What a kind that acts *during* training plugs into the main line's levels.
 
-    IMP-shaped kinds plug in nothing (this base class: IMP's level starts,
-    no hooks). `gradual`, `early_bird`, `rigl`, `set` and `static` prune,
+    IMP-shaped kinds plug in nothing (this base class: the level starts of
+    the kind's schedule, no hooks). `gradual`, `early_bird`, `rigl`, `set` and `static` prune,
     search or rewire while a level trains: they give the trainer hooks that
     run the library callbacks (`callback_hook.CallbackHook`), may set a
-    level's start themselves, and add their own metrics. The loop, the
+    level's start themselves, and add their own metrics. Each method gets
+    the replicate's `LevelContext`; a plug-in is made with the config group
+    it reads. The loop, the
     store, resuming, progress, the results and the plots stay the loop's.
 
     Attributes:
@@ -121,101 +126,25 @@ class Training:
     check_start = True
     metadata_branch = True
 
-    def done(self, replicate: Replicate, level: int, branch: str | None = None) -> bool:
+    def done(self, context: LevelContext, level: int, branch: str | None = None) -> bool:
         """Whether level `level` is finished (its `metrics.json` by default)."""
-        return run_store.is_done(replicate.level_dir(level, branch))
+        return run_store.is_done(context.level_dir(level, branch))
 
-    def start(self, replicate: Replicate, level: int) -> bool:
-        """Sets the model to level `level`'s start; `False` leaves it to IMP's (`Replicate`)."""
+    def start(self, context: LevelContext, level: int) -> bool:
+        """Sets the model to level `level`'s start; `False` leaves it to the kind's level starts."""
         return False
 
-    def capture_steps(self, replicate: Replicate, level: int) -> tuple[int, ...] | None:
+    def capture_steps(self, context: LevelContext, level: int) -> tuple[int, ...] | None:
         """Data steps of level `level` whose state the loop stores (None: the rewind points)."""
         return None
 
-    def hooks(self, replicate: Replicate, level: int, plan: trainer.LevelPlan) -> list:
+    def hooks(self, context: LevelContext, level: int, plan: trainer.LevelPlan) -> list:
         """The trainer hooks of level `level` (`trainer.train_level(hooks=...)`)."""
         return []
 
-    def finish(self, replicate: Replicate, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
+    def finish(self, context: LevelContext, level: int, result: dict, plan: trainer.LevelPlan) -> dict:
         """Metrics the kind adds to level `level`'s; `early_stop_after` (popped) bounds early stopping."""
         return {}
-
-
-def _exclusion(patterns: list[str], matched: set, seen: list):
-    """The `prunable` predicate for `patterns`; records the patterns that matched and the names seen."""
-
-    def excluded(layer) -> bool:
-        seen.append(layer.name)
-        hits = {p for p in patterns if fnmatch.fnmatchcase(layer.name, p)}
-        matched.update(hits)
-        return bool(hits)
-
-    return excluded
-
-
-def check_exclude(config: ml_collections.ConfigDict, data) -> None:
-    """Refuses `config.pruning.exclude` patterns that match no prunable layer, before a run writes.
-
-    Also an 'RxC' block (`config.pruning.structure`, or the gradual kind's `gradual.structure`)
-    that a pruned layer cannot take, and 'channels' on a network with no prunable units. Builds
-    the network once (only when `exclude` or a structure is set) and clears the session after,
-    so the run's own models get the layer names they would have had.
-    """
-    key, structure = "pruning.structure", config.pruning.get("structure", "")
-    if not structure and "gradual" in config:
-        key, structure = "gradual.structure", config.gradual.get("structure", "")
-    parsed = parse_structure(structure or None)
-    block = parsed if isinstance(parsed, BlockStructure) else None
-    units = parsed if isinstance(parsed, UnitStructure) else None
-    if not csv_list(config.pruning.exclude) and block is None and units is None:
-        return
-    try:
-        model = build_network(config, data, int(config.seed))
-        if block is not None or units is not None:
-            try:
-                if block is not None:
-                    blocks.check_layers(prune_wrappers(model), block)
-                else:
-                    units_pruning.groups_for(model, units)
-            except ValueError as error:
-                raise ValueError(
-                    f"Invalid value for `config.{key}`={structure!r}: {error} On the command "
-                    "line, leave layers dense with `config.pruning.exclude`."
-                ) from None
-    finally:
-        keras.backend.clear_session()
-
-
-def build_network(config: ml_collections.ConfigDict, data, seed: int) -> keras.Model:
-    """The config's model for `data`, initialised from `seed`, wrapped with `prunable`.
-
-    Layers matching `config.pruning.exclude` stay unwrapped. Then
-    `config.model.model_init`/`batchnorm_init` re-draw the initial weights
-    and `output_frozen`/`batchnorm_frozen` freeze parameters
-    (`tf_lottery.models.initializers`, `tf_lottery.models.freezing`). Not
-    compiled.
-    """
-    keras.utils.set_random_seed(int(seed))
-    model_options = {k: v for k, v in config.model.items() if k != "name" and k not in MODEL_OPTIONS}
-    exclude = csv_list(config.pruning.exclude)
-    base = build_model(config.model.name, data.input_shape, data.num_classes, **model_options)
-    matched, seen = set(), []
-    model = prunable(base, exclude=_exclusion(exclude, matched, seen) if exclude else None)
-    unmatched = [p for p in exclude if p not in matched]
-    if unmatched:
-        raise ValueError(
-            f"Invalid value for `config.pruning.exclude`={config.pruning.exclude!r}: "
-            f"{', '.join(repr(p) for p in unmatched)} matches no prunable layer of model "
-            f"'{config.model.name}'. Its prunable layers are: {sorted(set(seen))}. Use their names or "
-            "glob patterns of them (e.g. 'fc*')."
-        )
-    option = config.model.get
-    if option("model_init", "") or option("batchnorm_init", ""):
-        initialize(model, option("model_init", ""), option("batchnorm_init", ""), seed=int(seed))
-    if option("output_frozen", False) or option("batchnorm_frozen", False):
-        freeze(model, output=option("output_frozen", False), batchnorm=option("batchnorm_frozen", False))
-    return model
 
 
 def read_or_compute(path: str, compute: Callable[[], dict]) -> dict:
@@ -300,6 +229,19 @@ class Replicate:
             `advance(steps, trained)`), told of every data step done.
         training: Optional `Training`: what a kind plugs into the main
             line's levels when it acts during training.
+        network: What builds and compiles the model (`build(services)`):
+            `network.Network`, or `pretrain.PretrainedNetwork` when
+            `config.pretrain` asks for it.
+        starts: How a level's start is set (`start(context, level)` for the
+            main line, `start_arm(context, line, level)` for an arm,
+            `source_level(level)`): `level_start.IterativePruning` (IMP) or
+            `OneShotPruning`.
+        distillation: Optional callable `(model, data, strategy, load_dense)`
+            returning the KD lines' `DistilledTraining`; given only when a
+            line distils.
+
+    `runner.replicate_for(config, ...)` chooses the plug-ins from the
+    config. The loop sees them only through these methods.
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -317,6 +259,10 @@ class Replicate:
         arms: tuple = (),
         progress=None,
         training: Training | None = None,
+        *,
+        network,
+        starts,
+        distillation: Callable | None = None,
     ):
         self.config = config
         self.progress = progress
@@ -331,33 +277,34 @@ class Replicate:
         # open_lth's `data_order_seed`: one data order for every replicate when set.
         order_seed = int(config.train.get("data_order_seed", -1))
         self.data_seed = self.seed if order_seed < 0 else order_seed
-        train = config.train
         self.steps_per_epoch, self.total_steps, self.rewind_step = check_steps(
             config, data, (self.main, *self.arms.values())
         )
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
-        self.layer_rates = parse_rates(config.pruning.layer_rates)
         self.strategy = make_strategy(config.run.strategy)
-        with self.strategy.scope():
-            self.model = build_network(config, data, self.seed)
-            self.model.compile(
-                optimizer=build_optimizer(train, self.steps_per_epoch),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                metrics=["accuracy"],
-                steps_per_execution=steps_per_execution(
-                    config.run.strategy, int(config.run.steps_per_execution)
-                ),
-            )
-            xla.apply(self.model, jit_compile(config.run.strategy, config.run.get("jit_compile", True)))
-            self.model.optimizer.build(self.model.trainable_variables)
-            self.initial = Snapshot.capture(self.model, 0)
-        if pretrain.enabled(config):
-            pretrain.start_from_pretrained(self)  # sets the model and `initial`
-        self._captured = {}
-        self._distillation = DistilledTraining(
-            config, self.model, data, self.strategy, load_dense=lambda: self.load_end(0)
+        self.services = RunServices(
+            store=store,
+            data=data,
+            log=log,
+            progress=progress,
+            strategy=self.strategy,
+            replicate=replicate,
+            seed=self.seed,
+            data_seed=self.data_seed,
         )
+        self.starts = starts
+        self.network = network
+        self.model = network.build(self.services)
+        with self.strategy.scope():
+            self.initial = Snapshot.capture(self.model, 0)
+        self._captured = {}
+        self._distillation = (
+            distillation(self.model, data, self.strategy, lambda: self.load_end(0))
+            if distillation is not None
+            else None
+        )
+        self.context = LevelContext(self)
 
     # -- stored states ------------------------------------------------------
 
@@ -365,8 +312,8 @@ class Replicate:
         return self.store.level_dir(self.replicate, level, branch)
 
     def source_level(self, level: int) -> int:
-        """The level whose trained network level `level` is pruned from."""
-        return 0 if self.config.experiment == "oneshot" else level - 1
+        """The level whose trained network level `level` is pruned from (the kind's `starts`)."""
+        return self.starts.source_level(level)
 
     def _capture_path(self, step: int) -> str:
         return self.store.rewind_path(self.replicate, None if step == self.rewind_step else step)
@@ -429,47 +376,14 @@ class Replicate:
 
     # -- level starts -------------------------------------------------------
 
-    def _start_main(self, level: int) -> None:
-        model = self.model
-        if level == 0:
-            controls.set_masks(model, controls.dense_masks(model))
-            reset_for_retrain(model, "rewind", self.initial)
-            return
-        config = self.config.pruning
-        structure = config.get("structure", "") or None
-        source = self.source_level(level)
-        self.load_end(source)
-        if self.config.experiment == "oneshot":
-            controls.set_masks(model, controls.dense_masks(model))
-            target = 1.0 - (1.0 - config.rate) ** level
-            rates = {p: 1.0 - (1.0 - r) ** level for p, r in self.layer_rates.items()}
-            prune(model, target_sparsity=target, scope=config.scope, layer_rates=rates, structure=structure)
-        else:
-            prune(model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
-        failpoints.reach("after_prune")
-        reset_for_retrain(
-            model,
-            config.retrain,
-            self.restart_point(),
-            # The weights are the loaded end of `source`; its optimizer state is in the checkpoint.
-            trained=self.final_state(source) if config.retrain == "finetune" else None,
-            seed=controls.derive_seed(self.seed, level, 1),
-        )
-
-    def _start_arm(self, arm: str, level: int) -> None:
-        """An arm's level: its own previous level (the dense network at 1), pruned and restarted."""
-        line = self.arms[arm]
-        self.load_end(level - 1, arm if level > 1 else None)
-        config = self.config.pruning
-        structure = config.get("structure", "") or None
-        prune(self.model, config.rate, scope=config.scope, layer_rates=self.layer_rates, structure=structure)
-        failpoints.reach("after_prune")
-        reset_for_retrain(self.model, "rewind", self.restart_point(line))
-
     # -- distillation -------------------------------------------------------
 
     def teacher(self) -> keras.Model:
         """The replicate's trained dense network (level 0), frozen: the KD lines' teacher."""
+        if self._distillation is None:
+            raise ValueError(
+                "This replicate has no distilling line (`Line(distil=True)`): it has no teacher."
+            )
         return self._distillation.teacher()
 
     def _fitting(self, line: Line | None):
@@ -487,7 +401,7 @@ class Replicate:
         return (
             self.restart_step(line)
             if branch is None or line is not None
-            else controls.start_step(self, branch)
+            else controls.start_step(self.context, branch)
         )
 
     def _plan(self, level: int, branch: str | None = None) -> trainer.LevelPlan:
@@ -506,7 +420,7 @@ class Replicate:
         )
 
     def _capture_steps(self, level: int, branch: str | None) -> tuple[int, ...]:
-        own = self.training.capture_steps(self, level) if branch is None else None
+        own = self.training.capture_steps(self.context, level) if branch is None else None
         if own is not None:
             return tuple(own)
         return self.capture_steps if level == 0 else ()
@@ -516,7 +430,7 @@ class Replicate:
         steps = self.total_steps
         for line in [self.main, *self.arms.values()]:
             steps += levels * (self.total_steps - self.restart_step(line))
-        return steps + levels * sum(self.total_steps - controls.start_step(self, b) for b in branches)
+        return steps + levels * sum(self.total_steps - controls.start_step(self.context, b) for b in branches)
 
     def _advance(self, steps: int, trained: bool = True) -> None:
         if self.progress is not None:
@@ -526,7 +440,8 @@ class Replicate:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
         training = self.training if branch is None else Training()
-        if training.done(self, level, branch):
+        context = self.context
+        if training.done(context, level, branch):
             plan = self._plan(level, branch)
             self._advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
@@ -535,12 +450,12 @@ class Replicate:
         line = self.line(branch)
         fit_model, fit_data = self._fitting(line) if level > 0 else (None, None)
         if branch is None:
-            if not training.start(self, level):
-                self._start_main(level)
+            if not training.start(context, level):
+                self.starts.start(context, level)
         elif line is not None:
-            self._start_arm(branch, level)
+            self.starts.start_arm(context, line, level)
         else:
-            controls.start_branch(self, branch, level)
+            controls.start_branch(context, branch, level)
         report = sparsity_report(self.model)
         prune_s = time.perf_counter() - clock
         clock = time.perf_counter()
@@ -548,7 +463,7 @@ class Replicate:
             self._check_start(directory, level, branch)
         store_s = time.perf_counter() - clock
         plan = self._plan(level, branch)
-        hooks = training.hooks(self, level, plan)
+        hooks = training.hooks(context, level, plan)
         capture = self._capture if level == 0 and branch is None else None
         verbose = int(self.config.run.verbose)
         label = self.main.name if branch is None else branch
@@ -583,7 +498,7 @@ class Replicate:
             summaries.close()
         if hooks:  # the hooks may have changed the masks while training
             report = sparsity_report(self.model)
-        extra = dict(training.finish(self, level, result, plan))
+        extra = dict(training.finish(context, level, result, plan))
         after = extra.pop("early_stop_after", 0)
         clock = time.perf_counter()
         metadata = {"level": level, "branch": branch, "replicate": self.replicate, "what": "end"}
@@ -639,7 +554,7 @@ class Replicate:
                     f"Delete '{path}' and run the same command again: this level's start is computed "
                     "and written anew."
                 ) from error
-            masks = controls.get_masks(self.model)
+            masks = get_masks(self.model)
             same = len(stored.masks) == len(masks) and all(
                 np.array_equal(a, b) for a, b in zip(stored.masks, masks)
             )

@@ -41,11 +41,14 @@ from __future__ import annotations
 import copy
 import os
 
+import keras
 import numpy as np
 
 from tf_lottery.core.walk import model_variables
-from tf_lottery.experiments import run_store, trainer, xla
+from tf_lottery.experiments import run_store, trainer
+from tf_lottery.experiments.network import Network
 from tf_lottery.experiments.optimizers import to_steps
+from tf_lottery.experiments.run_services import RunServices
 from tf_lottery.utils import atomic_io
 
 
@@ -73,94 +76,106 @@ def directory(store, replicate: int) -> str:
     return os.path.join(store.replicate_dir(replicate), "pretrain")
 
 
-def start_from_pretrained(replicate) -> None:
-    """Sets the model of `replicate` (being built) and its `initial` state to the pretrained network.
+class PretrainedNetwork:
+    """The network plug-in of a run that pretrains: the run's network, started from pretrained weights.
 
-    The optimizer state stays the fresh one (step 0).
-    """
-    from tf_lottery.lottery.rewind import Snapshot
-
-    kept = load_into(replicate.model, pretrain(replicate, load_task(replicate.config)))
-    if any("output" not in path for path in kept):
-        raise ValueError(f"The pretrained network differs from the run's beyond its output layer: {kept}.")
-    with replicate.strategy.scope():
-        replicate.initial = Snapshot.capture(replicate.model, 0)
-
-
-def _compiled_like(replicate, data):
-    """The config's network for `data`, compiled as the replicate's model is (in its strategy's scope)."""
-    from tf_lottery.experiments.level_loop import build_network
-    from tf_lottery.experiments.optimizers import build_optimizer
-
-    config, main = replicate.config, replicate.model
-    with replicate.strategy.scope():
-        model = build_network(config, data, replicate.seed)
-        model.compile(
-            optimizer=build_optimizer(config.train, data.steps_per_epoch(int(config.train.batch_size))),
-            loss=main.loss,
-            metrics=["accuracy"],
-            steps_per_execution=main.steps_per_execution,
-        )
-        xla.apply(model, bool(main.jit_compile))  # as the main model has it (see `xla.py`)
-        model.optimizer.build(model.trainable_variables)
-    return model
-
-
-def pretrain(replicate, data) -> list:
-    """Trains (or reads back) replicate `replicate`'s pretrained network; returns its weights.
+    Chosen by `network_for(config)` when `config.pretrain` asks for it.
 
     Args:
-        replicate: level_loop.Replicate being built (its config, store,
-            seeds, strategy and compiled model).
-        data: The pretraining task (`load_task(config)`).
-
-    Returns:
-        The pretrained model's variable values (`model_variables` order).
+        config: ConfigDict. A validated experiment config; `pretrain`,
+            `dataset` (the pretraining task), `train` (batch size, evaluation),
+            `run` (`checkpoint_every`, `verbose`) and `experiment` are read.
+        network: `network.Network` that builds the run's network (and the
+            pretraining one). Defaults to `Network(config)`.
     """
-    config = replicate.config
-    if tuple(data.input_shape) != tuple(replicate.data.input_shape):
-        raise ValueError(
-            f"Invalid value for `config.pretrain.dataset_name`: its examples have shape {data.input_shape}, "
-            f"the run's dataset {replicate.data.input_shape}; the pretrained weights cannot be reused. "
-            f"Received: dataset_name={config.pretrain.dataset_name!r}."
+
+    def __init__(self, config, network: Network | None = None):
+        self.config = config
+        self.network = network or Network(config)
+
+    def check(self, data) -> None:
+        """What `Network.check` refuses."""
+        self.network.check(data)
+
+    def build(self, services: RunServices) -> keras.Model:
+        """The replicate's network with the pretrained weights (the output layer's where they fit).
+
+        Trains the pretraining task (or reads it back from
+        `replicate_<r>/pretrain/`) with a network built from the replicate's
+        seed and compiled as the run's is, then loads its weights. The
+        optimizer state stays the fresh one (step 0).
+        """
+        model = self.network.build(services)
+        task = load_task(self.config)
+        if tuple(task.input_shape) != tuple(services.data.input_shape):
+            raise ValueError(
+                f"Invalid value for `config.pretrain.dataset_name`: its examples have shape {task.input_shape}, "
+                f"the run's dataset {services.data.input_shape}; the pretrained weights cannot be reused. "
+                f"Received: dataset_name={self.config.pretrain.dataset_name!r}."
+            )
+        values = self._pretrained(
+            lambda: self.network.compiled(task, services.seed, services.strategy, like=model),
+            task,
+            directory(services.store, services.replicate),
+            services.replicate,
+            services.data_seed,
+            services.log,
         )
-    folder = directory(replicate.store, replicate.replicate)
-    checkpoint = os.path.join(folder, trainer.CHECKPOINT)
-    if not run_store.is_done(folder, outputs=(trainer.CHECKPOINT,)):
-        model = _compiled_like(replicate, data)
-        steps_per_epoch = data.steps_per_epoch(int(config.train.batch_size))
-        end = to_steps(config.pretrain.training_steps, steps_per_epoch)
-        plan = trainer.LevelPlan(
-            start=0,
-            end=end,
-            steps_per_epoch=steps_per_epoch,
-            batch_size=int(config.train.batch_size),
-            seed=replicate.data_seed,
-            eval_every=max(1, to_steps(config.train.eval_every, steps_per_epoch)),
-            checkpoint_every=max(1, to_steps(config.run.checkpoint_every, steps_per_epoch)),
-            eval_test=bool(config.train.eval_test),
-        )
-        atomic_io.makedirs(folder)
-        result = trainer.train_level(model, data, plan, folder)
-        metrics = {
-            "experiment": config.experiment,
-            "branch": "pretrain",
-            "replicate": replicate.replicate,
-            "num_classes": int(data.num_classes),
-            "end_step": end,
-            "evals": result["evals"],
-            "elapsed_s": result["elapsed_s"],
-            **trainer.summarize(result["evals"]),
-        }
-        run_store.write_metrics(folder, metrics)
-        if config.run.verbose:
-            accuracy = metrics["final"].get("test_accuracy", float("nan"))
-            replicate.log(f"[replicate {replicate.replicate} pretrain] test acc {accuracy:.4f} at step {end}")
-    try:
-        snapshot, _ = run_store.load_state(checkpoint)
-    except atomic_io.DamagedFileError as error:
-        raise error.with_fix(run_store.recompute_fix(folder, checkpoint)) from error
-    return snapshot.model_values
+        kept = load_into(model, values)
+        if any("output" not in path for path in kept):
+            raise ValueError(
+                f"The pretrained network differs from the run's beyond its output layer: {kept}."
+            )
+        return model
+
+    def _pretrained(self, build, data, folder: str, replicate: int, data_seed: int, log) -> list:
+        """Trains (or reads back) the pretrained network in `folder`; returns its weights.
+
+        Returns:
+            The pretrained model's variable values (`model_variables` order).
+        """
+        config = self.config
+        checkpoint = os.path.join(folder, trainer.CHECKPOINT)
+        if not run_store.is_done(folder, outputs=(trainer.CHECKPOINT,)):
+            model = build()
+            steps_per_epoch = data.steps_per_epoch(int(config.train.batch_size))
+            end = to_steps(config.pretrain.training_steps, steps_per_epoch)
+            plan = trainer.LevelPlan(
+                start=0,
+                end=end,
+                steps_per_epoch=steps_per_epoch,
+                batch_size=int(config.train.batch_size),
+                seed=data_seed,
+                eval_every=max(1, to_steps(config.train.eval_every, steps_per_epoch)),
+                checkpoint_every=max(1, to_steps(config.run.checkpoint_every, steps_per_epoch)),
+                eval_test=bool(config.train.eval_test),
+            )
+            atomic_io.makedirs(folder)
+            result = trainer.train_level(model, data, plan, folder)
+            metrics = {
+                "experiment": config.experiment,
+                "branch": "pretrain",
+                "replicate": replicate,
+                "num_classes": int(data.num_classes),
+                "end_step": end,
+                "evals": result["evals"],
+                "elapsed_s": result["elapsed_s"],
+                **trainer.summarize(result["evals"]),
+            }
+            run_store.write_metrics(folder, metrics)
+            if config.run.verbose:
+                accuracy = metrics["final"].get("test_accuracy", float("nan"))
+                log(f"[replicate {replicate} pretrain] test acc {accuracy:.4f} at step {end}")
+        try:
+            snapshot, _ = run_store.load_state(checkpoint)
+        except atomic_io.DamagedFileError as error:
+            raise error.with_fix(run_store.recompute_fix(folder, checkpoint)) from error
+        return snapshot.model_values
+
+
+def network_for(config) -> Network | PretrainedNetwork:
+    """The network plug-in of `config`: pretrained when `config.pretrain` asks for it."""
+    return PretrainedNetwork(config) if enabled(config) else Network(config)
 
 
 def load_into(model, values: list) -> list[str]:

@@ -20,13 +20,17 @@ print(summary["table"])
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 
 import ml_collections
 
-from tf_lottery.experiments import plots, progress, results, run_store, schema
-from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_exclude, check_steps
+from tf_lottery.experiments import plots, pretrain, progress, results, run_store, schema
+from tf_lottery.experiments.distilled_training import DistilledTraining
+from tf_lottery.experiments.level_context import LevelContext
+from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_steps
+from tf_lottery.experiments.level_start import IterativePruning
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -42,6 +46,43 @@ def selected_replicates(config: ml_collections.ConfigDict) -> list[int]:
     return chosen if chosen is not None else list(range(replicates))
 
 
+def replicate_for(
+    config: ml_collections.ConfigDict,
+    store,
+    index: int,
+    data,
+    *,
+    log: Callable[[str], None] = print,
+    main: Line | None = None,
+    arms: tuple = (),
+    progress=None,
+    training: Training | None = None,
+    starts: IterativePruning | None = None,
+) -> Replicate:
+    """Replicate `index` of `config` with the plug-ins the config chooses.
+
+    The network (`pretrain.network_for`: pretrained when `config.pretrain`
+    asks for it), the level starts (`starts`, IMP's by default) and, only
+    when a line distils, `DistilledTraining` on `config.kd`.
+    """
+    main = main or Line("ticket")
+    distilling = any(line.distil for line in (main, *arms))
+    return Replicate(
+        config,
+        store,
+        index,
+        data,
+        log=log,
+        main=main,
+        arms=arms,
+        progress=progress,
+        training=training,
+        network=pretrain.network_for(config),
+        starts=starts or IterativePruning(config.pruning),
+        distillation=functools.partial(DistilledTraining, config.kd) if distilling else None,
+    )
+
+
 def run_levels(
     config: ml_collections.ConfigDict,
     workdir: str,
@@ -54,7 +95,9 @@ def run_levels(
     part: str | None = None,
     levels: int | None = None,
     training: Training | None = None,
+    starts: IterativePruning | None = None,
     check: Callable[[object], None] | None = None,
+    analysis: Callable[[run_store.RunStore, int, Callable[[], LevelContext]], None] | None = None,
 ) -> dict:
     """Runs (or resumes) every selected replicate of an IMP-shaped kind under `workdir`.
 
@@ -81,9 +124,17 @@ def run_levels(
         training: Optional `level_loop.Training`: what a kind that acts
             during training plugs into the main line's levels (hooks that
             run library callbacks, its own level starts and metrics).
+        starts: How the main line's pruned levels are pruned
+            (`level_start.IterativePruning` of `config.pruning`, the
+            default, or `OneShotPruning`).
         check: Optional `check(data)`, run on the loaded data before
             anything is written, even when every replicate is done: a
             kind's checks that need the model (layer names in options).
+        analysis: Optional `analysis(store, index, context)`: what a kind measures
+            on replicate `index`'s finished lines, run for every selected
+            replicate after the results are written. `context()` builds the
+            replicate (`LevelContext`) on first call, so an analysis that is
+            stored already builds nothing.
 
     Returns:
         A dict with `root` (the run directory), `hash`, `rows`, `table`,
@@ -94,6 +145,7 @@ def run_levels(
 
     main = main or Line("ticket")
     began = time.time()
+    load = functools.cache(load_data if load_data is not None else lambda: load_dataset(config.dataset))
     store = run_store.RunStore(workdir, config, part=part)
     controls_ = schema.csv_list(config.run.branches)
     branches = [arm.name for arm in arms] + controls_
@@ -103,9 +155,9 @@ def run_levels(
     pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
     if pending or check is not None:
         # Config values that the data's size decides are checked before anything is written.
-        data = load_data() if load_data is not None else load_dataset(config.dataset)
+        data = load()
         check_steps(config, data, (main, *arms))
-        check_exclude(config, data)
+        pretrain.network_for(config).check(data)
         if check is not None:
             check(data)
     store.initialize()
@@ -116,8 +168,17 @@ def run_levels(
             log(line)
     bar = progress.of(log)
     for index, replicate in enumerate(pending):
-        runner = Replicate(
-            config, store, replicate, data, log=log, main=main, arms=arms, progress=bar, training=training
+        runner = replicate_for(
+            config,
+            store,
+            replicate,
+            data,
+            log=log,
+            main=main,
+            arms=arms,
+            progress=bar,
+            training=training,
+            starts=starts,
         )
         if index == 0:  # every replicate trains the same steps
             bar.add(runner.planned_steps(levels, controls_) * len(pending))
@@ -132,6 +193,14 @@ def run_levels(
         log(text)
         log(results.time_line(timing, reused=sum(len(v) for v in reused.values())))
         log(f"Results: {store.results_dir}")
+    for index in selected_replicates(config) if analysis is not None else ():
+        # Built only if an analysis still has to run.
+        context = functools.cache(
+            lambda index=index: (
+                replicate_for(config, store, index, load(), log=log, main=main, arms=arms).context
+            )
+        )
+        analysis(store, index, context)
     return {
         "root": store.root,
         "hash": store.hash,

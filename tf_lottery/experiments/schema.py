@@ -156,6 +156,13 @@ def defaults() -> ml_collections.ConfigDict:
     # '' (single weights) or 'RxC' whole blocks, e.g. '1x4' (TFLite's sparse
     # kernel; see `tf_lottery.pruning.blocks`).
     config.pruning.structure = ""
+    # What ranks the weights each level prunes (`tf_lottery.pruning.scoring`):
+    # 'magnitude' (|w|, the lottery ticket's rule) or 'random' (uniform scores
+    # drawn per replicate and level: random pruning on IMP's schedule); with
+    # `structure='channels'` also 'l1' (= 'magnitude'), 'l2' or 'bn_gamma'
+    # (see `tf_lottery.pruning.units_pruning`). The data-driven scorers
+    # (SNIP, GraSP, SynFlow, Taylor) are available from the Python API.
+    config.pruning.scorer = "magnitude"
 
     config.pretrain = ml_collections.ConfigDict()
     # Train the dense network this long on the pretraining task first; every
@@ -287,6 +294,39 @@ def _check_structure(config) -> None:
             f"{parsed}); drop {randoms}",
             config.run.branches,
         )
+
+
+SCORERS = ("magnitude", "random")
+UNIT_SCORERS = ("l1", "l2", "bn_gamma")
+_DATA_SCORERS = {
+    "snip": "tfl.SNIPScorer",
+    "grasp": "tfl.GraSPScorer",
+    "synflow": "tfl.SynFlowScorer",
+    "taylor": "tfl.scoring.TaylorScorer",
+}
+
+
+def _check_scorer(config) -> None:
+    """`pruning.scorer`: a weight scorer by name; unit scorers only under `structure='channels'`."""
+    value = config.pruning.get("scorer", "magnitude")
+    units = config.pruning.get("structure", "") == "channels"
+    accepted = SCORERS + (UNIT_SCORERS if units else ())
+    if value in accepted:
+        return
+    if value in UNIT_SCORERS:
+        fail(
+            "pruning.scorer",
+            f"one of {accepted}; {value!r} scores whole units: set pruning.structure='channels'",
+            value,
+        )
+    if isinstance(value, str) and value.lower() in _DATA_SCORERS:
+        fail(
+            "pruning.scorer",
+            f"one of {accepted}; {value!r} scores with batches of data and is available from the Python API "
+            f"(`tfl.prune(model, rate, scorer={_DATA_SCORERS[value.lower()]}(...))`), not from a config",
+            value,
+        )
+    fail("pruning.scorer", f"one of {accepted}", value)
 
 
 def _get(config, key: str):
@@ -459,6 +499,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     parse_rates(config.pruning.layer_rates)
     _choice(config, "pruning.retrain", RETRAIN_MODES)
     _check_structure(config)
+    _check_scorer(config)
     _number(config, "run.levels", 0, integer=True)
     _number(config, "run.replicates", 1, integer=True)
     _number(config, "run.steps_per_execution", 1, integer=True)

@@ -86,12 +86,12 @@ def parse_random(name: str) -> tuple[str, str] | None:
     return strategy, start or "rewind"
 
 
-def start_step(replicate, name: str) -> int:
+def start_step(context, name: str) -> int:
     """The data step branch `name` starts training at."""
     random = parse_random(name)
     if random is not None and random[1] in ("init", "end"):
         return 0
-    return replicate.restart_step()
+    return context.restart_step()
 
 
 def random_global_masks(model, pruned: int, seed: int) -> list:
@@ -107,23 +107,26 @@ def random_global_masks(model, pruned: int, seed: int) -> list:
     return get_masks(model)
 
 
-def start_branch(replicate, name: str, level: int) -> None:
-    """Sets `replicate.model` (masks, weights, optimizer) to branch `name`'s start at `level`."""
-    model = replicate.model
-    ticket_masks = replicate.level_masks(level)
-    source = replicate.source_level(level)
-    seed = derive_seed(replicate.seed, level, sum(map(ord, name)))
-    point = replicate.restart_point()
+def start_branch(context, name: str, level: int) -> None:
+    """Sets `context.model` (masks, weights, optimizer) to branch `name`'s start at `level`.
+
+    `context` is the replicate's `level_context.LevelContext`.
+    """
+    model = context.model
+    ticket_masks = context.level_masks(level)
+    source = context.source_level(level)
+    seed = derive_seed(context.seed, level, sum(map(ord, name)))
+    point = context.restart_point()
     if name == "reinit":
         set_masks(model, ticket_masks)
         rewind.reset_for_retrain(model, "reinit", point, seed=seed)
     elif parse_random(name) is not None:
         strategy, start = parse_random(name)
         # The seed of the plain name: every start of a strategy gets the same masks.
-        seed = derive_seed(replicate.seed, level, sum(map(ord, f"random_{strategy}")))
+        seed = derive_seed(context.seed, level, sum(map(ord, f"random_{strategy}")))
         trained = None
         if start == "end":
-            replicate.load_end(level)
+            context.load_end(level)
             trained = rewind.Snapshot.capture(model, 0)
         if strategy == "layerwise":
             set_masks(model, shuffle_layerwise(ticket_masks, seed))
@@ -133,13 +136,13 @@ def start_branch(replicate, name: str, level: int) -> None:
         else:
             set_masks(model, even_masks(ticket_masks, seed))
         if start == "end":
-            rewind.reset_for_retrain(model, "lr_rewind", replicate.initial, trained=trained)
+            rewind.reset_for_retrain(model, "lr_rewind", context.initial, trained=trained)
         else:
-            rewind.reset_for_retrain(model, "rewind", replicate.initial if start == "init" else point)
+            rewind.reset_for_retrain(model, "rewind", context.initial if start == "init" else point)
     elif name in ("lr_rewind", "finetune"):
-        replicate.load_end(source)
+        context.load_end(source)
         set_masks(model, ticket_masks)
-        trained = replicate.final_state(source) if name == "finetune" else None
+        trained = context.final_state(source) if name == "finetune" else None
         rewind.reset_for_retrain(model, name, point, trained=trained)
     else:
         raise ValueError(f"Invalid branch name: {name!r}.")

@@ -30,9 +30,9 @@ import os
 import ml_collections
 import numpy as np
 
+from tf_lottery.core.walk import set_masks
 from tf_lottery.experiments import registry
 from tf_lottery.experiments.callback_hook import CallbackHook
-from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_loop import Line, Training
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.experiments.runner import run_levels
@@ -93,6 +93,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail("run.branches", "'' (no controls for Early-Bird tickets)", config.run.branches)
     if config.pruning.retrain != "rewind":
         _fail("pruning.retrain", "'rewind'", config.pruning.retrain)
+    if config.pruning.get("scorer", "magnitude") != "magnitude":
+        _fail(
+            "pruning.scorer",
+            "'magnitude' (Early-Bird draws its masks by `early_bird.granularity`)",
+            config.pruning.scorer,
+        )
     shared = copy.deepcopy(config)
     with shared.unlocked():
         del shared["early_bird"]
@@ -170,27 +176,36 @@ class _SearchHook(CallbackHook):
         atomic_io.write_npz(self.path, arrays)
 
 
-def _rewind_state(replicate) -> Snapshot:
-    if replicate.rewind_step == 0:
-        return replicate.initial
-    return replicate.rewind_snapshot()
+def _rewind_state(context) -> Snapshot:
+    if context.rewind_step == 0:
+        return context.initial
+    return context.rewind_snapshot()
 
 
 class _EarlyBird(Training):
-    """Round 0 searches with `tfl.EarlyBird` through the trainer's hook; round 1 retrains the ticket."""
+    """Round 0 searches with `tfl.EarlyBird` through the trainer's hook; round 1 retrains the ticket.
+
+    Args:
+        config: ConfigDict. The run's config; the plug-in keeps the
+            `early_bird` group and the `pruning` scope and rewind point.
+    """
 
     check_start = False
     metadata_branch = False
 
-    def done(self, replicate, level, branch=None):
-        if level == 0 and not atomic_io.exists(_ticket_path(replicate)):
-            return False
-        return super().done(replicate, level, branch)
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.group = config.early_bird
+        self.scope, self.rewind_to = config.pruning.scope, config.pruning.rewind_to
 
-    def start(self, replicate, level):
+    def done(self, context, level, branch=None):
+        if level == 0 and not atomic_io.exists(_ticket_path(context)):
+            return False
+        return super().done(context, level, branch)
+
+    def start(self, context, level):
         if level == 0:
             return False  # IMP's level 0: dense, at initialisation
-        path = _ticket_path(replicate)
+        path = _ticket_path(context)
         try:
             ticket = Ticket.load(path)
         except atomic_io.DamagedFileError as error:
@@ -199,39 +214,39 @@ class _EarlyBird(Training):
                 "search (round_0)."
             ) from error
         self.ticket = ticket
-        controls.set_masks(replicate.model, ticket.masks)
-        reset_for_retrain(replicate.model, "rewind", _rewind_state(replicate))
+        set_masks(context.model, ticket.masks)
+        reset_for_retrain(context.model, "rewind", _rewind_state(context))
         return True
 
-    def capture_steps(self, replicate, level):
-        # The rewind point's state (initialisation is the replicate's own).
-        return (replicate.rewind_step,) if level == 0 and replicate.rewind_step > 0 else ()
+    def capture_steps(self, context, level):
+        # The rewind point's state (initialisation is the context's own).
+        return (context.rewind_step,) if level == 0 and context.rewind_step > 0 else ()
 
-    def hooks(self, replicate, level, plan):
+    def hooks(self, context, level, plan):
         if level != 0:
             return []
-        group, config = replicate.config.early_bird, replicate.config
-        every = max(1, to_steps(group.every, replicate.steps_per_epoch))
-        checks = list(range(every, replicate.total_steps + 1, every))
+        group = self.group
+        every = max(1, to_steps(group.every, context.steps_per_epoch))
+        checks = list(range(every, context.total_steps + 1, every))
         self.callback = EarlyBird(
             float(group.target_sparsity),
             epsilon=float(group.epsilon),
             window=int(group.window),
             every=every,
             granularity=group.granularity,
-            scope=config.pruning.scope,
-            rewind_to=config.pruning.rewind_to,
+            scope=self.scope,
+            rewind_to=self.rewind_to,
         )
-        rewind = replicate.rewind_step
+        rewind = context.rewind_step
         return [
             _SearchHook(
-                self.callback, checks, replicate.steps_per_epoch, rewind, lambda: _rewind_state(replicate)
+                self.callback, checks, context.steps_per_epoch, rewind, lambda: _rewind_state(context)
             )
         ]
 
-    def finish(self, replicate, level, result, plan):
+    def finish(self, context, level, result, plan):
         if level == 0:
-            return self._finish_search(replicate, plan)
+            return self._finish_search(context, plan)
         search_steps = int(self.ticket.metadata["early_bird_step"])
         return {
             "search_steps": search_steps,
@@ -239,39 +254,43 @@ class _EarlyBird(Training):
             "total_steps": search_steps + plan.end - plan.start,
         }
 
-    def _finish_search(self, replicate, plan) -> dict:
+    def _finish_search(self, context, plan) -> dict:
         """Writes the ticket file: the converged mask (or the one at the end) and the rewind point."""
-        callback, group, model = self.callback, replicate.config.early_bird, replicate.model
+        callback, group, model = self.callback, self.group, context.model
         found = callback.found_step is not None
         step = callback.found_step if found else plan.end
         state = callback.get_state()
         masks = (
             state["previous"]
             if state["last_check"] == step and state["previous"] is not None
-            else draw_masks(
-                model, float(group.target_sparsity), group.granularity, replicate.config.pruning.scope
-            )
+            else draw_masks(model, float(group.target_sparsity), group.granularity, self.scope)
         )
         ticket = Ticket.from_model(
             model,
-            weights=_rewind_state(replicate).model_values,
+            weights=_rewind_state(context).model_values,
             metadata={"early_bird_step": step, "found": found, "distances": state["distances"]},
         )
         ticket.masks = [np.array(m, dtype=bool) for m in masks]
         ticket.metadata["sparsity"] = ticket.sparsity
-        ticket.save(_ticket_path(replicate))
+        ticket.save(_ticket_path(context))
         return {"search_steps": step, "found": found, "distances": state["distances"]}
 
 
-def _ticket_path(replicate) -> str:
-    return os.path.join(replicate.store.replicate_dir(replicate.replicate), TICKET)
+def _ticket_path(context) -> str:
+    return os.path.join(context.store.replicate_dir(context.replicate), TICKET)
 
 
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) an `early_bird` config: round 0 the search, round 1 the retrained ticket."""
     validate(config)
     return run_levels(
-        config, workdir, log, main=Line("early_bird"), title=describe(config), training=_EarlyBird(), levels=1
+        config,
+        workdir,
+        log,
+        main=Line("early_bird"),
+        title=describe(config),
+        training=_EarlyBird(config),
+        levels=1,
     )
 
 

@@ -90,6 +90,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
         _fail(
             "pruning.structure", "'' (the gradual kind takes `gradual.structure`)", config.pruning.structure
         )
+    if config.pruning.get("scorer", "magnitude") != "magnitude":
+        _fail(
+            "pruning.scorer",
+            "'magnitude' (gradual pruning ranks weights by magnitude)",
+            config.pruning.scorer,
+        )
     # The schedule checks the rest (sparsities, their order, power, frequency).
     try:
         schedule_for(config, 1000000)
@@ -109,7 +115,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
 
 def schedule_for(config: ml_collections.ConfigDict, total_steps: int) -> PolynomialDecay:
     """The config's schedule over `total_steps` training steps, its end on a pruning step."""
-    group = config.gradual
+    return _schedule(config.gradual, total_steps)
+
+
+def _schedule(group: ml_collections.ConfigDict, total_steps: int) -> PolynomialDecay:
     begin = int(round(group.begin * total_steps))
     end = int(round(group.end * total_steps))
     frequency = validation.check_int("frequency", group.frequency, minimum=1)
@@ -168,26 +177,35 @@ class _GradualHook(CallbackHook):
 
 
 class _Gradual(Training):
-    """Level 0 (dense at the start, IMP's) trains with `tfl.GradualPruning` through the trainer's hook."""
+    """Level 0 (dense at the start, IMP's) trains with `tfl.GradualPruning` through the trainer's hook.
+
+    Args:
+        config: ConfigDict. The run's config; the plug-in keeps the
+            `gradual` group and the `pruning` scope and layer rates.
+    """
 
     check_start = False
     metadata_branch = False
 
-    def capture_steps(self, replicate, level):
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.group = config.gradual
+        self.scope = config.pruning.scope
+        self.layer_rates = parse_rates(config.pruning.layer_rates)
+
+    def capture_steps(self, context, level):
         return ()
 
-    def hooks(self, replicate, level, plan):
-        config = replicate.config
-        self.schedule = schedule_for(config, replicate.total_steps)
+    def hooks(self, context, level, plan):
+        self.schedule = _schedule(self.group, context.total_steps)
         callback = GradualPruning(
             self.schedule,
-            scope=config.pruning.scope,
-            layer_rates=parse_rates(config.pruning.layer_rates),
-            structure=config.gradual.structure or None,
+            scope=self.scope,
+            layer_rates=self.layer_rates,
+            structure=self.group.structure or None,
         )
-        return [_GradualHook(replicate.model, callback, replicate.total_steps)]
+        return [_GradualHook(context.model, callback, context.total_steps)]
 
-    def finish(self, replicate, level, result, plan):
+    def finish(self, context, level, result, plan):
         return {"early_stop_after": self.schedule.end_step, "schedule": self.schedule.get_config()}
 
 
@@ -195,7 +213,13 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
     """Runs (or resumes) a `gradual` config under `workdir`: one row per replicate (`round_0`)."""
     validate(config)
     return run_levels(
-        config, workdir, log, main=Line("gradual"), title=describe(config), training=_Gradual(), levels=0
+        config,
+        workdir,
+        log,
+        main=Line("gradual"),
+        title=describe(config),
+        training=_Gradual(config),
+        levels=0,
     )
 
 

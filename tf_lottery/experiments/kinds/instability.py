@@ -53,7 +53,6 @@ Reference:
 
 from __future__ import annotations
 
-import functools
 import os
 import time
 
@@ -61,11 +60,11 @@ import keras
 import ml_collections
 import numpy as np
 
-from tf_lottery.core.walk import prune_wrappers
+from tf_lottery.core.walk import dense_masks, prune_wrappers, set_masks
 from tf_lottery.experiments import registry, run_store, support
-from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import Line, Replicate, read_analysis, read_or_compute
-from tf_lottery.experiments.runner import run_levels, selected_replicates
+from tf_lottery.experiments.level_context import LevelContext
+from tf_lottery.experiments.level_loop import Line, read_analysis, read_or_compute
+from tf_lottery.experiments.runner import run_levels
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import RewindPoint, reset_for_retrain
 from tf_lottery.utils import atomic_io
@@ -138,23 +137,23 @@ def _kernels(model) -> list[np.ndarray]:
     ]
 
 
-def _copies(replicate: Replicate, masks: list, snapshot, prefix: str) -> list:
+def _copies(context: LevelContext, masks: list, snapshot, prefix: str) -> list:
     """Two copies with `masks` trained from `snapshot` with data orders `1000 * seed + {1, 2}`."""
     ends = []
     for copy in (1, 2):
-        controls.set_masks(replicate.model, masks)
-        reset_for_retrain(replicate.model, "rewind", snapshot)
-        replicate.train_from(f"{prefix}_{copy}", snapshot.step, 1000 * replicate.seed + copy)
-        ends.append(stability.model_values(replicate.model))
+        set_masks(context.model, masks)
+        reset_for_retrain(context.model, "rewind", snapshot)
+        context.train_from(f"{prefix}_{copy}", snapshot.step, 1000 * context.seed + copy)
+        ends.append(stability.model_values(context.model))
     return ends
 
 
-def _measure(replicate: Replicate, ends, masks) -> dict:
-    config, data, model = replicate.config, replicate.data, replicate.model
+def _measure(context: LevelContext, group: ml_collections.ConfigDict, ends, masks) -> dict:
+    data, model = context.data, context.model
     datasets = {"train": data.eval_batches("train"), "test": data.eval_batches("test")}
-    bn_data = datasets["train"] if config.instability.recompute_batch_statistics else None
+    bn_data = datasets["train"] if group.recompute_batch_statistics else None
     path = stability.linear_path(
-        model, ends[0], ends[1], datasets, int(config.instability.points), batch_statistics_data=bn_data
+        model, ends[0], ends[1], datasets, int(group.points), batch_statistics_data=bn_data
     )
     kernels = []
     for values in ends:
@@ -179,23 +178,22 @@ def analysis_path(store, replicate: int, line: Line, levels: int) -> str:
     return os.path.join(analysis_dir(store, replicate, line), f"round_{levels}", "instability.json")
 
 
-def _analyse(replicate: Replicate, line: Line, levels: int, log) -> dict:
+def _analyse(context: LevelContext, group: ml_collections.ConfigDict, line: Line, levels: int, log) -> dict:
     """The rows of one rewind point: dense, IMP (the line's level `levels`) and random copies."""
     began = time.time()
-    k = replicate.restart_step(line)
-    snapshot = replicate.restart_point(line)
-    directory = analysis_dir(replicate.store, replicate.replicate, line)
-    seed, model = replicate.seed, replicate.model
+    k = context.restart_step(line)
+    snapshot = context.restart_point(line)
+    directory = analysis_dir(context.store, context.replicate, line)
+    seed, model = context.seed, context.model
     dense = _measure(
-        replicate,
-        _copies(replicate, controls.dense_masks(model), snapshot, os.path.join(directory, "dense")),
+        context,
+        group,
+        _copies(context, dense_masks(model), snapshot, os.path.join(directory, "dense")),
         None,
     )
-    rows = [
-        {"replicate": replicate.replicate, "rewind_step": k, "network": "dense", "sparsity": 0.0, **dense}
-    ]
+    rows = [{"replicate": context.replicate, "rewind_step": k, "network": "dense", "sparsity": 0.0, **dense}]
     if levels > 0:
-        imp_masks = replicate.level_masks(levels, None if line == replicate.main else line.name)
+        imp_masks = context.level_masks(levels, None if line == context.main else line.name)
         # The random-pruning control: each layer's IMP mask shuffled (same layer-wise sparsity).
         shuffled = [
             np.random.default_rng([seed, k, i]).permutation(m.ravel()).reshape(m.shape)
@@ -203,10 +201,10 @@ def _analyse(replicate: Replicate, line: Line, levels: int, log) -> dict:
         ]
         for network, masks in (("imp", imp_masks), ("random", shuffled)):
             prefix = os.path.join(directory, f"round_{levels}", network)
-            sparse = _measure(replicate, _copies(replicate, masks, snapshot, prefix), masks)
+            sparse = _measure(context, group, _copies(context, masks, snapshot, prefix), masks)
             rows.append(
                 {
-                    "replicate": replicate.replicate,
+                    "replicate": context.replicate,
                     "rewind_step": k,
                     "network": network,
                     "sparsity": 1.0 - sum(int(m.sum()) for m in masks) / sum(m.size for m in masks),
@@ -219,7 +217,7 @@ def _analyse(replicate: Replicate, line: Line, levels: int, log) -> dict:
     for row in rows:
         del row["kernels_a"]
         log(
-            f"[instability] replicate {replicate.replicate} k={k} {row['network']:>6} "
+            f"[instability] replicate {context.replicate} k={k} {row['network']:>6} "
             f"({row['sparsity']:.1%} sparse): barrier train {row['barrier_train']:.4f} "
             f"test {row['barrier_test']:.4f}, L2 {row['l2_distance']:.3f}  ({time.time() - began:.0f} s)"
         )
@@ -296,17 +294,27 @@ def plot(rows: list[dict], path: str, title: str = "") -> str:
     return path
 
 
-def _analyse_replicate(config, store, index: int, load_data, log) -> None:
-    """Runs the analyses of replicate `index` that are not stored yet."""
-    main, others = lines(config)
-    levels = int(config.run.levels)
-    # Built only if an analysis still has to run.
-    replicate = functools.cache(
-        lambda: Replicate(config, store, index, load_data(), log=log, main=main, arms=others)
-    )
-    for line in (main, *others):
-        path = analysis_path(store, index, line, levels)
-        read_or_compute(path, lambda line=line: _analyse(replicate(), line, levels, log))
+class _Analysis:
+    """What the kind measures on a replicate's finished lines; the level loop runs it after the levels.
+
+    Args:
+        group: ConfigDict. The run's `config.instability` group.
+        lines: The lines (one per rewind point), the main line first.
+        levels: int. The IMP level whose masks the sparse copies take
+            (`config.run.levels`).
+        log: Callable taking a str.
+    """
+
+    def __init__(self, group: ml_collections.ConfigDict, lines: tuple, levels: int, log):
+        self.group, self.lines, self.levels, self.log = group, lines, levels, log
+
+    def __call__(self, store, index: int, context) -> None:
+        """Runs the analyses of replicate `index` that are not stored yet (`context()` builds it)."""
+        for line in self.lines:
+            read_or_compute(
+                analysis_path(store, index, line, self.levels),
+                lambda line=line: _analyse(context(), self.group, line, self.levels, self.log),
+            )
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
@@ -342,18 +350,13 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
         `{"root", "hash", "rows", "table", "files", "levels", "elapsed_s"}`;
         `levels` is what `run_levels` returned for the lines.
     """
-    from tf_lottery.data.registry import load_dataset
-
     _validate(config)
     began = time.time()
-    load_data = functools.cache(lambda: load_dataset(config.dataset))
     main, others = lines(config)
-    imp = run_levels(
-        config, workdir, log, main=main, arms=others, title=describe(config), load_data=load_data
-    )
+    levels = int(config.run.levels)
+    analysis = _Analysis(config.instability, (main, *others), levels, log)
+    imp = run_levels(config, workdir, log, main=main, arms=others, title=describe(config), analysis=analysis)
     store = run_store.RunStore(workdir, config)
-    for index in selected_replicates(config):
-        _analyse_replicate(config, store, index, load_data, log)
     rows = collect(store, config)
     title = f"{config.model.name} on {config.dataset.name}: error along the linear path between two copies"
     summary = support.finish(store, "instability", rows, table(rows), config, log, began, levels=imp)

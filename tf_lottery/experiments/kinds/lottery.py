@@ -3,7 +3,8 @@
 `lottery` is iterative magnitude pruning (Frankle & Carbin 2019): level k
 prunes the network level k-1 trained and restarts it according to
 `config.pruning.retrain`; `oneshot` prunes the dense network of level 0 to
-IMP level k's sparsity in one step. Both run through the one level loop
+IMP level k's sparsity in one step (the schedules of `level_start.py`, which
+this module plugs into the loop). Both run through the one level loop
 (`tf_lottery.experiments.level_loop`) with the main line `"ticket"` and the
 controls of `config.run.branches` (`controls.py`).
 
@@ -24,9 +25,14 @@ import ml_collections
 
 from tf_lottery.experiments import registry, schema
 from tf_lottery.experiments.level_loop import Line, Replicate
+from tf_lottery.experiments.level_start import IterativePruning, OneShotPruning
 from tf_lottery.experiments.runner import run_levels
 
 __all__ = ["Replicate", "describe", "run_experiment"]
+
+
+# How each kind prunes a level's start: from the level before, or the dense network in one shot.
+_STARTS = {"lottery": IterativePruning, "oneshot": OneShotPruning}
 
 
 def describe(config: ml_collections.ConfigDict) -> str:
@@ -43,7 +49,8 @@ def describe(config: ml_collections.ConfigDict) -> str:
 def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -> dict:
     """Runs (or resumes) a `lottery` or `oneshot` config under `workdir` (see `runner.run_levels`)."""
     schema.validate(config)
-    return run_levels(config, workdir, log, main=Line("ticket"), title=describe(config))
+    starts = _STARTS[config.experiment](config.pruning)
+    return run_levels(config, workdir, log, main=Line("ticket"), title=describe(config), starts=starts)
 
 
 def _validate(config: ml_collections.ConfigDict) -> None:

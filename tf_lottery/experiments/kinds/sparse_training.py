@@ -60,9 +60,9 @@ import keras
 import ml_collections
 import numpy as np
 
+from tf_lottery.core.walk import dense_masks, get_masks, set_masks
 from tf_lottery.experiments import registry, schema, trainer
 from tf_lottery.experiments.callback_hook import CallbackHook
-from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_loop import Line, Training, load_ticket
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.experiments.runner import run_levels
@@ -263,7 +263,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if schema.csv_list(config.run.branches):
         _fail("run.branches", f"'' (no controls for {kind})", config.run.branches)
     base = schema.defaults().pruning
-    for key in ("rate", "scope", "layer_rates", "rewind_to", "retrain", "structure"):
+    for key in ("rate", "scope", "layer_rates", "rewind_to", "retrain", "structure", "scorer"):
         if config.pruning[key] != base[key]:
             _fail(
                 f"pruning.{key}",
@@ -285,9 +285,13 @@ def update_steps(config: ml_collections.ConfigDict, total_steps: int, steps_per_
     and `end` fractions of `total_steps`: the steps at which
     `DynamicSparseTraining` updates inside `fit()` (`schedule.next_update_step`).
     """
-    if config.experiment == "static":
+    return _update_steps(config.experiment, config.sparse, total_steps, steps_per_epoch)
+
+
+def _update_steps(method: str, group, total_steps: int, steps_per_epoch: int) -> list[int]:
+    if method == "static":
         return []
-    begin, end, every = _schedule(config, total_steps, steps_per_epoch)
+    begin, end, every = _schedule(group, total_steps, steps_per_epoch)
     steps, step = [], schedule.next_update_step(0, begin, end, every) if end > begin else None
     while step is not None:
         steps.append(step)
@@ -295,9 +299,8 @@ def update_steps(config: ml_collections.ConfigDict, total_steps: int, steps_per_
     return steps
 
 
-def _schedule(config, total_steps: int, steps_per_epoch: int) -> tuple[int, int, int]:
-    """`(begin_step, end_step, delta_t)` of a dynamic kind's config."""
-    group = config.sparse
+def _schedule(group, total_steps: int, steps_per_epoch: int) -> tuple[int, int, int]:
+    """`(begin_step, end_step, delta_t)` of a dynamic kind's `config.sparse` group."""
     every = max(1, to_steps(group.update_every, steps_per_epoch))
     return int(round(group.begin * total_steps)), int(round(group.end * total_steps)), every
 
@@ -397,7 +400,7 @@ def _check_layer_options(config: ml_collections.ConfigDict):
     """
 
     def check(data) -> None:
-        from tf_lottery.experiments.level_loop import build_network
+        from tf_lottery.experiments.network import build_network
 
         group = config.sparse
         try:
@@ -417,16 +420,15 @@ def _check_layer_options(config: ml_collections.ConfigDict):
     return check
 
 
-def _initial_masks(replicate, directory: str) -> list:
+def _initial_masks(replicate, group, directory: str) -> list:
     """The replicate's random masks at the configured sparsity and distribution (stored in `start.npz`)."""
     model = replicate.model
     path = os.path.join(directory, START)
     if atomic_io.exists(path):
         return load_ticket(directory, START).masks
-    group = replicate.config.sparse
-    controls.set_masks(model, controls.dense_masks(model))
+    set_masks(model, dense_masks(model))
     _draw_masks(model, group, replicate.seed)
-    masks = controls.get_masks(model)
+    masks = get_masks(model)
     ticket = Ticket.from_model(
         model,
         weights=replicate.initial.model_values,
@@ -439,21 +441,20 @@ def _initial_masks(replicate, directory: str) -> list:
 def _initial_values(replicate) -> list:
     """The pruned weights' values at initialisation, before pruning (for `grow_init='initial_value'`)."""
     model = replicate.model
-    controls.set_masks(model, controls.dense_masks(model))
+    set_masks(model, dense_masks(model))
     replicate.initial.restore_weights(model)
     return snapshot_initial_values(model)
 
 
-def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
+def _callback(replicate, method: str, group, batch_size: int, batch, initial) -> DynamicSparseTraining:
     """The library callback of the replicate's config (the trainer sets it up as `fit()` would)."""
-    config, group = replicate.config, replicate.config.sparse
-    begin, end, every = _schedule(config, replicate.total_steps, replicate.steps_per_epoch)
+    begin, end, every = _schedule(group, replicate.total_steps, replicate.steps_per_epoch)
     drawn = method == "rigl" and group.gradient == "drawn_batch"
     callback = DynamicSparseTraining(
         method,
         data=batch if drawn else None,
         gradient=group.gradient,
-        batch_size=int(config.train.batch_size) if drawn else None,
+        batch_size=batch_size if drawn else None,
         drop_fraction=float(group.drop_fraction),
         drop_fraction_anneal=group.drop_fraction_anneal,
         delta_t=every,
@@ -466,14 +467,13 @@ def _callback(replicate, method: str, batch, initial) -> DynamicSparseTraining:
     return callback
 
 
-def _check_steps_per_execution(config, updates: list) -> None:
-    per_call = int(config.run.steps_per_execution)
+def _check_steps_per_execution(per_call: int, group, updates: list) -> None:
     if any(step % per_call for step in updates):
         raise ValueError(
             f"Invalid value for `config.sparse.update_every`: the mask updates fall on steps {updates[:4]}..., "
             f"not all multiples of run.steps_per_execution={per_call}, and Keras runs that many steps per "
-            f"call. Received: sparse.update_every={config.sparse.update_every!r}, sparse.begin="
-            f"{config.sparse.begin!r}. Choose them so that every update step is a multiple of {per_call}, "
+            f"call. Received: sparse.update_every={group.update_every!r}, sparse.begin="
+            f"{group.begin!r}. Choose them so that every update step is a multiple of {per_call}, "
             "or lower `config.run.steps_per_execution`."
         )
 
@@ -507,7 +507,7 @@ class _SparseHook(CallbackHook):
     def restore(self, position, snapshot=None):
         if position is not None:
             masks, self.history = self.log.at(position)
-            controls.set_masks(self.replicate.model, masks)
+            set_masks(self.replicate.model, masks)
 
     def begin(self, model, plan, position, resumed):
         if self.callback is not None:
@@ -531,7 +531,7 @@ class _SparseHook(CallbackHook):
                 "grown": int(record["grown"]),
             }
         )
-        self.log.record(position, controls.get_masks(self.replicate.model), self.history)
+        self.log.record(position, get_masks(self.replicate.model), self.history)
 
     def end(self, position: int) -> None:
         if self.callback is not None:
@@ -539,40 +539,49 @@ class _SparseHook(CallbackHook):
 
 
 class _Sparse(Training):
-    """Level 0 starts from the replicate's random masks (`start.npz`) and trains with `DynamicSparseTraining`."""
+    """Level 0 starts from the replicate's random masks (`start.npz`) and trains with `DynamicSparseTraining`.
+
+    Args:
+        config: ConfigDict. The run's config; the plug-in keeps the kind
+            (`experiment`), the `sparse` group, `train.batch_size` and
+            `run.steps_per_execution`.
+    """
 
     check_start = False  # `start.npz` holds the drawn masks and the unmasked initial weights
     metadata_branch = False
 
-    def start(self, replicate, level):
-        model, config = replicate.model, replicate.config
-        self.initial = _initial_masks(replicate, replicate.level_dir(level))
-        dynamic = config.experiment != "static"
-        self.values = (
-            _initial_values(replicate) if dynamic and config.sparse.grow_init == "initial_value" else None
-        )
-        controls.set_masks(model, self.initial)
-        reset_for_retrain(model, "rewind", replicate.initial)  # initial weights (masked) and optimizer
+    def __init__(self, config: ml_collections.ConfigDict):
+        self.method, self.group = config.experiment, config.sparse
+        self.batch_size = int(config.train.batch_size)
+        self.steps_per_execution = int(config.run.steps_per_execution)
+
+    def start(self, context, level):
+        model, group = context.model, self.group
+        self.initial = _initial_masks(context, group, context.level_dir(level))
+        dynamic = self.method != "static"
+        self.values = _initial_values(context) if dynamic and group.grow_init == "initial_value" else None
+        set_masks(model, self.initial)
+        reset_for_retrain(model, "rewind", context.initial)  # initial weights (masked) and optimizer
         return True
 
-    def capture_steps(self, replicate, level):
+    def capture_steps(self, context, level):
         return ()
 
-    def hooks(self, replicate, level, plan):
-        config, method = replicate.config, replicate.config.experiment
-        updates = update_steps(config, replicate.total_steps, replicate.steps_per_epoch)
-        _check_steps_per_execution(config, updates)
+    def hooks(self, context, level, plan):
+        method, group = self.method, self.group
+        updates = _update_steps(method, group, context.total_steps, context.steps_per_epoch)
+        _check_steps_per_execution(self.steps_per_execution, group, updates)
         callback = None
         if updates:
-            drawn = method == "rigl" and config.sparse.gradient == "drawn_batch"
-            batch = _training_batch(replicate, plan, 0) if drawn else None
-            callback = _callback(replicate, method, batch, self.values)
-        self.hook = _SparseHook(replicate, callback, updates, self.initial, plan)
+            drawn = method == "rigl" and group.gradient == "drawn_batch"
+            batch = _training_batch(context, plan, 0) if drawn else None
+            callback = _callback(context, method, group, self.batch_size, batch, self.values)
+        self.hook = _SparseHook(context, callback, updates, self.initial, plan)
         return [self.hook]
 
-    def finish(self, replicate, level, result, plan):
+    def finish(self, context, level, result, plan):
         history, initial = self.hook.history, self.initial
-        end_masks = controls.get_masks(replicate.model)
+        end_masks = get_masks(context.model)
         active = sum(int(np.count_nonzero(m)) for m in initial)
         gone = sum(int(np.count_nonzero(a & ~b)) for a, b in zip(initial, end_masks))
         return {
@@ -593,7 +602,7 @@ def run_experiment(config: ml_collections.ConfigDict, workdir: str, log=print) -
         log,
         main=Line(config.experiment),
         title=describe(config),
-        training=_Sparse(),
+        training=_Sparse(config),
         levels=0,
         # Only fixed layers name layers or can make the budget unreachable (`densities`).
         check=_check_layer_options(config)

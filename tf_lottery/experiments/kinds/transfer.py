@@ -54,18 +54,14 @@ import ml_collections
 import numpy as np
 
 from tf_lottery.core.report import sparsity_report
+from tf_lottery.core.walk import dense_masks, set_masks
 from tf_lottery.data import classes
 from tf_lottery.data.classes import class_subset
 from tf_lottery.experiments import registry, run_store, support
-from tf_lottery.experiments.kinds import controls
-from tf_lottery.experiments.level_loop import (
-    Replicate,
-    build_network,
-    load_ticket,
-    read_analysis,
-    read_or_compute,
-)
-from tf_lottery.experiments.runner import run_levels, selected_replicates
+from tf_lottery.experiments.level_context import LevelContext
+from tf_lottery.experiments.level_loop import load_ticket, read_analysis, read_or_compute
+from tf_lottery.experiments.network import build_network
+from tf_lottery.experiments.runner import replicate_for, run_levels, selected_replicates
 from tf_lottery.lottery import stability
 from tf_lottery.lottery.rewind import Snapshot, reset_for_retrain
 from tf_lottery.utils import atomic_io
@@ -126,17 +122,20 @@ def analysis_path(store, replicate: int, level: int) -> str:
     return os.path.join(store.replicate_dir(replicate), "transfer", f"round_{level}", "transfer.json")
 
 
-def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log) -> dict:
-    """Trains the tickets of source level `level` (and B's own) on the target task `replicate`."""
+def _analyse(context: LevelContext, source, level: int, target_tickets: bool, fresh_network, log) -> dict:
+    """Trains the tickets of source level `level` (and B's own) on the target task of `context`.
+
+    `fresh_network(seed)` builds the run's network from another seed (the random tickets' weights).
+    """
     began = time.time()
-    store, index, seed, model = replicate.store, replicate.replicate, replicate.seed, replicate.model
+    store, index, seed, model = context.store, context.replicate, context.seed, context.model
     source_dir = source.level_dir(index, level)
     ticket = load_ticket(source_dir, "start.npz")
     source_accuracy = run_store.read_metrics(source_dir)["final"]["test_accuracy"]
     # Random tickets get weights of another seed: a fresh random initialization.
     fresh = Snapshot(
-        stability.model_values(build_network(replicate.config, replicate.data, seed + 7919)),
-        replicate.initial.optimizer_values,
+        stability.model_values(fresh_network(seed + 7919)),
+        context.initial.optimizer_values,
         0,
     )
     shuffled = [
@@ -144,20 +143,20 @@ def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log
         for i, m in enumerate(ticket.masks)
     ]
 
-    dense = controls.dense_masks(model)
+    dense = dense_masks(model)
 
     def transferred() -> None:
-        controls.set_masks(model, dense)
-        reset_for_retrain(model, "rewind", replicate.initial)
+        set_masks(model, dense)
+        reset_for_retrain(model, "rewind", context.initial)
         ticket.apply(model, transfer=True)
 
     def random() -> None:
-        controls.set_masks(model, shuffled[:-1] + dense[-1:])
+        set_masks(model, shuffled[:-1] + dense[-1:])
         reset_for_retrain(model, "rewind", fresh)
 
     def target_ticket() -> None:
-        controls.set_masks(model, dense)
-        reset_for_retrain(model, "rewind", replicate.initial)
+        set_masks(model, dense)
+        reset_for_retrain(model, "rewind", context.initial)
         load_ticket(store.level_dir(index, level), "start.npz").apply(model)
 
     setups = {"transferred": transferred, "random": random}
@@ -168,7 +167,7 @@ def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log
         setup()
         report = sparsity_report(model)
         directory = os.path.join(os.path.dirname(analysis_path(store, index, level)), branch)
-        result = replicate.train_from(directory, 0, seed)
+        result = context.train_from(directory, 0, seed)
         rows.append(
             {
                 "replicate": index,
@@ -189,12 +188,17 @@ def _analyse(replicate: Replicate, source, level: int, target_tickets: bool, log
 def _analyse_replicate(config, source, target, index: int, load_target, log) -> None:
     """Runs the target-task trainings of replicate `index` that are not stored yet."""
     # Built only if an analysis still has to run.
-    replicate = functools.cache(lambda: Replicate(config, target, index, load_target(), log=log))
+    context = functools.cache(lambda: replicate_for(config, target, index, load_target(), log=log).context)
     for level in transfer_levels(config):
         read_or_compute(
             analysis_path(target, index, level),
             lambda level=level: _analyse(
-                replicate(), source, level, bool(config.transfer.target_tickets), log
+                context(),
+                source,
+                level,
+                bool(config.transfer.target_tickets),
+                lambda seed: build_network(config, context().data, seed),
+                log,
             ),
         )
 

@@ -60,6 +60,15 @@ def test_state_round_trip_is_exact(tmp_path):
     assert [p for p in os.listdir(tmp_path) if p.endswith(".tmp")] == []
 
 
+def test_states_are_the_one_snapshot_format(tmp_path):
+    # The run store's rewind points and checkpoints are `Snapshot.save` files, byte for byte.
+    snapshot = Snapshot(model_values=[np.ones((2, 2), np.float32)], optimizer_values=[np.array(3)], step=3)
+    run_store.save_state(str(tmp_path / "state.npz"), snapshot, {"position": 3})
+    snapshot.save(str(tmp_path / "saved.npz"), {"position": 3})
+    assert (tmp_path / "state.npz").read_bytes() == (tmp_path / "saved.npz").read_bytes()
+    assert Snapshot.load(str(tmp_path / "state.npz"))[1] == {"step": 3, "position": 3}
+
+
 def test_metrics_file_marks_a_level_done(tmp_path):
     directory = str(tmp_path / "round_0")
     os.makedirs(directory)

@@ -115,24 +115,22 @@ class TestSnapshotFile(TestCase):
         with pytest.raises(atomic_io.DamagedFileError, match="'info' is missing"):
             tfl.Snapshot.load(path)
 
-    def test_run_store_and_state_dir_write_the_same_format(self, tmp_path):
-        from tf_lottery.experiments import run_store
+    def test_state_dir_writes_the_snapshot_format(self, tmp_path):
         from tf_lottery.lottery import callback_state
 
         snapshot = tfl.Snapshot.capture(_bn_model(), step=7)
         directory = str(tmp_path)
         callback_state.write_rewind_point(directory, snapshot, "run-1")
-        run_store.save_state(directory + "/state.npz", snapshot, {"run": "run-1"})
+        snapshot.save(directory + "/saved.npz", {"run": "run-1"})
         with (
             open(directory + "/" + callback_state.REWIND_FILE, "rb") as a,
-            open(directory + "/state.npz", "rb") as b,
+            open(directory + "/saved.npz", "rb") as b,
         ):
             assert a.read() == b.read()
         shapes = [v.shape for v in snapshot.model_values]
         read = callback_state.read_rewind_point(directory, "run-1", shapes)
-        assert read.step == 7 and all(
-            np.array_equal(a, b) for a, b in zip(read.model_values, snapshot.model_values)
-        )
+        assert read.step == 7
+        assert all(np.array_equal(a, b) for a, b in zip(read.model_values, snapshot.model_values))
         assert callback_state.read_rewind_point(directory, "another run", shapes) is None
 
     def test_state_dir_reads_the_previous_layout(self, tmp_path):

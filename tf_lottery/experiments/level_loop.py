@@ -39,7 +39,8 @@ The loop, the store, resuming and the results are the same for every kind.
 
 Every level is one directory of the run store, written atomically and
 resumed from its last checkpoint; its start is recomputed from the stored
-files and checked against the stored `start.npz`, so a run resumed with
+files and checked against the stored `start.npz` (`level_record.py`: the
+start, the `end.npz` ticket and the metrics record), so a run resumed with
 changed code or options stops instead of mixing results; a level's
 `metrics.json` is written once (the first finished result wins), so
 processes sharing a workdir never overwrite each other's levels.
@@ -57,11 +58,9 @@ from dataclasses import dataclass
 
 import keras
 import ml_collections
-import numpy as np
 
 from tf_lottery.core.report import sparsity_report
-from tf_lottery.core.walk import get_masks
-from tf_lottery.experiments import run_store, tensorboard, trainer
+from tf_lottery.experiments import level_record, run_store, tensorboard, trainer
 from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_context import LevelContext
 from tf_lottery.experiments.optimizers import to_steps
@@ -460,7 +459,11 @@ class Replicate:
         prune_s = time.perf_counter() - clock
         clock = time.perf_counter()
         if training.check_start:
-            self._check_start(directory, level, branch)
+            level_record.check_start(
+                self.model,
+                directory,
+                {"level": level, "branch": branch, "replicate": self.replicate, "what": "start"},
+            )
         store_s = time.perf_counter() - clock
         plan = self._plan(level, branch)
         hooks = training.hooks(context, level, plan)
@@ -504,32 +507,22 @@ class Replicate:
         metadata = {"level": level, "branch": branch, "replicate": self.replicate, "what": "end"}
         if not training.metadata_branch:
             del metadata["branch"]
-        Ticket.from_model(
-            self.model, weights=Snapshot.capture(self.model, plan.end).model_values, metadata=metadata
-        ).save(os.path.join(directory, "end.npz"))
+        level_record.write_end(self.model, directory, plan.end, metadata)
         timing = dict(result["timing"])
         timing["prune_reset"] = prune_s
         timing["store"] += store_s + time.perf_counter() - clock
-        metrics = {
-            "experiment": self.config.experiment,
-            "branch": label,
-            "replicate": self.replicate,
-            "level": level,
-            "sparsity": report.sparsity,
-            "percent_remaining": report.percent_remaining,
-            "alive": report.alive,
-            "total": report.total,
-            "layers": {e.name: e.sparsity for e in report.layers},
-            "start_step": plan.start,
-            "end_step": plan.end,
-            "evals": result["evals"],
-            "elapsed_s": result["elapsed_s"],
-            # Seconds: train, evaluate, prune_reset (pruning, rewinding, the
-            # start of the level) and store (its files, checkpoints included).
-            "timing": {key: round(value, 4) for key, value in sorted(timing.items())},
-            **trainer.summarize([e for e in result["evals"] if e["step"] >= after] or result["evals"]),
-            **extra,
-        }
+        metrics = level_record.metrics(
+            experiment=self.config.experiment,
+            branch=label,
+            replicate=self.replicate,
+            level=level,
+            report=report,
+            plan=plan,
+            result=result,
+            timing=timing,
+            extra=extra,
+            early_stop_after=after,
+        )
         if not run_store.write_metrics(directory, metrics):
             # Another process finished this level first; its result is the level's.
             return run_store.read_metrics(directory)
@@ -542,35 +535,6 @@ class Replicate:
                 f"(early stop {early_accuracy:.4f} at step {early.get('step')})  {time.time() - began:.1f} s"
             )
         return metrics
-
-    def _check_start(self, directory: str, level: int, branch: str | None) -> None:
-        path = os.path.join(directory, "start.npz")
-        state = Snapshot.capture(self.model, 0)
-        if atomic_io.exists(path):
-            try:
-                stored = Ticket.load(path)
-            except atomic_io.DamagedFileError as error:
-                raise error.with_fix(
-                    f"Delete '{path}' and run the same command again: this level's start is computed "
-                    "and written anew."
-                ) from error
-            masks = get_masks(self.model)
-            same = len(stored.masks) == len(masks) and all(
-                np.array_equal(a, b) for a, b in zip(stored.masks, masks)
-            )
-            same = same and all(np.array_equal(a, b) for a, b in zip(stored.weights, state.model_values))
-            if not same:
-                raise ValueError(
-                    f"The stored start of '{directory}' differs from the one this code computes from the "
-                    "stored files: the run was made by another version of tf_lottery or other options. "
-                    "Use another `--workdir` or remove this run directory."
-                )
-            return
-        Ticket.from_model(
-            self.model,
-            weights=state.model_values,
-            metadata={"level": level, "branch": branch, "replicate": self.replicate, "what": "start"},
-        ).save(path)
 
     def train_from(self, directory: str, start: int, seed: int) -> dict:
         """Trains the model, as set, from data step `start` to the end with data order `seed`.

@@ -56,7 +56,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import keras
 import ml_collections
 
 from tf_lottery.core.report import sparsity_report
@@ -264,7 +263,6 @@ class Replicate:
         distillation: Callable | None = None,
     ):
         self.config = config
-        self.progress = progress
         self.training = training or Training()
         self.main = main or Line("ticket")
         self.arms = {arm.name: arm for arm in arms}
@@ -293,7 +291,6 @@ class Replicate:
             data_seed=self.data_seed,
         )
         self.starts = starts
-        self.network = network
         self.model = network.build(self.services)
         with self.strategy.scope():
             self.initial = Snapshot.capture(self.model, 0)
@@ -373,17 +370,7 @@ class Replicate:
         """The ticket masks of level `level` of the main line or of `branch` (its start file)."""
         return load_ticket(self.level_dir(level, branch), "start.npz").masks
 
-    # -- level starts -------------------------------------------------------
-
     # -- distillation -------------------------------------------------------
-
-    def teacher(self) -> keras.Model:
-        """The replicate's trained dense network (level 0), frozen: the KD lines' teacher."""
-        if self._distillation is None:
-            raise ValueError(
-                "This replicate has no distilling line (`Line(distil=True)`): it has no teacher."
-            )
-        return self._distillation.teacher()
 
     def _fitting(self, line: Line | None):
         """`(model to fit, training data)` of a line: the distiller for KD lines, else defaults."""
@@ -431,10 +418,6 @@ class Replicate:
             steps += levels * (self.total_steps - self.restart_step(line))
         return steps + levels * sum(self.total_steps - controls.start_step(self.context, b) for b in branches)
 
-    def _advance(self, steps: int, trained: bool = True) -> None:
-        if self.progress is not None:
-            self.progress.advance(steps, trained)
-
     def run_level(self, level: int, branch: str | None = None) -> dict:
         """Trains one level (of the main run, or of a control branch) unless it is done."""
         directory = self.level_dir(level, branch)
@@ -442,7 +425,7 @@ class Replicate:
         context = self.context
         if training.done(context, level, branch):
             plan = self._plan(level, branch)
-            self._advance(plan.end - plan.start, trained=False)
+            self.services.advance(plan.end - plan.start, trained=False)
             return run_store.read_metrics(directory)
         atomic_io.makedirs(directory)
         clock = time.perf_counter()
@@ -494,7 +477,7 @@ class Replicate:
             progress=progress,
             fit_model=fit_model,
             train_data=fit_data,
-            on_steps=self._advance,
+            on_steps=self.services.advance,
             hooks=hooks,
         )
         if summaries is not None:

@@ -67,10 +67,8 @@ def _legacy_snapshot(archive: dict, path: str) -> tuple[rewind.Snapshot, dict]:
     """A rewind point that tf_lottery 0.1.0 wrote: `step` and `run` as arrays beside the values."""
     if "step" not in archive:
         raise damaged(path, "it holds no step")
-    model = [archive[k] for k in sorted(k for k in archive if k.startswith("m"))]
-    optimizer = [archive[k] for k in sorted(k for k in archive if k.startswith("o"))]
-    snapshot = rewind.Snapshot(model_values=model, optimizer_values=optimizer, step=int(archive["step"]))
-    return snapshot, {"step": snapshot.step, "run": _run_of(archive, path)}
+    info = {"step": int(archive["step"]), "run": _run_of(archive, path)}
+    return rewind.Snapshot.from_arrays({**archive, "info": atomic_io.json_array(info)}, path)
 
 
 def read_rewind_point(state_dir: str, run: str, model_shapes: list) -> rewind.Snapshot | None:

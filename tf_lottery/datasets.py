@@ -1,11 +1,13 @@
 """Small datasets for examples and notebooks, as NumPy arrays: `from tf_lottery.datasets import mnist1d`.
 
 Not part of `import tf_lottery` (the Keras library needs none of them): each
-helper imports its generator when called, so this module imports without the
+helper looks for its generator when called (and imports it only to generate), so this module imports without the
 `experiments` extra, and a call without it says what to install.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 __all__ = ["mnist1d"]
 
@@ -39,8 +41,11 @@ def mnist1d(validation: int = 500, seed: int = 42, num_samples: int = 5000):
     Reference: Greydanus, "Scaling down Deep Learning", 2020 (arXiv:2011.14439).
     """
     try:
-        import mnist1d as _generator  # noqa: F401 - present or not, before any work
-    except ModuleNotFoundError:
+        # Present or not, before any work; not imported (a cached copy needs no generator).
+        present = importlib.util.find_spec("mnist1d") is not None
+    except (ModuleNotFoundError, ValueError):
+        present = False
+    if not present:
         raise ModuleNotFoundError(
             "tf_lottery.datasets.mnist1d() needs the `mnist1d` package. Install it with: "
             "pip install 'tf_lottery[experiments]' (or pip install mnist1d).",

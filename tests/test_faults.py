@@ -86,7 +86,15 @@ def _run(workdir, kind, failpoint=None):
     env.pop("TF_LOTTERY_FAILPOINT", None)
     if failpoint:
         env["TF_LOTTERY_FAILPOINT"] = failpoint
-    command = [sys.executable, "-m", "tf_lottery.main", f"--workdir={workdir}", *KINDS[kind]]
+    # Plots are rebuilt by every run under `results/`, which the comparison leaves out.
+    command = [
+        sys.executable,
+        "-m",
+        "tf_lottery.main",
+        f"--workdir={workdir}",
+        *KINDS[kind],
+        "--config.run.plots=False",
+    ]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 

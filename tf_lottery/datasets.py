@@ -1,8 +1,9 @@
 """Small datasets for examples and notebooks, as NumPy arrays: `from tf_lottery.datasets import mnist1d`.
 
 Not part of `import tf_lottery` (the Keras library needs none of them): each
-helper looks for its generator when called (and imports it only to generate), so this module imports without the
-`experiments` extra, and a call without it says what to install.
+helper looks for its generator when called (and imports it only to generate),
+so this module imports without the `experiments` extra, and a call without it
+says what to install.
 """
 
 from __future__ import annotations

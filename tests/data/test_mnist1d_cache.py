@@ -88,13 +88,16 @@ def test_a_copy_of_another_dataset_under_this_name_is_not_used(cache):
         _assert_same(_load(), expected)
 
 
-def test_an_unwritable_folder_costs_only_the_generation(tmp_path, monkeypatch):
+def test_an_unwritable_folder_is_named_and_the_data_still_returned(tmp_path, monkeypatch):
     blocker = tmp_path / "a file"
     blocker.write_text("")
     monkeypatch.setenv("TF_LOTTERY_CACHE_DIR", str(blocker / "cache"))
     mnist1d._make.cache_clear()
     try:
-        _assert_same(_load(), _generated())
+        with pytest.warns(
+            UserWarning, match=r"cache folder '.*a file/cache' cannot be written.*TF_LOTTERY_CACHE_DIR"
+        ):
+            _assert_same(_load(), _generated())
     finally:
         mnist1d._make.cache_clear()
     assert blocker.read_text() == ""

@@ -12,8 +12,8 @@ the cache off), else `$XDG_CACHE_HOME/tf_lottery` or
 `~/.cache/tf_lottery`. A file is named by the seed, the sample count and
 the generator's version; one that does not read back whole, or holds
 other arrays than its name promises, is generated again and replaced (with
-a warning naming it). A folder that cannot be written only costs the next
-process the generation.
+a warning naming it). A folder that cannot be written is named in a
+warning; the data is still returned, generated.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ from tf_lottery.utils import atomic_io
 # The layout of a cached file; a change of it (or of the arrays' meaning) bumps it.
 _CACHE_FORMAT = 1
 _LENGTH = 40  # the generator's default sequence length
-_KEYS = ("x", "y", "x_test", "y_test", "info")
+_ARRAYS = ("x", "y", "x_test", "y_test")
+_KEYS = (*_ARRAYS, "info")
 
 
 def cache_dir() -> str | None:
@@ -64,7 +65,7 @@ def _cached(path: str, info: dict):
     stored = atomic_io.json_entry(arrays, "info", path)
     if stored != info:
         raise atomic_io.DamagedFileError(path, f"it describes {stored}, expected {info}")
-    x, y, x_test, y_test = (arrays[key] for key in _KEYS[:4])
+    x, y, x_test, y_test = (arrays[key] for key in _ARRAYS)
     shapes_ok = (
         x.dtype == x_test.dtype == np.float32
         and y.dtype == y_test.dtype == np.int64
@@ -75,7 +76,7 @@ def _cached(path: str, info: dict):
         and len(x) + len(x_test) == info["num_samples"]
     )
     if not shapes_ok:
-        shapes = {key: (str(arrays[key].dtype), arrays[key].shape) for key in _KEYS[:4]}
+        shapes = {key: (str(arrays[key].dtype), arrays[key].shape) for key in _ARRAYS}
         raise atomic_io.DamagedFileError(path, f"its arrays do not form the dataset: {shapes}")
     return x, y, x_test, y_test
 
@@ -109,9 +110,14 @@ def _make(seed: int, num_samples: int):
     if path is not None:
         try:
             atomic_io.makedirs(os.path.dirname(path))
-            atomic_io.write_npz(path, {**dict(zip(_KEYS, arrays)), "info": atomic_io.json_array(info)})
-        except OSError:
-            pass  # an unwritable cache folder: the next process generates the data again
+            atomic_io.write_npz(path, {**dict(zip(_ARRAYS, arrays)), "info": atomic_io.json_array(info)})
+        except OSError as error:
+            warnings.warn(
+                f"MNIST-1D: the cache folder '{os.path.dirname(path)}' cannot be written ({error}), so "
+                "every process generates the data again. Set TF_LOTTERY_CACHE_DIR to a writable "
+                "folder, or to an empty value to switch the cache off.",
+                stacklevel=3,
+            )
     return arrays
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_lottery.data import registry, tfds
+from tf_lottery.data import pipeline, registry, tfds
 from tf_lottery.data.pipeline import pad_and_crop, random_flip
 
 
@@ -87,6 +87,46 @@ def test_train_order_is_a_function_of_seed_and_epoch_and_resumes_mid_epoch():
     assert all(np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]) for a, b in zip(first[4:], resumed))
     assert not np.array_equal(first[0][0], _batches(data.train_batches(4, 64, seed=7))[0][0])
     assert not np.array_equal(first[0][0], _batches(data.train_batches(3, 64, seed=8))[0][0])
+
+
+@pytest.mark.parametrize("skip", [0, 3])
+def test_an_epoch_gathered_at_once_equals_the_per_batch_map_bit_for_bit(monkeypatch, skip):
+    # Un-augmented epochs below `TRAIN_IN_MEMORY_BYTES` are gathered and normalized in one go;
+    # larger ones (and augmented images) map batch by batch. Both must feed the same numbers:
+    # uint8 images scaled and normalized per channel, with a teacher's logits beside them.
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (80, 6, 5, 3), dtype=np.uint8)
+    data = pipeline.ArrayPipeline(
+        name="images",
+        x_train=images,
+        y_train=rng.integers(0, 10, 80).astype(np.int64),
+        x_val=images[:0],
+        y_val=np.zeros(0, np.int64),
+        x_test=images[:8],
+        y_test=np.zeros(8, np.int64),
+        num_classes=10,
+        mean=(0.49, 0.48, 0.45),
+        std=(0.25, 0.24, 0.26),
+        scale=255.0,
+    )
+    logits = rng.normal(size=(80, 10)).astype(np.float32)
+
+    def epoch():
+        out = []
+        for (x, extra), y in data.train_batches(2, 16, seed=5, skip=skip, extra=logits):
+            out.append((x.numpy(), extra.numpy(), y.numpy()))
+        return out
+
+    gathered = epoch()
+    monkeypatch.setattr(pipeline, "TRAIN_IN_MEMORY_BYTES", 0)  # the map path
+    mapped = epoch()
+    assert len(gathered) == len(mapped) == 5 - skip
+    for got, want in zip(gathered, mapped):
+        assert got[0].dtype == want[0].dtype == np.float32
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+    # And the map path is the one the cap chooses: 5 batches of 16 images of 90 floats, 28.8 kB.
+    assert data._gathered_bytes(np.zeros((5, 16), np.int64)) == 5 * 16 * 90 * 4
 
 
 def test_pad_and_crop_and_flip_keep_shape_and_pixels():

@@ -1,12 +1,13 @@
 """Kill a run with SIGKILL at chosen points, restart it, and check nothing is lost.
 
-Each case arms one failpoint (`tf_lottery/utils/failpoints.py`): mid-epoch, between
+Each kill arms one failpoint (`tf_lottery/utils/failpoints.py`): mid-epoch, between
 pruning and rewinding, between levels or analyses, and while a ticket, a
-checkpoint or an analysis is being written. The killed run must leave only
-complete artifacts; the restarted run must finish, recompute nothing already
-finished (levels, analyses, trainings at their end), and end with exactly the
-masks, weights, training states, metrics and analyses of an uninterrupted run
-with the same seed.
+checkpoint or an analysis is being written. A kind's run is killed at each of
+its points in turn, each restart running on from what the last kill left. Every
+killed run must leave only complete artifacts; the restarts must recompute
+nothing already finished (levels, analyses, trainings at their end), and the
+last one ends with exactly the masks, weights, training states, metrics and
+analyses of an uninterrupted run with the same seed.
 """
 
 import json
@@ -168,74 +169,83 @@ def _assert_complete(workdir):
                 json.load(handle)
 
 
-_REFERENCES = {}
+# Each kind's run is killed several times in a row, each restart killed again further on, and
+# the last restart runs to the end: one uninterrupted reference and one chain of restarts per
+# kind, instead of a reference and a killed run plus its restart per kill point. A point is
+# `<failpoint>:<n>` counted from the start of the process it kills (see
+# `tf_lottery/utils/failpoints.py`); each comment says where the chain then stands. Each kind is
+# killed mid-training and between levels, and while each kind of file it alone writes (tickets,
+# checkpoints, analyses, search states, masks) is being written; a kill point whose category
+# another point of the same kind covers is left out (the instability and transfer kinds' second
+# mid-training and ticket-write points: the ticket write is the lottery kind's).
+CHAINS = {
+    # 21 fit calls a level (5 steps each), checkpoints every 7; 5 levels with the reinit branch.
+    "lottery": (
+        "train_batch:30",  # mid-epoch of level 1, after its checkpoint at call 28
+        "atomic_write/checkpoint.npz:1",  # restarted at 28: the checkpoint at 35 being written
+        "atomic_write/end.npz:1",  # restarted at 28 again: level 1's final ticket being written
+        "after_prune:2",  # level 1 finished; after its reinit branch, level 2 pruned, not rewound
+    ),
+    # 4 fit calls a distilled level; the ticket and kd_rewind arms after each level.
+    "kd_ticket": (
+        "train_batch:6",  # mid-way through the distilled level 1
+        "after_prune:3",  # the kd_rewind arm's level 1 pruned, not yet rewound
+        "atomic_write/metrics.json:1",  # between levels: that arm's level 1's metrics written
+    ),
+    # 6 fit calls a level (4 for the line from step 10): level 0, then per level the lines 0it,
+    # 10it; then 6 copies of 6 fit calls from step 0 (dense, dense, imp, imp, ...).
+    "instability": (
+        "atomic_write/metrics.json:3",  # between levels: line 10it's level 1 finishing
+        "train_batch:25",  # the first IMP copy from step 0, after its first checkpoint
+        "atomic_write/instability.json:2",  # the first analysis stored, the second written
+    ),
+    # 9 fit calls a source level (27), 6 a target level (18), then 6 a target-task training.
+    "transfer": (
+        "atomic_write/metrics.json:2",  # between levels: source level 1 finishing
+        "train_batch:30",  # the transferred level-1 ticket, after its first checkpoint
+        "atomic_write/transfer.json:2",  # level 1's analysis stored, level 2's written
+    ),
+    # 8 fit calls a replicate (chunks end at each pruning step).
+    "gradual": (
+        "train_batch:11",  # replicate 1, after its first pruning
+        "atomic_write/checkpoint.npz:2",  # restarted in replicate 1: its second checkpoint written
+    ),
+    # 6 fit calls a round: the search (round 0), then the ticket (round 1).
+    "early_bird": (
+        "train_batch:8",  # replicate 0's ticket retraining, mid-epoch
+        "atomic_write/search_state.npz:2",  # replicate 1's second search mask being stored
+    ),
+    # 6 fit calls a replicate (chunks end at each update and each epoch).
+    "rigl": (
+        "atomic_write/masks.npz:6",  # replicate 1's masks after step 10 being stored
+        "train_batch:4",  # restarted in replicate 1: before its update at 20, after the checkpoint at 10
+    ),
+}
 
 
-@pytest.fixture
-def reference(tmp_path_factory):
-    def get(kind):
-        if kind not in _REFERENCES:
-            workdir = tmp_path_factory.mktemp(f"reference_{kind}")
-            result = _run(workdir, kind)
-            assert result.returncode == 0, result.stderr[-3000:]
-            _REFERENCES[kind] = _state(workdir)
-        return _REFERENCES[kind]
-
-    return get
+def _reference(tmp_path_factory, kind):
+    workdir = tmp_path_factory.mktemp(f"reference_{kind}")
+    result = _run(workdir, kind)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return _state(workdir)
 
 
-def _case(kind, failpoint):
-    # One xdist group per kind (CI runs the slow tests with `--dist loadgroup`): a kind's
-    # uninterrupted reference run is made once, in the worker that runs all its cases.
-    return pytest.param(kind, failpoint, marks=pytest.mark.xdist_group(f"faults_{kind}"))
-
-
-# Each kind is killed mid-training and between levels, and while each kind of file it alone
-# writes (tickets, checkpoints, analyses, search states, masks) is being written. A kill point
-# whose category another case of the same kind covers is left out (the instability and transfer
-# kinds' second mid-training and ticket-write points: the ticket write is the lottery kind's).
-@pytest.mark.parametrize(
-    "kind, failpoint",
-    [
-        _case(
-            "lottery", "train_batch:30"
-        ),  # mid-epoch of level 1 (21 fit calls a level with 5 steps per call)
-        _case("lottery", "after_prune:2"),  # level 2 pruned, not yet rewound
-        _case("lottery", "atomic_write/end.npz:2"),  # while level 1's final ticket is written
-        _case("lottery", "atomic_write/checkpoint.npz:5"),  # while a mid-level checkpoint is written
-        _case("kd_ticket", "train_batch:6"),  # mid-way through the distilled level 1 (4 fit batches a level)
-        _case("kd_ticket", "after_prune:3"),  # the kd_rewind arm's level 1 pruned, not yet rewound
-        _case("kd_ticket", "atomic_write/metrics.json:4"),  # between levels: level 1's last metrics written
-        # 6 fit calls a level (4 for the line from step 10): level 0, then per level the lines 0it, 10it.
-        _case("instability", "atomic_write/metrics.json:3"),  # between levels: line 10it's level 1 finishing
-        # Then 6 copies of 6 fit calls from step 0: dense, dense, imp, imp, ...
-        _case("instability", "train_batch:41"),  # the first IMP copy from step 0, after its first checkpoint
-        _case(
-            "instability", "atomic_write/instability.json:2"
-        ),  # the first analysis stored, the second written
-        # 9 fit calls a source level (27), 6 a target level (18), then 6 a target-task training.
-        _case("transfer", "atomic_write/metrics.json:2"),  # between levels: source level 1 finishing
-        _case("transfer", "train_batch:48"),  # the transferred level-1 ticket, after its first checkpoint
-        _case("transfer", "atomic_write/transfer.json:2"),  # level 1's analysis stored, level 2's written
-        # 8 fit calls a replicate (chunks end at each pruning step).
-        _case("gradual", "train_batch:11"),  # replicate 1, after its first pruning
-        _case("gradual", "atomic_write/checkpoint.npz:5"),  # replicate 1's first checkpoint being written
-        # 6 fit calls a round: the search (round 0), then the ticket (round 1).
-        _case("early_bird", "train_batch:8"),  # replicate 0's ticket retraining, mid-epoch
-        _case("early_bird", "atomic_write/search_state.npz:5"),  # replicate 1's second mask being stored
-        # 6 fit batches a replicate (chunks end at each update and each epoch).
-        _case("rigl", "train_batch:10"),  # replicate 1 before its update at 20; checkpoint at 10, masks at 15
-        _case("rigl", "atomic_write/masks.npz:6"),  # replicate 1's masks after step 10 being stored
-    ],
-)
-def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path, reference, kind, failpoint):
-    reference = reference(kind)
-    killed = _run(tmp_path, kind, failpoint)
-    assert killed.returncode == -9, f"expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
-    _assert_complete(tmp_path)
-    finished = _finished(tmp_path, reference)
-    done = [rel for rel in finished if not rel.endswith("checkpoint.npz")]
-    assert 0 < len(done) < len(_finished_markers(reference))
+@pytest.mark.parametrize("kind", list(CHAINS))
+def test_killed_runs_resume_to_the_uninterrupted_result(tmp_path, tmp_path_factory, kind):
+    reference = _reference(tmp_path_factory, kind)
+    finished = {}
+    for failpoint in CHAINS[kind]:
+        killed = _run(tmp_path, kind, failpoint)
+        assert killed.returncode == -9, (
+            f"{failpoint}: expected SIGKILL, got {killed.returncode}: {killed.stderr[-2000:]}"
+        )
+        _assert_complete(tmp_path)
+        now = _finished(tmp_path, reference)
+        done = [rel for rel in now if not rel.endswith("checkpoint.npz")]
+        assert 0 < len(done) < len(_finished_markers(reference)), failpoint
+        for rel, mtime in finished.items():  # nothing finished before this kill was redone
+            assert now.get(rel) == mtime, (failpoint, rel)
+        finished.update(now)
 
     resumed = _run(tmp_path, kind)
     assert resumed.returncode == 0, resumed.stderr[-3000:]

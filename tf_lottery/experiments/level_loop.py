@@ -234,9 +234,9 @@ class Replicate:
             main line, `start_arm(context, line, level)` for an arm,
             `source_level(level)`): `level_start.IterativePruning` (IMP) or
             `OneShotPruning`.
-        distillation: Optional callable `(model, data, strategy, load_dense)`
-            returning the KD lines' `DistilledTraining`; given only when a
-            line distils.
+        distillation: Optional callable `(context)` returning the KD lines'
+            `DistilledTraining` on the replicate's `LevelContext`; given
+            only when a line distils.
 
     `runner.replicate_for(config, ...)` chooses the plug-ins from the
     config. The loop sees them only through these methods.
@@ -295,12 +295,8 @@ class Replicate:
         with self.strategy.scope():
             self.initial = Snapshot.capture(self.model, 0)
         self._captured = {}
-        self._distillation = (
-            distillation(self.model, data, self.strategy, lambda: self.load_end(0))
-            if distillation is not None
-            else None
-        )
         self.context = LevelContext(self)
+        self._distillation = distillation(self.context) if distillation is not None else None
 
     # -- stored states ------------------------------------------------------
 

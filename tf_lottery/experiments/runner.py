@@ -31,6 +31,7 @@ from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.level_context import LevelContext
 from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_steps
 from tf_lottery.experiments.level_start import IterativePruning
+from tf_lottery.experiments.strategy import make_strategy
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -67,11 +68,20 @@ def replicate_for(
     """
     main = main or Line("ticket")
     distilling = any(line.distil for line in (main, *arms))
+    seed = int(config.seed) + int(index)
+    # open_lth's `data_order_seed`: one data order for every replicate when set.
+    order_seed = int(config.train.get("data_order_seed", -1))
     return Replicate(
-        config,
+        check_steps(config, data, (main, *arms)),
         store,
         index,
         data,
+        seed=seed,
+        data_seed=seed if order_seed < 0 else order_seed,
+        strategy=make_strategy(config.run.strategy),
+        experiment=config.experiment,
+        verbose=int(config.run.verbose),
+        tensorboard=bool(config.run.get("tensorboard", False)),
         log=log,
         main=main,
         arms=arms,

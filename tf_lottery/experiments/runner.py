@@ -155,6 +155,7 @@ def run_levels(
 
     main = main or Line("ticket")
     began = time.time()
+    chosen = selected_replicates(config)
     load = functools.cache(load_data if load_data is not None else lambda: load_dataset(config.dataset))
     store = run_store.RunStore(workdir, config, part=part)
     controls_ = schema.csv_list(config.run.branches)
@@ -162,7 +163,7 @@ def run_levels(
     levels = int(config.run.levels) if levels is None else int(levels)
     replicates = int(config.run.replicates)
     data = None
-    pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
+    pending = [r for r in chosen if not _done(store, r, levels, branches)]
     if pending or check is not None:
         # Config values that the data's size decides are checked before anything is written.
         data = load()
@@ -171,7 +172,7 @@ def run_levels(
         if check is not None:
             check(data)
     store.initialize()
-    reused = results.finished_levels(store, selected_replicates(config), levels, branches)
+    reused = results.finished_levels(store, chosen, levels, branches)
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
         for line in results.reuse_lines(reused, store.root):
@@ -203,7 +204,7 @@ def run_levels(
         log(text)
         log(results.time_line(timing, reused=sum(len(v) for v in reused.values())))
         log(f"Results: {store.results_dir}")
-    for index in selected_replicates(config) if analysis is not None else ():
+    for index in chosen if analysis is not None else ():
         # Built only if an analysis still has to run.
         context = functools.cache(
             lambda index=index: (

@@ -71,8 +71,9 @@ def replicate_for(
     seed = int(config.seed) + int(index)
     # open_lth's `data_order_seed`: one data order for every replicate when set.
     order_seed = int(config.train.get("data_order_seed", -1))
+    steps = check_steps(config, data, (main, *arms))
     return Replicate(
-        check_steps(config, data, (main, *arms)),
+        steps,
         store,
         index,
         data,

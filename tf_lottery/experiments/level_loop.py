@@ -178,10 +178,11 @@ def load_ticket(level_dir: str, name: str) -> Ticket:
 
 @dataclass(frozen=True)
 class TrainingSteps:
-    """A run's training in data steps on its data: what the level loop reads of `config.train`.
+    """A run's training in data steps on its data: all the level loop reads of the config's numbers.
 
-    Resolved once by `check_steps` (from `config.train`, `config.run` and
-    `config.pruning.rewind_to`); the loop plans every level from it.
+    Resolved once by `check_steps` (from `config.train`,
+    `config.run.checkpoint_every` and `config.pruning.rewind_to`); the loop
+    plans every level from it.
 
     Attributes:
         steps_per_epoch: int. Data steps per epoch at `batch_size`.

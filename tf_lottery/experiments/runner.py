@@ -60,11 +60,14 @@ def replicate_for(
     training: Training | None = None,
     starts: IterativePruning | None = None,
 ) -> Replicate:
-    """Replicate `index` of `config` with the plug-ins the config chooses.
+    """Replicate `index` of `config`: the config resolved into plain values, and the plug-ins it chooses.
 
-    The network (`pretrain.network_for`: pretrained when `config.pretrain`
-    asks for it), the level starts (`starts`, IMP's by default) and, only
-    when a line distils, `DistilledTraining` on `config.kd`.
+    The replicate gets no config: its `TrainingSteps` on `data`
+    (`check_steps`), its seeds, strategy and logging switches. The
+    plug-ins: the network (`pretrain.network_for`: pretrained when
+    `config.pretrain` asks for it), the level starts (`starts`, IMP's by
+    default) and, only when a line distils, `DistilledTraining` on
+    `config.kd`.
     """
     main = main or Line("ticket")
     distilling = any(line.distil for line in (main, *arms))

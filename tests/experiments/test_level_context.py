@@ -28,6 +28,13 @@ def test_the_context_is_the_replicates_public_face_with_no_config(tmp_path):
     replicate, store = _replicate(tmp_path)
     context = replicate.context
     assert isinstance(context, LevelContext) and not hasattr(context, "config")
+    # The loop itself holds no config either: its training in data steps, resolved once.
+    assert not hasattr(replicate, "config")
+    assert (replicate.steps.batch_size, replicate.steps.eval_every, replicate.steps.checkpoint_every) == (
+        50,
+        14,
+        14,
+    )
     assert context.model is replicate.model and context.initial is replicate.initial
     assert (context.replicate, context.seed, context.store, context.data) == (1, 4, store, replicate.data)
     assert context.services.data_seed == 4 and context.services.strategy is replicate.strategy
@@ -42,3 +49,5 @@ def test_distillation_is_built_only_for_a_replicate_with_a_distilling_line(tmp_p
     assert plain._distillation is None
     kd, _ = _replicate(tmp_path / "kd", arms=(Line("kd", distil=True),))
     assert kd._distillation is not None
+    # Distillation is a plug-in like the others: it sees the replicate through its context.
+    assert kd._distillation.context is kd.context and kd._distillation.model is kd.model

@@ -12,8 +12,6 @@ Reference:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import keras
 import ml_collections
 import numpy as np
@@ -45,23 +43,15 @@ class DistilledTraining:
     Args:
         kd: ConfigDict. The run's `config.kd` group (`weight`,
             `temperature`, `cache_teacher_logits`).
-        model: keras.Model. The replicate's prunable model: the student.
-        data: The replicate's data pipeline.
-        strategy: tf.distribute.Strategy. Where the teacher and the
-            distiller are built.
-        load_dense: Callable that sets `model` to the trained dense network.
+        context: `level_context.LevelContext`. The replicate: its model
+            (the student), its data, its strategy (where the teacher and
+            the distiller are built) and its finished level 0 (the teacher).
     """
 
-    def __init__(
-        self,
-        kd: ml_collections.ConfigDict,
-        model: keras.Model,
-        data,
-        strategy: tf.distribute.Strategy,
-        load_dense: Callable[[], None],
-    ):
-        self.kd, self.model, self.data, self.strategy = kd, model, data, strategy
-        self.load_dense = load_dense
+    def __init__(self, kd: ml_collections.ConfigDict, context):
+        self.kd, self.context = kd, context
+        self.model, self.data = context.model, context.data
+        self.strategy: tf.distribute.Strategy = context.services.strategy
         self._teacher = None
         self._distiller = None
         self._data = None
@@ -69,7 +59,7 @@ class DistilledTraining:
     def teacher(self) -> keras.Model:
         """The trained dense network, stripped and frozen (sets the model to it the first time)."""
         if self._teacher is None:
-            self.load_dense()
+            self.context.load_end(0)
             with self.strategy.scope():
                 teacher = strip(self.model)
             teacher.trainable = False

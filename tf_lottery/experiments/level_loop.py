@@ -64,7 +64,6 @@ from tf_lottery.experiments.kinds import controls
 from tf_lottery.experiments.level_context import LevelContext
 from tf_lottery.experiments.optimizers import to_steps
 from tf_lottery.experiments.run_services import RunServices
-from tf_lottery.experiments.strategy import make_strategy
 from tf_lottery.lottery.rewind import RewindPoint, Snapshot
 from tf_lottery.lottery.ticket import Ticket
 from tf_lottery.utils import atomic_io
@@ -177,8 +176,37 @@ def load_ticket(level_dir: str, name: str) -> Ticket:
         raise error.with_fix(run_store.recompute_fix(level_dir, path)) from error
 
 
-def check_steps(config: ml_collections.ConfigDict, data, lines=()) -> tuple[int, int, int]:
-    """`(steps_per_epoch, total_steps, rewind_step)` of `config` on `data`, checked.
+@dataclass(frozen=True)
+class TrainingSteps:
+    """A run's training in data steps on its data: all the level loop reads of the config's numbers.
+
+    Resolved once by `check_steps` (from `config.train`,
+    `config.run.checkpoint_every` and `config.pruning.rewind_to`); the loop
+    plans every level from it.
+
+    Attributes:
+        steps_per_epoch: int. Data steps per epoch at `batch_size`.
+        total_steps: int. The data steps of a level's training.
+        rewind_step: int. The data step of `config.pruning.rewind_to`.
+        batch_size: int. `config.train.batch_size`.
+        eval_every: int. Data steps between evaluations (at least 1).
+        checkpoint_every: int. Data steps between checkpoints (at least 1).
+        eval_test: bool. Evaluate on the test set.
+        eval_train: bool. Evaluate on the training set too.
+    """
+
+    steps_per_epoch: int
+    total_steps: int
+    rewind_step: int
+    batch_size: int
+    eval_every: int
+    checkpoint_every: int
+    eval_test: bool
+    eval_train: bool
+
+
+def check_steps(config: ml_collections.ConfigDict, data, lines=()) -> TrainingSteps:
+    """The `TrainingSteps` of `config` on `data`, checked.
 
     The checks of config values that only the data's size decides
     (`train.batch_size`, `train.training_steps`, `pruning.rewind_to`, the
@@ -207,17 +235,33 @@ def check_steps(config: ml_collections.ConfigDict, data, lines=()) -> tuple[int,
                 f"Invalid restart point of line {line.name!r}: {line.restart!r} is step {step}, "
                 f"not before the end of training (step {total_steps})."
             )
-    return steps_per_epoch, total_steps, rewind_step
+    return TrainingSteps(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        rewind_step=rewind_step,
+        batch_size=int(train.batch_size),
+        eval_every=max(1, to_steps(train.eval_every, steps_per_epoch)),
+        checkpoint_every=max(1, to_steps(config.run.checkpoint_every, steps_per_epoch)),
+        eval_test=bool(train.eval_test),
+        eval_train=bool(train.get("eval_on_train", False)),
+    )
 
 
 class Replicate:
     """One replicate (one seed) of an experiment: a model and its levels.
 
     Args:
-        config: ConfigDict. A validated experiment config.
+        steps: `TrainingSteps`. The run's training on `data` (`check_steps`).
         store: RunStore. Where the levels are written.
-        replicate: int. Replicate index; its seed is `config.seed + replicate`.
+        replicate: int. Replicate index.
         data: A data pipeline (see `tf_lottery.data.registry`).
+        seed: int. The replicate's initialisation seed (`config.seed + replicate`).
+        data_seed: int. Its data order (`config.train.data_order_seed`, or `seed`).
+        strategy: tf.distribute.Strategy. Where the model is built and trained
+            (`config.run.strategy`).
+        experiment: str. The kind's name, for the metrics records.
+        verbose: int. `config.run.verbose`: 1 logs each level, 2 each evaluation.
+        tensorboard: bool. `config.run.tensorboard`: write TensorBoard summaries.
         log: Callable taking a str, for progress lines.
         main: Line. The main line (directories `round_<k>`). Defaults to
             the lottery ticket, restarting from the rewind point.
@@ -234,12 +278,12 @@ class Replicate:
             main line, `start_arm(context, line, level)` for an arm,
             `source_level(level)`): `level_start.IterativePruning` (IMP) or
             `OneShotPruning`.
-        distillation: Optional callable `(model, data, strategy, load_dense)`
-            returning the KD lines' `DistilledTraining`; given only when a
-            line distils.
+        distillation: Optional callable `(context)` returning the KD lines'
+            `DistilledTraining` on the replicate's `LevelContext`; given
+            only when a line distils.
 
-    `runner.replicate_for(config, ...)` chooses the plug-ins from the
-    config. The loop sees them only through these methods.
+    `runner.replicate_for(config, ...)` resolves these from the config and
+    chooses the plug-ins. The loop sees them only through these methods.
 
     Level 0 records the state (weights and optimizer) at the rewind point
     `config.pruning.rewind_to` (`rewind.npz`) and at every line's own
@@ -248,21 +292,28 @@ class Replicate:
 
     def __init__(
         self,
-        config,
+        steps: TrainingSteps,
         store,
         replicate: int,
         data,
+        *,
+        seed: int,
+        data_seed: int,
+        strategy,
+        experiment: str,
+        verbose: int = 0,
+        tensorboard: bool = False,
         log=print,
         main: Line | None = None,
         arms: tuple = (),
         progress=None,
         training: Training | None = None,
-        *,
         network,
         starts,
         distillation: Callable | None = None,
     ):
-        self.config = config
+        self.steps = steps
+        self.experiment, self.verbose, self.tensorboard = experiment, int(verbose), bool(tensorboard)
         self.training = training or Training()
         self.main = main or Line("ticket")
         self.arms = {arm.name: arm for arm in arms}
@@ -270,16 +321,12 @@ class Replicate:
         self.replicate = replicate
         self.data = data
         self.log = log
-        self.seed = int(config.seed) + int(replicate)
-        # open_lth's `data_order_seed`: one data order for every replicate when set.
-        order_seed = int(config.train.get("data_order_seed", -1))
-        self.data_seed = self.seed if order_seed < 0 else order_seed
-        self.steps_per_epoch, self.total_steps, self.rewind_step = check_steps(
-            config, data, (self.main, *self.arms.values())
-        )
+        self.seed, self.data_seed = seed, data_seed
+        self.steps_per_epoch, self.total_steps = steps.steps_per_epoch, steps.total_steps
+        self.rewind_step = steps.rewind_step
         restarting = [line for line in (self.main, *self.arms.values()) if not line.from_init]
         self.capture_steps = tuple(sorted({self.rewind_step, *map(self.restart_step, restarting)}))
-        self.strategy = make_strategy(config.run.strategy)
+        self.strategy = strategy
         self.services = RunServices(
             store=store,
             data=data,
@@ -295,12 +342,8 @@ class Replicate:
         with self.strategy.scope():
             self.initial = Snapshot.capture(self.model, 0)
         self._captured = {}
-        self._distillation = (
-            distillation(self.model, data, self.strategy, lambda: self.load_end(0))
-            if distillation is not None
-            else None
-        )
         self.context = LevelContext(self)
+        self._distillation = distillation(self.context) if distillation is not None else None
 
     # -- stored states ------------------------------------------------------
 
@@ -391,18 +434,18 @@ class Replicate:
         )
 
     def _plan(self, level: int, branch: str | None = None) -> trainer.LevelPlan:
-        run, train = self.config.run, self.config.train
+        steps = self.steps
         return trainer.LevelPlan(
             start=self._start_step(level, branch),
-            end=self.total_steps,
-            steps_per_epoch=self.steps_per_epoch,
-            batch_size=int(train.batch_size),
+            end=steps.total_steps,
+            steps_per_epoch=steps.steps_per_epoch,
+            batch_size=steps.batch_size,
             seed=self.data_seed,
-            eval_every=max(1, to_steps(train.eval_every, self.steps_per_epoch)),
-            checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
+            eval_every=steps.eval_every,
+            checkpoint_every=steps.checkpoint_every,
             capture_steps=self._capture_steps(level, branch),
-            eval_test=bool(train.eval_test),
-            eval_train=bool(train.get("eval_on_train", False)),
+            eval_test=steps.eval_test,
+            eval_train=steps.eval_train,
         )
 
     def _capture_steps(self, level: int, branch: str | None) -> tuple[int, ...]:
@@ -451,12 +494,12 @@ class Replicate:
         plan = self._plan(level, branch)
         hooks = training.hooks(context, level, plan)
         capture = self._capture if level == 0 and branch is None else None
-        verbose = int(self.config.run.verbose)
+        verbose = self.verbose
         label = self.main.name if branch is None else branch
         name = f"replicate {self.replicate} {label} round {level}"
         began, last = time.time(), [time.time()]
         summaries = None
-        if self.config.run.get("tensorboard", False):
+        if self.tensorboard:
             root = tensorboard.level_dir(self.store.root, self.replicate, level, branch)
             summaries = tensorboard.LevelSummaries(root)
 
@@ -495,7 +538,7 @@ class Replicate:
         timing["prune_reset"] = prune_s
         timing["store"] += store_s + time.perf_counter() - clock
         metrics = level_record.metrics(
-            experiment=self.config.experiment,
+            experiment=self.experiment,
             branch=label,
             replicate=self.replicate,
             level=level,
@@ -531,16 +574,16 @@ class Replicate:
             The trainer's result: `evals` (the final evaluation) and
             `elapsed_s`.
         """
-        run, train = self.config.run, self.config.train
+        steps = self.steps
         atomic_io.makedirs(directory)
         plan = trainer.LevelPlan(
             start=start,
-            end=self.total_steps,
-            steps_per_epoch=self.steps_per_epoch,
-            batch_size=int(train.batch_size),
+            end=steps.total_steps,
+            steps_per_epoch=steps.steps_per_epoch,
+            batch_size=steps.batch_size,
             seed=int(seed),
-            eval_every=self.total_steps,
-            checkpoint_every=max(1, to_steps(run.checkpoint_every, self.steps_per_epoch)),
+            eval_every=steps.total_steps,
+            checkpoint_every=steps.checkpoint_every,
             eval_test=False,
         )
         return trainer.train_level(self.model, self.data, plan, directory)

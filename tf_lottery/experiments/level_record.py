@@ -23,7 +23,6 @@ import os
 
 import numpy as np
 
-from tf_lottery.core.walk import get_masks
 from tf_lottery.experiments import trainer
 from tf_lottery.lottery.rewind import Snapshot
 from tf_lottery.lottery.ticket import Ticket
@@ -40,28 +39,27 @@ def check_start(model, directory: str, metadata: dict) -> None:
             message says to delete it.
     """
     path = os.path.join(directory, "start.npz")
-    state = Snapshot.capture(model, 0)
-    if atomic_io.exists(path):
-        try:
-            stored = Ticket.load(path)
-        except atomic_io.DamagedFileError as error:
-            raise error.with_fix(
-                f"Delete '{path}' and run the same command again: this level's start is computed "
-                "and written anew."
-            ) from error
-        masks = get_masks(model)
-        same = len(stored.masks) == len(masks) and all(
-            np.array_equal(a, b) for a, b in zip(stored.masks, masks)
-        )
-        same = same and all(np.array_equal(a, b) for a, b in zip(stored.weights, state.model_values))
-        if not same:
-            raise ValueError(
-                f"The stored start of '{directory}' differs from the one this code computes from the "
-                "stored files: the run was made by another version of tf_lottery or other options. "
-                "Use another `--workdir` or remove this run directory."
-            )
+    start = Ticket.from_model(model, weights=Snapshot.capture(model, 0).model_values, metadata=metadata)
+    if not atomic_io.exists(path):
+        start.save(path)
         return
-    Ticket.from_model(model, weights=state.model_values, metadata=metadata).save(path)
+    try:
+        stored = Ticket.load(path)
+    except atomic_io.DamagedFileError as error:
+        raise error.with_fix(
+            f"Delete '{path}' and run the same command again: this level's start is computed "
+            "and written anew."
+        ) from error
+    same = len(stored.masks) == len(start.masks) and all(
+        np.array_equal(a, b) for a, b in zip(stored.masks, start.masks)
+    )
+    same = same and all(np.array_equal(a, b) for a, b in zip(stored.weights, start.weights))
+    if not same:
+        raise ValueError(
+            f"The stored start of '{directory}' differs from the one this code computes from the "
+            "stored files: the run was made by another version of tf_lottery or other options. "
+            "Use another `--workdir` or remove this run directory."
+        )
 
 
 def write_end(model, directory: str, step: int, metadata: dict) -> None:

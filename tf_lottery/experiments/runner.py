@@ -31,6 +31,7 @@ from tf_lottery.experiments.distilled_training import DistilledTraining
 from tf_lottery.experiments.level_context import LevelContext
 from tf_lottery.experiments.level_loop import Line, Replicate, Training, check_steps
 from tf_lottery.experiments.level_start import IterativePruning
+from tf_lottery.experiments.strategy import make_strategy
 
 
 def _done(store, replicate: int, levels: int, branches: list[str]) -> bool:
@@ -59,19 +60,32 @@ def replicate_for(
     training: Training | None = None,
     starts: IterativePruning | None = None,
 ) -> Replicate:
-    """Replicate `index` of `config` with the plug-ins the config chooses.
+    """Replicate `index` of `config`: the config resolved into plain values, and the plug-ins it chooses.
 
-    The network (`pretrain.network_for`: pretrained when `config.pretrain`
-    asks for it), the level starts (`starts`, IMP's by default) and, only
-    when a line distils, `DistilledTraining` on `config.kd`.
+    The replicate gets no config: its `TrainingSteps` on `data`
+    (`check_steps`), its seeds, strategy and logging switches. The
+    plug-ins: the network (`pretrain.network_for`: pretrained when
+    `config.pretrain` asks for it), the level starts (`starts`, IMP's by
+    default) and, only when a line distils, `DistilledTraining` on
+    `config.kd`.
     """
     main = main or Line("ticket")
     distilling = any(line.distil for line in (main, *arms))
+    seed = int(config.seed) + int(index)
+    # open_lth's `data_order_seed`: one data order for every replicate when set.
+    order_seed = int(config.train.get("data_order_seed", -1))
+    steps = check_steps(config, data, (main, *arms))
     return Replicate(
-        config,
+        steps,
         store,
         index,
         data,
+        seed=seed,
+        data_seed=seed if order_seed < 0 else order_seed,
+        strategy=make_strategy(config.run.strategy),
+        experiment=config.experiment,
+        verbose=int(config.run.verbose),
+        tensorboard=bool(config.run.get("tensorboard", False)),
         log=log,
         main=main,
         arms=arms,
@@ -145,6 +159,7 @@ def run_levels(
 
     main = main or Line("ticket")
     began = time.time()
+    chosen = selected_replicates(config)
     load = functools.cache(load_data if load_data is not None else lambda: load_dataset(config.dataset))
     store = run_store.RunStore(workdir, config, part=part)
     controls_ = schema.csv_list(config.run.branches)
@@ -152,7 +167,7 @@ def run_levels(
     levels = int(config.run.levels) if levels is None else int(levels)
     replicates = int(config.run.replicates)
     data = None
-    pending = [r for r in selected_replicates(config) if not _done(store, r, levels, branches)]
+    pending = [r for r in chosen if not _done(store, r, levels, branches)]
     if pending or check is not None:
         # Config values that the data's size decides are checked before anything is written.
         data = load()
@@ -161,7 +176,7 @@ def run_levels(
         if check is not None:
             check(data)
     store.initialize()
-    reused = results.finished_levels(store, selected_replicates(config), levels, branches)
+    reused = results.finished_levels(store, chosen, levels, branches)
     if config.run.verbose:
         log(f"{title}\nRun directory: {store.root}")
         for line in results.reuse_lines(reused, store.root):
@@ -193,7 +208,7 @@ def run_levels(
         log(text)
         log(results.time_line(timing, reused=sum(len(v) for v in reused.values())))
         log(f"Results: {store.results_dir}")
-    for index in selected_replicates(config) if analysis is not None else ():
+    for index in chosen if analysis is not None else ():
         # Built only if an analysis still has to run.
         context = functools.cache(
             lambda index=index: (

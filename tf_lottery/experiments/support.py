@@ -60,15 +60,15 @@ def summary(values) -> dict:
     return {"mean": float(np.mean(values)), "min": min(values), "max": max(values), "n": len(values)}
 
 
-def finish(store, name: str, rows: list, text: str, config, log, began: float, **extra) -> dict:
-    """Writes `results/<name>.json` (atomically), logs the table, and returns the kind's summary.
+def finish(store, name: str, rows: list, text: str, verbose: bool, log, began: float, **extra) -> dict:
+    """Writes `results/<name>.json` (atomically), logs the table when `verbose`, and returns the kind's summary.
 
     Returns:
         `{"root", "hash", "rows", "table", "files", "elapsed_s"}` and `extra`.
     """
     files = {"results": os.path.join(store.results_dir, f"{name}.json")}
     atomic_io.write_json(files["results"], {"rows": rows})
-    if config.run.verbose:
+    if verbose:
         log(text)
         log(f"Results: {store.results_dir}")
     return {

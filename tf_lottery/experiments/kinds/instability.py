@@ -99,10 +99,10 @@ def defaults() -> ml_collections.ConfigDict:
     return config
 
 
-def rewind_points(config: ml_collections.ConfigDict) -> list[str]:
-    """The distinct points of `config.instability.rewind_points`, as written ('200it', '2ep')."""
+def rewind_points(group: ml_collections.ConfigDict) -> list[str]:
+    """The distinct points of `group.rewind_points` (`config.instability`), as written ('200it', '2ep')."""
     points = []
-    for item in str(config.instability.rewind_points).split(","):
+    for item in str(group.rewind_points).split(","):
         if not item.strip():
             continue
         try:
@@ -110,22 +110,21 @@ def rewind_points(config: ml_collections.ConfigDict) -> list[str]:
         except ValueError:
             raise ValueError(
                 "Invalid value for `config.instability.rewind_points`: expected comma-separated "
-                f"'<N>it' or '<N>ep' points, e.g. '0it,200it'. Received: {config.instability.rewind_points!r}."
+                f"'<N>it' or '<N>ep' points, e.g. '0it,200it'. Received: {group.rewind_points!r}."
             ) from None
         if point not in points:
             points.append(point)
     if not points:
         raise ValueError(
             "Invalid value for `config.instability.rewind_points`: expected at least one point. "
-            f"Received: {config.instability.rewind_points!r}."
+            f"Received: {group.rewind_points!r}."
         )
     return points
 
 
-def lines(config: ml_collections.ConfigDict) -> tuple[Line, tuple[Line, ...]]:
-    """`(main line, other lines)`: one IMP line per rewind point, restarting there."""
-    found = [Line(f"rewind_{point}", restart=point) for point in rewind_points(config)]
-    return found[0], tuple(found[1:])
+def lines(points: list[str]) -> tuple[Line, ...]:
+    """One IMP line per rewind point of `points` (`rewind_points`), restarting there; the first is the main line."""
+    return tuple(Line(f"rewind_{point}", restart=point) for point in points)
 
 
 def _kernels(model) -> list[np.ndarray]:
@@ -317,19 +316,11 @@ class _Analysis:
             )
 
 
-def describe(config: ml_collections.ConfigDict) -> str:
-    return (
-        f"instability of {config.model.name} on {config.dataset.name}: IMP ({config.pruning.scope} "
-        f"{config.pruning.rate:.0%}/round) rewinding to each of {', '.join(rewind_points(config))}"
-    )
-
-
-def collect(store, config: ml_collections.ConfigDict) -> list[dict]:
-    """Every row of the finished analyses in `store`, by replicate, rewind point and network."""
-    main, others = lines(config)
-    levels, rows = int(config.run.levels), []
-    for replicate in range(int(config.run.replicates)):
-        for line in (main, *others):
+def collect(store, lines: tuple[Line, ...], levels: int, replicates: int) -> list[dict]:
+    """Every row of the finished analyses in `store` (IMP to `levels`), by replicate, rewind point and network."""
+    rows = []
+    for replicate in range(replicates):
+        for line in lines:
             path = analysis_path(store, replicate, line, levels)
             if atomic_io.exists(path):
                 rows.extend(read_analysis(path)["rows"])
@@ -352,15 +343,25 @@ def run_instability(config: ml_collections.ConfigDict, workdir: str, log=print) 
     """
     _validate(config)
     began = time.time()
-    main, others = lines(config)
-    levels = int(config.run.levels)
-    analysis = _Analysis(config.instability, (main, *others), levels, log)
-    imp = run_levels(config, workdir, log, main=main, arms=others, title=describe(config), analysis=analysis)
+    points = rewind_points(config.instability)
+    every_line = lines(points)
+    run, pruning, setup = config.run, config.pruning, f"{config.model.name} on {config.dataset.name}"
+    levels = int(run.levels)
+    analysis = _Analysis(config.instability, every_line, levels, log)
+    heading = (
+        f"instability of {setup}: IMP ({pruning.scope} {pruning.rate:.0%}/round) "
+        f"rewinding to each of {', '.join(points)}"
+    )
+    imp = run_levels(
+        config, workdir, log, main=every_line[0], arms=every_line[1:], title=heading, analysis=analysis
+    )
     store = run_store.RunStore(workdir, config)
-    rows = collect(store, config)
-    title = f"{config.model.name} on {config.dataset.name}: error along the linear path between two copies"
-    summary = support.finish(store, "instability", rows, table(rows), config, log, began, levels=imp)
-    if config.run.plots and rows:
+    rows = collect(store, every_line, levels, int(run.replicates))
+    title = f"{setup}: error along the linear path between two copies"
+    summary = support.finish(
+        store, "instability", rows, table(rows), bool(run.verbose), log, began, levels=imp
+    )
+    if run.plots and rows:
         summary["files"]["plot"] = plot(rows, os.path.join(store.results_dir, "instability.png"), title)
     return summary
 
@@ -380,7 +381,7 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
 
 def _validate(config: ml_collections.ConfigDict) -> None:
     support.validate(config, "instability", group_defaults(), controls="its random subnetworks")
-    rewind_points(config)
+    rewind_points(config.instability)
 
 
 registry.register(

@@ -295,7 +295,9 @@ def run_transfer(config: ml_collections.ConfigDict, workdir: str, log=print) -> 
     for index in selected_replicates(config):
         _analyse_replicate(config, source, target, index, load_target, log)
     rows = collect(source, target, config)
-    return support.finish(source, "transfer", rows, table(rows), config, log, began, levels=imp)
+    return support.finish(
+        source, "transfer", rows, table(rows), bool(config.run.verbose), log, began, levels=imp
+    )
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:

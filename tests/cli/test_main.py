@@ -134,6 +134,19 @@ def test_bad_flags_are_named_without_a_traceback(tmp_path, flag, message):
     assert not os.listdir(tmp_path)  # refused before anything is written
 
 
+@pytest.mark.parametrize("flag", ["--config.trian.lr=1", "--threads=-1"])
+def test_a_misspelt_key_or_bad_process_flag_is_answered_before_tensorflow_loads(tmp_path, flag):
+    # Was: the config file imported the whole engine through `tf_lottery.experiments`, so every
+    # typo waited for TensorFlow and Keras to import (~9 s here) before its one-line answer.
+    command = [sys.executable, "-X", "importtime", *_command(tmp_path, flag)[1:]]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+    assert "tf_lottery.cli.main" in imported and "absl.flags" in imported
+    assert "tensorflow" not in imported and "keras" not in imported
+
+
 @pytest.mark.parametrize(
     "key, value, message",
     [

@@ -84,10 +84,6 @@ def set_process_switches(config) -> None:
     `tpu` connect to the cluster before any op runs; `--threads` sizes
     TensorFlow's thread pools. Library functions never change global state.
     """
-    if _THREADS.value < 0:
-        raise app.UsageError(
-            f"Invalid value for --threads: expected an int >= 0. Received: {_THREADS.value}."
-        )
     if _THREADS.value:
         import tensorflow as tf
 
@@ -109,6 +105,10 @@ def set_process_switches(config) -> None:
 def main(argv) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments {argv[1:]}: use --config and --workdir.")
+    if _THREADS.value < 0:  # before the registry's imports (TensorFlow): answered in a second
+        raise app.UsageError(
+            f"Invalid value for --threads: expected an int >= 0. Received: {_THREADS.value}."
+        )
     from tf_lottery.cli import stderr_filter
     from tf_lottery.experiments import registry
     from tf_lottery.experiments.progress import RunProgress

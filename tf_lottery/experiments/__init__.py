@@ -3,9 +3,20 @@
 `python -m tf_lottery.main --config=configs/<name>.py --workdir=<dir>` is
 the command line; `registry.run(config, workdir)` is the same in Python
 (`run_experiment` runs the `lottery` and `oneshot` kinds).
+
+`run_experiment` is imported when first used: a config file imports
+`schema` through this package, and should load without TensorFlow, so that
+the command line answers a misspelt flag in about a second.
 """
 
-from tf_lottery.experiments.kinds.lottery import run_experiment
 from tf_lottery.experiments.schema import defaults, validate
 
 __all__ = ["defaults", "run_experiment", "validate"]
+
+
+def __getattr__(name: str):
+    if name == "run_experiment":
+        from tf_lottery.experiments.kinds.lottery import run_experiment
+
+        return run_experiment
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,8 +1,8 @@
 """Same seed, same machine: identical masks and metrics, round after round.
 
-The same seed is trained in two processes (op determinism is a process-wide switch),
-using
-the settings docs/guide/getting_started.md documents ("Reproducibility"): `keras.utils.set_random_seed` and
+The same seed is trained in two processes (op determinism is a process-wide
+switch), with the settings docs/guide/getting_started.md documents
+("Reproducibility"): `keras.utils.set_random_seed` and
 `tf.config.experimental.enable_op_determinism()`.
 """
 

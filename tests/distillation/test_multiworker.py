@@ -18,6 +18,7 @@ WORKERS = 2
 TIMEOUT_S = 300
 
 
+@pytest.mark.slow  # two worker processes end to end (~24 s); the 2-replica KD tests stay in the default suite
 def test_two_workers_end_one_kd_pruning_round_with_identical_masks(tmp_path):
     from tests.testing import run_workers
 

@@ -182,6 +182,8 @@ class TestMultiWorkerLoop(TestCase):
             assert float(logs[key]) == pytest.approx(expected_logs[key], abs=1e-6)
 
 
+# A 2-replica end-to-end run of the runner (~40 s): slow, like the multi-worker one below.
+@pytest.mark.slow
 class TestMirroredRunner(TestCase):
     def test_two_replicas_end_every_level_with_the_one_replica_masks(self, tmp_path, monkeypatch):
         # One MirroredStrategy per test process (see `two_replica_strategy`).

@@ -29,9 +29,8 @@ TensorFlow, and a run imports only what it uses.
 """
 
 import importlib as _importlib
-import os as _os
-import sys as _sys
 
+from tf_lottery.utils.command_line import started_as_command as _started_as_command
 from tf_lottery.version import __version__
 
 # Public name -> (defining module, attribute there; None when the name is the module).
@@ -136,17 +135,6 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(__all__))
-
-
-def _started_as_command() -> bool:
-    """Whether this process is the command line: the console script or `python -m tf_lottery...`.
-
-    While `python -m <module>` imports the packages above `<module>`, `sys.argv[0]`
-    is `"-m"` (see the `-m` option in Python's documentation); it is the
-    script's path once any module runs, so an ordinary import never sees it.
-    """
-    argv0 = _sys.argv[0] if _sys.argv else ""
-    return argv0 == "-m" or _os.path.basename(argv0) in ("tf_lottery", "tf_lottery.exe")
 
 
 if not _started_as_command():

@@ -10,24 +10,12 @@ TensorFlow, so that the command line answers a misspelt flag in about a
 second. Any other import of this package imports it at once.
 """
 
-import os as _os
-import sys as _sys
-
 from tf_lottery.experiments.schema import defaults, validate
+from tf_lottery.utils.command_line import started_as_command as _started_as_command
 
 __all__ = ["defaults", "run_experiment", "validate"]
 
-
-def _command_line() -> bool:
-    """Whether this process is the command line: `python -m tf_lottery.main` or the console script."""
-    argv0 = _sys.argv[0] if _sys.argv else ""
-    main = _os.path.join(_os.path.dirname(_os.path.dirname(_os.path.abspath(__file__))), "main.py")
-    return _os.path.basename(argv0) in ("tf_lottery", "tf_lottery.exe") or (
-        bool(argv0) and _os.path.abspath(argv0) == main
-    )
-
-
-if not _command_line():
+if not _started_as_command():
     from tf_lottery.experiments.kinds.lottery import run_experiment
 
 

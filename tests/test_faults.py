@@ -179,7 +179,8 @@ def _assert_complete(workdir):
 # another point of the same kind covers is left out (the instability and transfer kinds' second
 # mid-training and ticket-write points: the ticket write is the lottery kind's).
 CHAINS = {
-    # 21 fit calls a level (5 steps each), checkpoints every 7; 5 levels with the reinit branch.
+    # 21 fit calls a training (5 steps each), checkpoints every 7; levels 0-2 and the reinit
+    # branch of levels 1 and 2: 5 trainings.
     "lottery": (
         "train_batch:30",  # mid-epoch of level 1, after its checkpoint at call 28
         "atomic_write/checkpoint.npz:1",  # restarted at 28: the checkpoint at 35 being written

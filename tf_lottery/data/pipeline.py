@@ -132,11 +132,11 @@ class ArrayPipeline:
             # The same gather and normalization as `load` below, for all the batches at once:
             # element-wise ops give the same values, and an epoch's dataset is then built in
             # about a millisecond instead of tracing a map function (tens of ms per epoch).
-            index = tf.constant(indices[int(skip) :])
-            x = self._normalize(tf.gather(self._train_x, index))
-            y = tf.gather(self._train_y, index)
-            if extra is not None:
-                x = (x, tf.gather(tf.constant(extra), index))
+            rest = indices[int(skip) :]
+            x = self._normalize(tf.gather(self._train_x, rest))
+            y = tf.gather(self._train_y, rest)
+            if extra is not None:  # only the rows of these batches, not the whole array
+                x = (x, tf.constant(np.asarray(extra)[rest]))
             return tf.data.Dataset.from_tensor_slices((x, y)).prefetch(tf.data.AUTOTUNE)
         rows = None if extra is None else tf.constant(extra)
         base = np.int64(seed) * 1_000_003 + np.int64(epoch)

@@ -50,8 +50,8 @@ def _experiments_compile_without_xla():
     XLA's compile time is most of such a run (measured: test_level_loop.py and
     test_lottery_kind.py take 113 s with XLA, 67 s without). The default path
     is still tested with XLA: by tests marked `xla` (tests/experiments/test_xla.py)
-    and by every test that runs the command line in a subprocess (tests/cli,
-    tests/test_faults.py), which this fixture does not reach. Session-scoped,
+    and by the tests that run the command line in a subprocess (tests/cli, the
+    lottery chain of tests/test_faults.py), which this fixture does not reach. Session-scoped,
     so that module-scoped reference runs (e.g. a finished run a resume is
     compared with) train the same way as the tests that use them.
     """

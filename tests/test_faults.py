@@ -78,6 +78,12 @@ KINDS = {
 }
 # The analyses a kind stores beside its levels (one JSON file each, written last).
 ANALYSES = ("instability.json", "transfer.json")
+# The kinds whose runs compile with XLA, the default. The others turn it off: XLA's compile was
+# about 3.5 s of each 11-18 s process (about 95 s over their 27 processes), and what a kill
+# tests (artifacts written whole, nothing finished redone, the exact end) does not depend on
+# it. XLA-compiled runs resuming exactly: this lottery chain and the externally killed run of
+# tests/cli/test_main.py; XLA twice bit-identical: tests/experiments/test_xla.py.
+XLA_KINDS = ("lottery",)
 
 pytestmark = pytest.mark.slow
 
@@ -95,6 +101,7 @@ def _run(workdir, kind, failpoint=None):
         f"--workdir={workdir}",
         *KINDS[kind],
         "--config.run.plots=False",
+        f"--config.run.jit_compile={kind in XLA_KINDS}",
     ]
     return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 

@@ -132,6 +132,7 @@ def test_a_run_killed_while_pretraining_resumes_to_the_uninterrupted_result(tmp_
         "--config.run.steps_per_execution=1",
         "--config.run.checkpoint_every=1ep",
         "--config.run.plots=False",
+        "--config.run.jit_compile=False",  # a kill's resume, not XLA, is tested (its compile: ~3.5 s a run)
     ]
 
     def run(workdir, failpoint=None):

@@ -79,7 +79,8 @@ KINDS = {
 # The analyses a kind stores beside its levels (one JSON file each, written last).
 ANALYSES = ("instability.json", "transfer.json")
 # The kinds whose runs compile with XLA, the default. The others turn it off: XLA's compile was
-# about 3.5 s of each 11-18 s process (about 95 s over their 27 processes), and what a kill
+# about 3.5 s of each 11-18 s process (the seven chains: 575 s of test time with it, 404 s
+# without it in the six, measured on the 2-core machine), and what a kill
 # tests (artifacts written whole, nothing finished redone, the exact end) does not depend on
 # it. XLA-compiled runs resuming exactly: this lottery chain and the externally killed run of
 # tests/cli/test_main.py; XLA twice bit-identical: tests/experiments/test_xla.py.

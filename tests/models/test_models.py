@@ -14,7 +14,7 @@ from tf_lottery.models import registry
 _SLOW = {"vgg16", "vgg19", "resnet18", "resnet50"}
 # The deeper CIFAR ResNets are resnet20's builder and blocks with more blocks a stage: they are
 # built, pruned and counted against the paper (`test_deeper_cifar_resnets_...`), not trained a
-# step (28-38 s each to trace here, for the same step resnet20 trains in the default suite).
+# step (10, 18 and 38 s to trace here, for the step resnet20 trains in the default suite).
 _DEEPER_CIFAR_RESNETS = {"resnet32": 0.46e6, "resnet56": 0.85e6, "resnet110": 1.7e6}
 _NAMES = [
     pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n

@@ -6,8 +6,10 @@ the command line; `registry.run(config, workdir)` is the same in Python
 
 In a command-line process `run_experiment` is imported when first used: a
 config file imports `schema` through this package, and should load without
-TensorFlow, so that the command line answers a misspelt flag in about a
-second. Any other import of this package imports it at once.
+TensorFlow, so that the command line answers a flag naming a config group
+that does not exist (or a bad process flag) in about a second; a misspelt
+option inside a group waits for the kinds, which declare their options. Any
+other import of this package imports it at once.
 """
 
 from tf_lottery.experiments.schema import defaults, validate
